@@ -1,0 +1,159 @@
+"""The model card: one sidecar JSON that travels with every artifact (DESIGN.md §1).
+
+Sidecar naming (one function, :func:`card_path`, decides it):
+
+* checkpoint ``model.safetensors`` -> ``model.json``
+* every other artifact ``X`` (``model.onnx``, ``model.int8.onnx``, ``model.fp16.engine``)
+  -> ``X.json`` (``model.onnx.json``, ``model.fp16.engine.json``)
+
+so a checkpoint, its ONNX files and its engines can share one folder without clobbering cards.
+The card module is torch-free: the runtime reads cards on a Jetson image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import ModelError, did_you_mean
+from edgeseg.io import sha256_file, write_json_atomic
+
+SCHEMA_VERSION = 1
+ARTIFACTS = ("checkpoint", "onnx", "engine")
+UNPOOL_MODES = ("train", "native", "plugin", "none")
+PRECISIONS = ("fp32", "fp16", "int8")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to rebuild, preprocess, run and check a model artifact.
+
+    ``input_hw`` is (height, width) of the network input; ``mean``/``std`` apply to pixel values
+    scaled to [0, 1] in ``channel_order``. ``class_colors`` are RGB triples. ``ignore_index`` is
+    the label value excluded from losses and metrics (None if the dataset has none).
+    ``extra`` holds stage-specific facts: for engines ``tensorrt_version``, ``gpu_name``,
+    ``compute_capability``, ``plugin_sha256``; for INT8 files ``calibration_set_sha256``, ``method``;
+    for checkpoints training facts (epoch, best metric).
+    """
+
+    architecture: str
+    arch_args: dict[str, Any]
+    class_names: tuple[str, ...]
+    class_colors: tuple[tuple[int, int, int], ...]
+    input_hw: tuple[int, int]
+    ignore_index: int | None = None
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    channel_order: str = "RGB"
+    artifact: str = "checkpoint"
+    unpool_mode: str = "train"
+    precision: str = "fp32"
+    file_sha256: str | None = None
+    parent_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != len(self.class_colors):
+            raise ModelError(
+                f"model card has {len(self.class_names)} class names but {len(self.class_colors)} "
+                "colours; give one RGB colour per class"
+            )
+        for name, value, allowed in (
+            ("artifact", self.artifact, ARTIFACTS),
+            ("unpool_mode", self.unpool_mode, UNPOOL_MODES),
+            ("precision", self.precision, PRECISIONS),
+        ):
+            if value not in allowed:
+                raise ModelError(f"model card {name}={value!r} is not one of {', '.join(allowed)}")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise ModelError(f"model card channel_order={self.channel_order!r}; expected RGB or BGR")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def replace(self, **changes: Any) -> ModelCard:
+        """A copy with ``changes`` applied (the card is frozen)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["class_names"] = list(self.class_names)
+        d["class_colors"] = [list(c) for c in self.class_colors]
+        d["input_hw"] = list(self.input_hw)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "model card") -> ModelCard:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ModelError(
+                f"{source}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], sorted(names))}; "
+                f"valid keys: {', '.join(sorted(names))}"
+            )
+        missing = [k for k in ("architecture", "arch_args", "class_names", "class_colors", "input_hw")
+                   if k not in d]
+        if missing:
+            raise ModelError(f"{source}: missing key(s) {', '.join(missing)}; re-create the artifact")
+        if d.get("schema", SCHEMA_VERSION) > SCHEMA_VERSION:
+            raise ModelError(f"{source}: schema {d['schema']} is newer than this edgeseg "
+                             f"({SCHEMA_VERSION}); upgrade edgeseg")
+        d = dict(d)
+        d["class_names"] = tuple(d["class_names"])
+        d["class_colors"] = tuple(tuple(int(v) for v in c) for c in d["class_colors"])
+        d["input_hw"] = (int(d["input_hw"][0]), int(d["input_hw"][1]))
+        for k in ("mean", "std"):
+            if k in d:
+                d[k] = tuple(float(v) for v in d[k])
+        return cls(**d)
+
+
+def card_path(artifact: str | os.PathLike[str]) -> Path:
+    """Path of the sidecar card of ``artifact`` (see module docstring for the rule)."""
+    p = Path(artifact)
+    if p.suffix == ".safetensors":
+        return p.with_suffix(".json")
+    return p.with_name(p.name + ".json")
+
+
+def read_card(artifact: str | os.PathLike[str], verify_hash: bool = True) -> ModelCard:
+    """Read the card of ``artifact``; check that it describes this very file when it has a hash."""
+    artifact = Path(artifact)
+    cpath = card_path(artifact)
+    if not artifact.exists():
+        raise ModelError(f"model file {artifact} does not exist; check the path")
+    if not cpath.exists():
+        raise ModelError(
+            f"model card {cpath} is missing for {artifact}; every edgeseg artifact needs its card "
+            "next to it (re-run the edgeseg step that wrote the file)"
+        )
+    try:
+        data = json.loads(cpath.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"model card {cpath} is not valid JSON ({e}); re-create it") from e
+    card = ModelCard.from_dict(data, source=str(cpath))
+    if verify_hash and card.file_sha256 is not None:
+        actual = sha256_file(artifact)
+        if actual != card.file_sha256:
+            raise ModelError(
+                f"model card {cpath} does not match {artifact} (SHA-256 {actual[:12]}… vs card "
+                f"{card.file_sha256[:12]}…); the file was changed or the card belongs to another "
+                "file: re-export/rebuild it with edgeseg"
+            )
+    return card
+
+
+def write_card(artifact: str | os.PathLike[str], card: ModelCard) -> Path:
+    """Hash ``artifact`` into ``card.file_sha256`` and write the card atomically; return its path."""
+    card = card.replace(file_sha256=sha256_file(artifact))
+    return write_json_atomic(card_path(artifact), card.to_dict())

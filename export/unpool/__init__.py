@@ -1,0 +1,19 @@
+"""The edgeseg 2x2 max-unpool op, in one folder (STYLE.md §5).
+
+Contents:
+* ``reference.py`` — numpy reference (the specification for the CUDA kernel; torch-free).
+* ``torch_op.py`` — the one function models call (:func:`max_unpool2x2`), with its three modes:
+  ``train`` (``F.max_unpool2d`` with pooling indices), ``native`` (standard ONNX ops) and
+  ``plugin`` (one custom ONNX node for the TensorRT plugin).
+* ``plugin/`` — CUDA kernel, C++ IPluginV3 plugin and CMake project.
+
+Definition: for 2x2/stride-2 pooling of the pre-pool activation ``x`` (N,C,H,W) and a decoder
+tensor ``y`` (N,C,H//2,W//2), the output (N,C,H,W) holds ``y`` at the first maximal element of
+each 2x2 window of ``x`` (row-major scan, PyTorch's choice) and 0 elsewhere; for odd H/W the last
+row/column (outside every window) is 0.
+"""
+
+OP_NAME = "MaxUnpool2x2"
+OP_DOMAIN = "edgeseg"
+PLUGIN_VERSION = "1"
+PLUGIN_NAMESPACE = ""

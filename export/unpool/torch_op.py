@@ -1,0 +1,89 @@
+"""The one unpool function every SegNet-family model calls, and its pooling partner.
+
+Models call::
+
+    pooled, indices = max_pool2x2(x)            # encoder
+    ...
+    up = max_unpool2x2(y, x, indices)           # decoder: y is the decoder tensor
+
+In ``train`` mode (the default) this is exactly ``F.max_pool2d(..., return_indices=True)`` and
+``F.max_unpool2d`` — as fast as PyTorch's own ops. Inside ``unpool_mode("native")`` or
+``unpool_mode("plugin")`` (used by ``edgeseg export``) no index tensor is produced at all: the
+unpool is computed from the pre-pool activation ``x`` (DESIGN.md §4), either from standard ops or
+as one custom node for the TensorRT plugin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from edgeseg.errors import ConfigError
+
+MODES = ("train", "native", "plugin")
+_MODE: contextvars.ContextVar[str] = contextvars.ContextVar("edgeseg_unpool_mode", default="train")
+
+
+@contextlib.contextmanager
+def unpool_mode(mode: str) -> Iterator[None]:
+    """Run model forwards with the given unpool mode (``train``, ``native`` or ``plugin``)."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown unpool mode {mode!r}; expected one of {', '.join(MODES)}")
+    token = _MODE.set(mode)
+    try:
+        yield
+    finally:
+        _MODE.reset(token)
+
+
+def current_mode() -> str:
+    return _MODE.get()
+
+
+def max_pool2x2(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """2x2/stride-2 max pooling; returns (pooled, indices) — indices only in ``train`` mode."""
+    if _MODE.get() == "train":
+        return F.max_pool2d(x, 2, 2, return_indices=True)
+    return F.max_pool2d(x, 2, 2), None
+
+
+def max_unpool2x2(y: torch.Tensor, x: torch.Tensor, indices: torch.Tensor | None) -> torch.Tensor:
+    """Unpool decoder tensor ``y`` (N,C,H//2,W//2) to ``x``'s shape (N,C,H,W).
+
+    ``x`` is the pre-pool activation the indices came from; ``indices`` is what
+    :func:`max_pool2x2` returned (None outside ``train`` mode).
+    """
+    mode = _MODE.get()
+    if mode == "train":
+        if indices is None:
+            raise RuntimeError("max_unpool2x2 in train mode needs the indices from max_pool2x2")
+        return F.max_unpool2d(y, indices, 2, 2, output_size=x.shape[-2:])
+    if mode == "native":
+        return native_unpool(x, y)
+    from edgeseg.export.unpool.symbolic import plugin_unpool  # export-only module
+
+    return plugin_unpool(x, y)
+
+
+def native_unpool(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The unpool from standard ops: window reshape, first ArgMax, one-hot, multiply, reshape back.
+
+    Bit-exact with ``F.max_unpool2d`` on indices from ``F.max_pool2d`` (ties go to the first
+    element in row-major order; ``torch.argmax`` and ONNX ArgMax both return the first maximum).
+    """
+    hh, ww = x.shape[-2:]
+    h, w = y.shape[-2:]
+    c = x.shape[1]
+    xc = x[:, :, : 2 * h, : 2 * w]
+    win = xc.reshape(-1, c, h, 2, w, 2).permute(0, 1, 2, 4, 3, 5).reshape(-1, c, h, w, 4)
+    first = torch.argmax(win, dim=-1, keepdim=True)
+    onehot = (first == torch.arange(4, device=x.device)).to(y.dtype)
+    out = onehot * y.unsqueeze(-1)
+    out = out.reshape(-1, c, h, w, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(-1, c, 2 * h, 2 * w)
+    if (hh, ww) != (2 * h, 2 * w):
+        out = F.pad(out, (0, ww - 2 * w, 0, hh - 2 * h))
+    return out
