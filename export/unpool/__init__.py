@@ -5,6 +5,8 @@ Contents:
 * ``torch_op.py`` — the one function models call (:func:`max_unpool2x2`), with its three modes:
   ``train`` (``F.max_unpool2d`` with pooling indices), ``native`` (standard ONNX ops) and
   ``plugin`` (one custom ONNX node for the TensorRT plugin).
+* ``symbolic.py`` — the plugin-mode autograd function whose ONNX export is one custom node.
+* ``ort_op.py`` — registers that node with onnxruntime (torch-free, runs ``reference.py``).
 * ``plugin/`` — CUDA kernel, C++ IPluginV3 plugin and CMake project.
 
 Definition: for 2x2/stride-2 pooling of the pre-pool activation ``x`` (N,C,H,W) and a decoder
@@ -14,6 +16,11 @@ row/column (outside every window) is 0.
 """
 
 OP_NAME = "MaxUnpool2x2"
-OP_DOMAIN = "edgeseg"
+# The domain is onnxruntime-extensions' custom-op domain so that plugin-mode files run unchanged in
+# onnxruntime (its Python custom ops can only live in "ai.onnx.contrib"). TensorRT ignores it: the
+# parser looks the plugin up by op name + the plugin_version / plugin_namespace attributes, and only
+# 10.10+ falls back to the domain when no plugin matches those attributes.
+OP_DOMAIN = "ai.onnx.contrib"
+OP_DOMAIN_VERSION = 1
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = ""
