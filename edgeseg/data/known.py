@@ -107,7 +107,7 @@ DSB2018 = DatasetInfo(
 )
 DSB2018_MASK_VALUES = (0, 255)
 
-_CAMVID_FRAME = re.compile(r"^(0001TP|0006R0|0016E5|Seq05VD)_\d+$")
+_CAMVID_FRAME = re.compile(r"^(0001TP|0006R0|0016E5|Seq05VD)_f?\d+$")
 _DSB_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
