@@ -1,4 +1,9 @@
-"""The seed models (DESIGN.md §3). Importing this package imports torch and registers builders."""
+"""The seed models (DESIGN.md §3).
+
+Importing this package does not import torch (CLI modules and the runtime may import the
+registry); the model modules (which need torch) are imported, and so registered, the first time
+the registry is asked for a model (``registry.MODEL_MODULES``).
+"""
 
 from edgeseg.models.registry import (
     ModelSpec,

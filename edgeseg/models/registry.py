@@ -18,8 +18,12 @@ from edgeseg.errors import ConfigError, did_you_mean
 class ModelSpec:
     """What the registry knows about one architecture.
 
-    ``multiple``: input height and width must be multiples of this (2 ** number of poolings).
+    ``multiple``: input height and width must be multiples of this (2 ** number of poolings for
+    models that upsample by fixed factors; 1 for index-unpooling models).
     ``has_unpool``: the decoder uses index unpooling (SegNet family), so export needs an unpool mode.
+    ``min_size``: smallest input height/width (the deepest feature map must keep >= 1 pixel).
+    Index-unpooling models restore odd sizes exactly, so they need no multiple (``multiple=1``)
+    but still a minimum size.
     """
 
     name: str
@@ -28,6 +32,7 @@ class ModelSpec:
     description: str
     multiple: int
     has_unpool: bool
+    min_size: int = 1
 
     def arg_names(self) -> list[str]:
         sig = inspect.signature(self.builder)
@@ -46,7 +51,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(
-    name: str, *, paper: str, description: str, multiple: int, has_unpool: bool
+    name: str, *, paper: str, description: str, multiple: int, has_unpool: bool, min_size: int = 1
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a builder. The builder must take keyword-only arguments only."""
 
@@ -57,13 +62,16 @@ def register_model(
             raise TypeError(f"builder {fn.__name__} must take keyword-only arguments, not {bad}")
         if name in _REGISTRY:
             raise TypeError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, fn, paper, description, multiple, has_unpool)
+        _REGISTRY[name] = ModelSpec(
+            name, fn, paper, description, multiple, has_unpool, max(min_size, multiple)
+        )
         return fn
 
     return deco
 
 
 def model_names() -> list[str]:
+    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
@@ -112,6 +120,12 @@ def check_input_hw(name: str, hw: tuple[int, int]) -> None:
     h, w = hw
     if h <= 0 or w <= 0:
         raise ConfigError(f"input size {h}x{w} must be positive, e.g. {m * 8}x{m * 8}")
+    if h < spec.min_size or w < spec.min_size:
+        lo = spec.min_size
+        raise ConfigError(
+            f"input {h}x{w} is too small for {name}; height and width must be at least {lo} "
+            f"(e.g. {max(h, lo)}x{max(w, lo)})"
+        )
     if h % m or w % m:
         def near(v: int) -> str:
             lo, hi = (v // m) * m, (v // m + 1) * m
@@ -123,9 +137,20 @@ def check_input_hw(name: str, hw: tuple[int, int]) -> None:
         )
 
 
+# Modules whose import registers builders (they import torch).
+MODEL_MODULES: tuple[str, ...] = (
+    "edgeseg.models.segnet",
+    "edgeseg.models.res_segnet",
+    "edgeseg.models.unet",
+    "edgeseg.models.lite_unet",
+)
+
+
 def _ensure_loaded() -> None:
-    if not _REGISTRY:
-        import edgeseg.models  # noqa: F401  (registers the builders; needs torch)
+    import importlib
+
+    for module in MODEL_MODULES:  # cached after the first call
+        importlib.import_module(module)
 
 
 def parse_hw(text: str) -> tuple[int, int]:
