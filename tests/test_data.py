@@ -135,6 +135,7 @@ def test_dataset_info_checks() -> None:
     with pytest.raises(DataError, match="also a class"):
         DatasetInfo("x", ("a", "b"), palette(2), ignore_index=1)
     assert CAMVID.to_dict()["class_colors"][3] == [128, 64, 128]
+    assert DatasetInfo.from_dict(json.loads(json.dumps(CAMVID.to_dict()))) == CAMVID
 
 
 def test_data_readers_import_without_torch_or_albumentations() -> None:

@@ -71,6 +71,13 @@ class DatasetInfo:
         return {"name": self.name, "class_names": list(self.class_names),
                 "class_colors": [list(c) for c in self.class_colors], "ignore_index": self.ignore_index}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetInfo:
+        """Inverse of :meth:`to_dict`; also accepts a model card dict (``name`` optional)."""
+        return cls(name=str(d.get("name", "dataset")), class_names=tuple(str(n) for n in d["class_names"]),
+                   class_colors=tuple(tuple(int(v) for v in c) for c in d["class_colors"]),
+                   ignore_index=None if d.get("ignore_index") is None else int(d["ignore_index"]))
+
 
 def palette(n: int) -> tuple[RGB, ...]:
     """``n`` distinct RGB colours (the PASCAL VOC bit-interleaved palette; 0 is black)."""
