@@ -83,6 +83,7 @@ def test_images_masks_folder_binary_255_becomes_1(tmp_path: Path) -> None:
     ds = open_dataset(root, "all")
     assert ds.info.class_names == ("background", "foreground") and len(ds) == 30
     assert sorted(np.unique(ds[0].mask)) == [0, 1]
+    (root / "README.txt").write_text("notes, not a list file\n")
     train, val = open_dataset(root, "train"), open_dataset(root, "val")
     assert len(train) + len(val) == 30 and not set(train.names) & set(val.names)
 
@@ -159,6 +160,10 @@ def test_folder_names_images_without_masks_and_masks_without_images(tmp_path: Pa
     with pytest.raises(DataError, match="have no mask.*lonely"):
         open_dataset(root, "all")
     (root / "images" / "lonely.png").unlink()
+    _write(root / "images" / "a.jpg", _image())
+    with pytest.raises(DataError, match="share the stem 'a'"):
+        open_dataset(root, "all")
+    (root / "images" / "a.jpg").unlink()
     _write(root / "masks" / "orphan.png", _mask([0]))
     with pytest.raises(DataError, match="have no image.*orphan"):
         open_dataset(root, "all")

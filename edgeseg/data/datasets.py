@@ -217,8 +217,7 @@ def list_images(folder: Path) -> list[Path]:
 
 def match_folders(images_dir: Path, masks_dir: Path) -> list[Pair]:
     """Pair ``images/X.*`` with ``masks/X.*`` by stem; every image needs a mask and vice versa."""
-    images = {p.stem: p for p in list_images(images_dir)}
-    masks = {p.stem: p for p in list_images(masks_dir)}
+    images, masks = _by_stem(images_dir), _by_stem(masks_dir)
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))
     if no_mask:
@@ -235,12 +234,35 @@ def stem_split(stem: str) -> str:
     return "val" if int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) % 10 == 0 else "train"
 
 
+def _looks_like_list(path: Path) -> bool:
+    """True if the first entry of a .txt names an existing file (README.txt and notes are not splits)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                fields = line.split("#", 1)[0].split()
+                if fields:
+                    return len(fields) <= 2 and _resolve(path.parent, fields[0]).is_file()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return False
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for p in list_images(folder):
+        if p.stem in files:
+            raise DataError(f"{files[p.stem].name} and {p.name} in {folder} share the stem {p.stem!r}; "
+                            "masks are matched by stem, so keep one file per stem")
+        files[p.stem] = p
+    return files
+
+
 def _folder_pairs(root: Path, split: str) -> list[Pair]:
     """Pairs of a dataset folder for ``split`` (see module docstring for the layouts)."""
     list_file = root / f"{split}.txt"
     if list_file.is_file():
         return read_list_file(list_file)
-    lists = sorted(p.stem for p in root.glob("*.txt"))
+    lists = sorted(p.stem for p in root.glob("*.txt") if _looks_like_list(p))
     if lists:
         raise DataError(f"split {split!r} not found in {root}: no {split}.txt{did_you_mean(split, lists)}; "
                         f"available splits: {', '.join(lists)}")

@@ -10,6 +10,7 @@ is exactly the class that painted that pixel.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,6 +205,6 @@ class SyntheticDataset:
         sample = scene.frame(0)
         return Sample(sample.image_bgr, sample.mask, f"synthetic-{self.split}-{self.seed}-{i:06d}")
 
-    def __iter__(self):  # noqa: ANN204 - simple generator
+    def __iter__(self) -> Iterator[Sample]:
         for i in range(self.num):
             yield self[i]
