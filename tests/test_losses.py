@@ -224,3 +224,20 @@ def test_bad_targets_and_shapes() -> None:
         loss_fn(torch.zeros(1, 3, 2, 2), torch.zeros(1, 2, 2))
     with pytest.raises(ConfigError, match="num_classes"):
         build_loss("ce", num_classes=1)
+
+
+@pytest.mark.gpu
+def test_cuda_autocast_matches_cpu() -> None:
+    """On a CUDA host: every loss under fp16 autocast equals its CPU float32 value (loose tolerance
+    for the fp16 logits) and back-propagates finite gradients."""
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 3, 16, 16, generator=g)
+    target = torch.randint(0, 4, (2, 16, 16), generator=g)  # 3 = ignore
+    for name, loss_fn in _all_losses(3, 3).items():
+        cpu = loss_fn(logits.half().float(), target)
+        x = logits.cuda().requires_grad_(True)
+        with torch.autocast("cuda", dtype=torch.float16):
+            gpu = loss_fn.cuda()(x.half(), target.cuda())
+        gpu.backward()
+        assert gpu.item() == pytest.approx(cpu.item(), rel=1e-3, abs=1e-4), name
+        assert torch.isfinite(x.grad).all(), name
