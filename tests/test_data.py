@@ -71,6 +71,14 @@ def test_list_file_folder_generic_info_with_ignore(tmp_path: Path) -> None:
         ds[2]
 
 
+def test_generic_description_is_the_same_for_all_splits(tmp_path: Path) -> None:
+    root = _list_dataset(tmp_path / "d", {"a": _mask([0, 1, 2])}, split="train")
+    _list_dataset(root, {"b": _mask([0, 1])}, split="val")
+    assert open_dataset(root, "val").info == open_dataset(root, "train").info
+    assert open_dataset(root, "val").info.num_classes == 3
+    assert open_dataset(root / "val.txt").info.num_classes == 2  # a list file alone: its own masks
+
+
 def test_list_file_path_and_comments(tmp_path: Path) -> None:
     root = _list_dataset(tmp_path / "d", {"a": _mask([0, 1])})
     (root / "mine.txt").write_text("# header\n\nimg/a.png ann/a.png  # first\n")

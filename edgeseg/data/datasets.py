@@ -284,8 +284,23 @@ def _scan_values(pairs: Sequence[Pair]) -> set[int]:
     return set(np.flatnonzero(counts).tolist())
 
 
-def describe(root: Path, pairs: Sequence[Pair]) -> tuple[DatasetInfo, tuple[int, ...] | None]:
-    """The dataset description: classes.json, else a built-in match, else generic from the masks."""
+def _all_split_pairs(root: Path, pairs: Sequence[Pair]) -> list[Pair]:
+    """Pairs of every split of a dataset folder, so that all splits get one generic description."""
+    lists = [p for p in sorted(root.glob("*.txt")) if _looks_like_list(p)]
+    if lists:
+        return [pair for p in lists for pair in read_list_file(p)]
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return match_folders(root / "images", root / "masks")
+    return list(pairs)
+
+
+def describe(root: Path, pairs: Sequence[Pair], *, whole_folder: bool = True
+             ) -> tuple[DatasetInfo, tuple[int, ...] | None]:
+    """The dataset description: classes.json, else a built-in match, else generic from the masks.
+
+    The generic description scans the masks of every split of the folder (``whole_folder``) or
+    only ``pairs``: this decodes every mask once, so add a classes.json to skip it.
+    """
     name = root.name or "dataset"
     if (root / "classes.json").is_file():
         return read_classes_json(root / "classes.json", name)
@@ -294,7 +309,7 @@ def describe(root: Path, pairs: Sequence[Pair]) -> tuple[DatasetInfo, tuple[int,
         return known.info, known.mask_values
     if not pairs or pairs[0][1] is None:
         return DatasetInfo(name, (), ()), None
-    return generic_info(name, _scan_values(pairs))
+    return generic_info(name, _scan_values(_all_split_pairs(root, pairs) if whole_folder else pairs))
 
 
 def open_dataset(spec: str | os.PathLike[str], split: str = "train", **opts: Any) -> Dataset:
@@ -326,5 +341,5 @@ def open_dataset(spec: str | os.PathLike[str], split: str = "train", **opts: Any
     if not pairs:
         raise DataError(f"dataset {source} is empty: no image files or list lines found; check the "
                         f"path and split (image types: {', '.join(IMAGE_SUFFIXES)})")
-    info, mask_values = describe(root, pairs)
+    info, mask_values = describe(root, pairs, whole_folder=path.is_dir())
     return SegDataset(pairs, info, source=source, mask_values=mask_values)
