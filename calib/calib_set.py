@@ -1,0 +1,243 @@
+"""Calibration sets: a manifest of images chosen from a dataset, with hashes and preprocessing.
+
+``edgeseg calib-set DATA --num 300 [--strategy random|class-balanced] -o set.json`` writes::
+
+    {"format": "edgeseg-calib-set", "version": 1, "root": "/abs/data", "split": "train",
+     "strategy": "class-balanced", "seed": 0,
+     "preprocess": {"input_hw": [H, W], "mean": [...], "std": [...], "channel_order": "RGB",
+                    "resize": "linear"},
+     "images": [{"path": "train/x.png", "sha256": "..."}, ...],   # paths relative to root
+     "class_coverage": {...} | null, "set_sha256": "..."}
+
+``set_sha256`` hashes the preprocessing and the ordered image hashes (not the paths: moving the
+dataset keeps the hash). It keys every calibration cache. :func:`load_calib_set` re-hashes every
+image and names the files that changed.
+
+Images of another size than the model input are **resized** to ``input_hw`` with bilinear
+interpolation, exactly as the runtime does with camera frames (:mod:`edgeseg.preprocess`); grey
+and RGBA files are decoded to 3-channel colour like every edgeseg reader. Calibration therefore
+sees what deployment sees.
+
+Class-balanced selection (masks needed; without masks ``random`` is the only strategy):
+
+1. For every candidate image, count the pixels of each class (mask downsampled by nearest
+   neighbour to at most 128 px on its long side; the ignore index is skipped) and turn the counts
+   into fractions ``f[i, c]``.
+2. Each class gets a rarity weight ``w[c] = 1 / p[c]`` where ``p[c]`` is its pixel share over all
+   candidates (clipped to 1e-4), so a class with 1 % of the pixels weighs 100x a dominant one.
+3. Greedy: repeatedly take the image with the largest
+   ``score(i) = sum_c f[i, c] * w[c] / (1 + n[c])`` where ``n[c]`` counts the already chosen
+   images that contain class ``c`` (share > 0.1 %). The division gives diminishing returns, so
+   once a rare class is covered by a few images the next pick goes to another under-covered class
+   instead of piling up images of the same rare object. Ties are broken by a seeded random order.
+
+The manifest records, per class, how many chosen images contain it, next to how many of all
+candidates do (``class_coverage``), so the effect is visible.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgeseg.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
+from edgeseg.errors import CalibrationError, DataError
+from edgeseg.io import sha256_file, sha256_json, write_json_atomic
+
+FORMAT = "edgeseg-calib-set"
+VERSION = 1
+STRATEGIES = ("random", "class-balanced")
+_PRESENT = 1e-3
+_MASK_SIDE = 128
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What calibration feeds the network: resize to ``input_hw`` (H, W), channel order, mean/std
+    on pixel values scaled to [0, 1]. Same contract as the model card's fields."""
+
+    input_hw: tuple[int, int]
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    channel_order: str = "RGB"
+
+    @classmethod
+    def from_card(cls, card: ModelCard) -> Preprocess:
+        return cls(tuple(card.input_hw), tuple(card.mean), tuple(card.std), card.channel_order)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input_hw": list(self.input_hw), "mean": list(self.mean), "std": list(self.std),
+                "channel_order": self.channel_order, "resize": "linear"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        return cls((int(d["input_hw"][0]), int(d["input_hw"][1])), tuple(float(v) for v in d["mean"]),
+                   tuple(float(v) for v in d["std"]), str(d["channel_order"]))
+
+    def as_card(self, card: ModelCard) -> ModelCard:
+        """``card`` with this preprocessing (used to run edgeseg.preprocess with it)."""
+        return card.replace(input_hw=self.input_hw, mean=self.mean, std=self.std,
+                            channel_order=self.channel_order)
+
+
+@dataclass(frozen=True)
+class CalibSet:
+    """A loaded, verified calibration set: absolute image paths in manifest order."""
+
+    root: Path
+    preprocess: Preprocess
+    images: tuple[Path, ...]
+    sha256s: tuple[str, ...]
+    set_sha256: str
+    strategy: str
+
+
+def set_hash(preprocess: Preprocess, sha256s: list[str] | tuple[str, ...]) -> str:
+    """The set's identity: preprocessing + ordered image content hashes (paths excluded)."""
+    return sha256_json({"preprocess": preprocess.to_dict(), "images": list(sha256s)})
+
+
+def mask_fractions(masks: list[np.ndarray], num_values: int, ignore_index: int | None) -> np.ndarray:
+    """(N, num_values) float64 pixel fractions per image; ignore pixels excluded."""
+    f = np.zeros((len(masks), num_values), dtype=np.float64)
+    for i, m in enumerate(masks):
+        scale = _MASK_SIDE / max(m.shape[:2])
+        if scale < 1:
+            m = cv2.resize(m, (max(1, round(m.shape[1] * scale)), max(1, round(m.shape[0] * scale))),
+                           interpolation=cv2.INTER_NEAREST)
+        counts = np.bincount(m.ravel(), minlength=256)[:num_values].astype(np.float64)
+        if ignore_index is not None and ignore_index < num_values:
+            counts[ignore_index] = 0
+        f[i] = counts / max(counts.sum(), 1.0)
+    return f
+
+
+def class_balanced_order(fractions: np.ndarray, num: int, seed: int) -> list[int]:
+    """Greedy rare-class-first selection of ``num`` row indices (algorithm in module docstring)."""
+    n = fractions.shape[0]
+    share = fractions.sum(axis=0) / max(n, 1)
+    weights = np.where(share > 0, 1.0 / np.clip(share, 1e-4, None), 0.0)
+    present = fractions > _PRESENT
+    jitter = np.random.default_rng(seed).random(n) * 1e-9
+    covered = np.zeros(fractions.shape[1])
+    chosen: list[int] = []
+    free = np.ones(n, dtype=bool)
+    for _ in range(num):
+        score = (fractions * (weights / (1.0 + covered))).sum(axis=1) + jitter
+        score[~free] = -np.inf
+        i = int(np.argmax(score))
+        chosen.append(i)
+        free[i] = False
+        covered += present[i]
+    return chosen
+
+
+def _coverage(fractions: np.ndarray, chosen: list[int], names: tuple[str, ...]) -> dict[str, Any]:
+    present = fractions > _PRESENT
+    return {name: {"chosen_images": int(present[chosen, c].sum()), "all_images": int(present[:, c].sum())}
+            for c, name in enumerate(names)}
+
+
+def _select(ds: Any, num: int, strategy: str, seed: int) -> tuple[list[int], dict[str, Any] | None]:
+    n = len(ds)
+    if strategy == "random":
+        return sorted(np.random.default_rng(seed).choice(n, size=num, replace=False).tolist()), None
+    if not ds.has_masks:
+        raise CalibrationError(f"--strategy class-balanced needs masks but {ds.source} has none; "
+                               "use --strategy random or point DATA at a dataset with masks")
+    info = ds.info
+    masks = [ds.load_mask(mask) for _, mask in ds.pairs]
+    fractions = mask_fractions(masks, info.num_classes, info.ignore_index)
+    chosen = class_balanced_order(fractions, num, seed)
+    return chosen, _coverage(fractions, chosen, tuple(info.class_names))
+
+
+def make_calib_set(data: str | Path, out: str | Path, *, num: int, preprocess: Preprocess,
+                   strategy: str = "random", split: str = "train", seed: int = 0) -> dict[str, Any]:
+    """Choose ``num`` images of ``data`` (any spec :func:`edgeseg.data.open_dataset` reads, or a
+    plain image folder), hash them and write the manifest to ``out`` atomically. Returns it."""
+    from edgeseg.data import open_dataset
+
+    if strategy not in STRATEGIES:
+        raise CalibrationError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if num < 1:
+        raise CalibrationError(f"--num {num} is too small; expected at least 1 image")
+    ds = open_dataset(str(data), split=split)
+    if num > len(ds):
+        raise CalibrationError(f"{data} has only {len(ds)} images (split {split!r}) but --num {num} was "
+                               f"asked; pass --num {len(ds)} or fewer, or add images")
+    chosen, coverage = _select(ds, num, strategy, seed)
+    paths = [Path(ds.pairs[i][0]).resolve() for i in chosen]
+    for p in paths:
+        _check_image(p)
+    root = Path(_common_root(paths))
+    hashes = [sha256_file(p) for p in paths]
+    entries = [{"path": str(p.relative_to(root)), "sha256": h} for p, h in zip(paths, hashes, strict=True)]
+    manifest = {
+        "format": FORMAT, "version": VERSION, "root": str(root), "split": split,
+        "strategy": strategy, "seed": seed, "preprocess": preprocess.to_dict(),
+        "images": entries,
+        "class_coverage": coverage, "set_sha256": set_hash(preprocess, hashes),
+    }
+    write_json_atomic(out, manifest)
+    return manifest
+
+
+def _common_root(paths: list[Path]) -> str:
+    import os
+
+    return os.path.commonpath([str(p.parent) for p in paths])
+
+
+def _check_image(path: Path) -> None:
+    """Refuse files OpenCV cannot decode (named), so the manifest never lists unusable images."""
+    if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
+        raise DataError(f"cannot read image {path}: not a decodable image; remove it from the dataset "
+                        "or replace it, then re-run edgeseg calib-set")
+
+
+def load_calib_set(path: str | Path, *, root: str | Path | None = None, verify: bool = True) -> CalibSet:
+    """Read a manifest; with ``verify`` re-hash every image and name missing/changed files.
+
+    ``root`` relocates the images (the dataset moved). Raises CalibrationError / DataError.
+    """
+    path = Path(path)
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise CalibrationError(f"cannot read calibration set {path} ({e}); expected a JSON manifest "
+                               "written by edgeseg calib-set") from e
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise CalibrationError(f"{path} is not an edgeseg calibration set (format {FORMAT!r}); create "
+                               "one with edgeseg calib-set")
+    pre = Preprocess.from_dict(m["preprocess"])
+    base = Path(root) if root is not None else Path(m["root"])
+    images = tuple(base / e["path"] for e in m["images"])
+    hashes = tuple(e["sha256"] for e in m["images"])
+    if not images:
+        raise CalibrationError(f"calibration set {path} lists no images; re-create it with edgeseg calib-set")
+    if set_hash(pre, hashes) != m.get("set_sha256"):
+        raise CalibrationError(f"calibration set {path} was edited: its set_sha256 does not match its "
+                               "contents; re-create it with edgeseg calib-set")
+    if verify:
+        _verify_files(path, images, hashes)
+    return CalibSet(base, pre, images, hashes, m["set_sha256"], m.get("strategy", "?"))
+
+
+def _verify_files(manifest: Path, images: tuple[Path, ...], hashes: tuple[str, ...]) -> None:
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        raise DataError(f"calibration set {manifest}: {len(missing)} image(s) missing, e.g. "
+                        f"{', '.join(missing[:3])}; restore them, pass --root if the dataset moved, "
+                        "or re-create the set with edgeseg calib-set")
+    changed = [str(p) for p, h in zip(images, hashes, strict=True) if sha256_file(p) != h]
+    if changed:
+        raise DataError(f"calibration set {manifest}: {len(changed)} image(s) changed since the manifest "
+                        f"was written (SHA-256 mismatch): {', '.join(changed[:3])}"
+                        f"{' ...' if len(changed) > 3 else ''}; restore them or re-create the set "
+                        "with edgeseg calib-set")

@@ -1,0 +1,254 @@
+"""ONNX graph surgery for calibration: find the unpool, swap plugin nodes for native ops.
+
+Torch-free (onnx + numpy). Two unpool forms can appear in an exported model (DESIGN.md §4):
+
+* ``plugin``: one custom node (op ``MaxUnpool2x2``, domain ``edgeseg``; inputs x, y).
+* ``native``: standard ops, window Reshape/Transpose -> ArgMax (first max) -> Equal -> Cast ->
+  Mul(y) -> Reshape/Transpose back (and Slice/Pad for odd sizes).
+
+:func:`plugin_to_native` rewrites every plugin node into the native form *keeping the tensor
+names at its boundary* (x, y in; the plugin's output name out). The native form is bit-exact with
+the plugin, so every tensor shared by the two graphs has the same values, hence the same
+calibration range: ranges measured on the native graph transfer to the plugin graph by name.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from edgeseg.export.unpool import OP_DOMAIN, OP_NAME
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeseg.errors import CalibrationError
+
+# Ops the native unpool is built from (walked from its ArgMax to find the whole subgraph).
+_WINDOW_OPS = frozenset({"Reshape", "Transpose", "Slice"})
+_ROUTE_OPS = frozenset({"Equal", "Cast", "Mul", "Unsqueeze", "Reshape", "Transpose", "Pad", "Where",
+                        "Expand", "Squeeze", "Slice"})
+
+
+def is_plugin_node(node: onnx.NodeProto) -> bool:
+    return node.op_type == OP_NAME and node.domain == OP_DOMAIN
+
+
+def plugin_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if is_plugin_node(n)]
+
+
+def unpool_mode_of(model: onnx.ModelProto) -> str:
+    """``plugin`` if the graph has plugin nodes, ``native`` if it has an ArgMax unpool, else ``none``."""
+    if plugin_nodes(model):
+        return "plugin"
+    return "native" if any(n.op_type == "ArgMax" for n in model.graph.node) else "none"
+
+
+def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {out: n for n in model.graph.node for out in n.output}
+
+
+def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    cons: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for n in model.graph.node:
+        for i in n.input:
+            cons[i].append(n)
+    return cons
+
+
+def native_unpool_groups(model: onnx.ModelProto) -> list[tuple[set[str], str, str, str]]:
+    """Each native unpool subgraph as (node names, x, y, out), found from its ArgMax.
+
+    Backwards from the ArgMax through window Reshape/Transpose/Slice nodes (up to, not including,
+    the op producing x); forwards through the routing ops (Equal, Cast, Mul, Reshape, ...) until a
+    compute op (Conv, Add, ...) consumes the result; plus the Unsqueeze/Reshape feeding y into Mul.
+    """
+    prod, cons = _producers(model), _consumers(model)
+    groups = []
+    for am in (n for n in model.graph.node if n.op_type == "ArgMax"):
+        names, x = {am.name}, am.input[0]
+        node = prod.get(x)
+        while node is not None and node.op_type in _WINDOW_OPS:
+            names.add(node.name)
+            x = node.input[0]
+            node = prod.get(x)
+        frontier, y = list(am.output), ""
+        while frontier:
+            for c in cons.get(frontier.pop(), []):
+                if c.op_type in _ROUTE_OPS and c.name not in names:
+                    names.add(c.name)
+                    frontier.extend(c.output)
+                    if c.op_type == "Mul":
+                        chain, y = _layout_chain(c, prod, names)
+                        names.update(chain)
+        groups.append((names, x, y, _group_output(model, names, cons)))
+    return groups
+
+
+def native_unpool_node_names(model: onnx.ModelProto) -> set[str]:
+    """Names of all nodes that belong to native unpool subgraphs."""
+    return {name for names, *_ in native_unpool_groups(model) for name in names}
+
+
+def unpool_boundaries(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
+    """(x, y, out) tensor names of every unpool, plugin or native."""
+    plug = [(n.input[0], n.input[1], n.output[0]) for n in plugin_nodes(model)]
+    return plug + [(x, y, out) for _, x, y, out in native_unpool_groups(model)]
+
+
+def _group_output(model: onnx.ModelProto, names: set[str], cons: dict[str, list[onnx.NodeProto]]) -> str:
+    graph_outputs = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        if node.name in names:
+            for out in node.output:
+                if out in graph_outputs or any(c.name not in names for c in cons.get(out, [])):
+                    return out
+    return ""
+
+
+def _layout_chain(mul: onnx.NodeProto, prod: dict[str, onnx.NodeProto],
+                  names: set[str]) -> tuple[set[str], str]:
+    """(Unsqueeze/Reshape nodes that bring y to the Mul of a native unpool, y's name)."""
+    for name in mul.input:
+        node = prod.get(name)
+        if node is not None and node.name in names:
+            continue  # the one-hot side
+        found, y = set(), name
+        while node is not None and node.op_type in ("Unsqueeze", "Reshape"):
+            found.add(node.name)
+            y = node.input[0]
+            node = prod.get(y)
+        return found, y
+    return set(), ""
+
+
+def _static_chw(model: onnx.ModelProto, tensor: str) -> tuple[int, int, int]:
+    """(C, H, W) of ``tensor`` from shape inference; CalibrationError when not static."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    infos = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.input,
+                                 *inferred.graph.output)}
+    if tensor not in infos:
+        raise CalibrationError(f"cannot infer the shape of unpool input {tensor!r}; expected a model "
+                               "exported by edgeseg with a fixed input size; re-export it")
+    dims = [d.dim_value if d.HasField("dim_value") else None
+            for d in infos[tensor].type.tensor_type.shape.dim]
+    if len(dims) != 4 or None in dims[1:]:
+        raise CalibrationError(f"unpool input {tensor!r} has shape {dims}; calibration needs static "
+                               "C, H, W (re-export with a fixed input size)")
+    return int(dims[1]), int(dims[2]), int(dims[3])
+
+
+def _const(graph: onnx.GraphProto, name: str, values: list[int]) -> str:
+    graph.initializer.append(numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
+    return name
+
+
+def _native_nodes(graph: onnx.GraphProto, x: str, y: str, out: str, chw: tuple[int, int, int],
+                  p: str) -> list[onnx.NodeProto]:
+    """Standard-op unpool (x (N,C,H,W), y (N,C,H//2,W//2)) -> ``out``; names prefixed with ``p``."""
+    c, hh, ww = chw
+    h, w = hh // 2, ww // 2
+    odd = (hh, ww) != (2 * h, 2 * w)
+    nodes = []
+    xin = x
+    if odd:
+        nodes.append(helper.make_node("Slice", [x, _const(graph, p + "starts", [0, 0]),
+                                                _const(graph, p + "ends", [2 * h, 2 * w]),
+                                                _const(graph, p + "axes", [2, 3])], [p + "xc"], p + "slice"))
+        xin = p + "xc"
+    perm = [0, 1, 2, 4, 3, 5]
+    s6, s5 = _const(graph, p + "s6", [-1, c, h, 2, w, 2]), _const(graph, p + "s5", [-1, c, h, w, 4])
+    arange = _const(graph, p + "arange", [0, 1, 2, 3])
+    nodes += [
+        helper.make_node("Reshape", [xin, s6], [p + "r1"], p + "r1"),
+        helper.make_node("Transpose", [p + "r1"], [p + "t1"], p + "t1", perm=perm),
+        helper.make_node("Reshape", [p + "t1", s5], [p + "r2"], p + "r2"),
+        helper.make_node("ArgMax", [p + "r2"], [p + "am"], p + "argmax", axis=-1, keepdims=1,
+                         select_last_index=0),
+        helper.make_node("Equal", [p + "am", arange], [p + "eq"], p + "eq"),
+        helper.make_node("Cast", [p + "eq"], [p + "oh"], p + "cast", to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", [y, _const(graph, p + "ax", [-1])], [p + "yu"], p + "unsq"),
+        helper.make_node("Mul", [p + "oh", p + "yu"], [p + "m"], p + "mul"),
+        helper.make_node("Reshape", [p + "m", _const(graph, p + "s6b", [-1, c, h, w, 2, 2])], [p + "r3"],
+                         p + "r3"),
+        helper.make_node("Transpose", [p + "r3"], [p + "t2"], p + "t2", perm=perm),
+    ]
+    back = [-1, c, 2 * h, 2 * w]
+    if not odd:
+        nodes.append(helper.make_node("Reshape", [p + "t2", _const(graph, p + "s4", back)], [out], p + "r4"))
+        return nodes
+    nodes.append(helper.make_node("Reshape", [p + "t2", _const(graph, p + "s4", back)], [p + "r4"], p + "r4"))
+    pads = _const(graph, p + "pads", [0, 0, 0, 0, 0, 0, hh - 2 * h, ww - 2 * w])
+    nodes.append(helper.make_node("Pad", [p + "r4", pads], [out], p + "pad"))
+    return nodes
+
+
+def plugin_to_native(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with every plugin unpool node replaced by the native subgraph.
+
+    Boundary tensor names are kept (see module docstring). Nodes are replaced in graph order, and
+    shapes re-inferred after each, so x of a later unpool has a known shape.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for k in range(len(plugin_nodes(out))):
+        graph = out.graph
+        idx = next(i for i, n in enumerate(graph.node) if is_plugin_node(n))
+        node = graph.node[idx]
+        if len(node.input) != 2 or len(node.output) != 1:
+            raise CalibrationError(f"plugin node {node.name!r} has {len(node.input)} inputs; expected "
+                                   "(x, y); re-export the model with this edgeseg version")
+        chw = _static_chw(out, node.input[0])
+        new = _native_nodes(graph, node.input[0], node.input[1], node.output[0], chw,
+                            f"edgeseg_unpool{k}/")
+        del graph.node[idx]
+        for j, n in enumerate(new):
+            graph.node.insert(idx + j, n)
+    _drop_domain(out, OP_DOMAIN)
+    return out
+
+
+def _drop_domain(model: onnx.ModelProto, domain: str) -> None:
+    keep = [o for o in model.opset_import if o.domain != domain]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+
+
+def float_inputs_for(model: onnx.ModelProto, node_names: set[str]) -> int:
+    """Make the named nodes read the float tensor behind any activation Q->DQ pair feeding them.
+
+    The unpool routes values by comparing x elements (first max of each window); quantizing x
+    first would create ties and move values. Returns how many inputs were rewired. Q/DQ pairs that
+    no longer feed anything are removed.
+    """
+    prod = _producers(model)
+    rewired = 0
+    for node in model.graph.node:
+        if node.name not in node_names:
+            continue
+        for i, name in enumerate(node.input):
+            dq = prod.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = prod.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+                rewired += 1
+    _remove_dangling_qdq(model)
+    return rewired
+
+
+def _remove_dangling_qdq(model: onnx.ModelProto) -> None:
+    graph_outputs = {o.name for o in model.graph.output}
+    changed = True
+    while changed:
+        used = {i for n in model.graph.node for i in n.input} | graph_outputs
+        dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in used for o in n.output)]
+        for n in dead:
+            model.graph.node.remove(n)
+        changed = bool(dead)
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)

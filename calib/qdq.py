@@ -1,0 +1,154 @@
+"""Q/DQ insertion with onnxruntime.quantization from known ranges, and a structure check.
+
+The contract checked by :func:`check_qdq` (DESIGN.md §5): every QuantizeLinear/DequantizeLinear
+is int8 with zero-point 0; weight DequantizeLinear nodes are per output channel (1-D scale of the
+channel count, ``axis`` set); activation scales are per tensor (scalars); no bias is quantized
+(no int32 DequantizeLinear); no unpool node reads a dequantized tensor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeseg.calib.graph import float_inputs_for, native_unpool_node_names, plugin_nodes
+
+from edgeseg.errors import CalibrationError
+
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+FULL_OPS = WEIGHTED_OPS + ("MaxPool", "Add", "Concat", "Resize", "Relu", "Clip", "AveragePool",
+                           "GlobalAveragePool", "Sigmoid")
+
+
+def _copy_value_info(model: Any, typed: Any) -> None:
+    """Give ``model`` the inferred tensor types of ``typed`` (same tensor names) where it lacks them.
+
+    A plugin node has no ONNX schema, so shape inference stops at it; the native-equivalent graph
+    knows every type, and the quantizer only inserts Q/DQ on tensors whose type it knows.
+    """
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(typed)
+    have = {v.name for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)}
+    names = {t for n in model.graph.node for t in (*n.input, *n.output)}
+    for vi in inferred.graph.value_info:
+        if vi.name in names and vi.name not in have:
+            model.graph.value_info.append(vi)
+
+
+def _extra_options(placement: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": True,   # zero-point 0 for activations (TensorRT: symmetric only)
+        "WeightSymmetric": True,
+        "QuantizeBias": False,         # TensorRT adds the FP32 bias itself
+        "QDQKeepRemovableActivations": True,
+    }
+    if placement == "tensorrt":
+        extra["OpTypesToExcludeOutputQuantization"] = list(WEIGHTED_OPS)
+    return extra
+
+
+def insert_qdq(model: Any, typed: Any, ranges_file: Path, method: Any, placement: str) -> Any:
+    """Quantize ``model`` (ModelProto, plugin or native unpool) with the cached ``ranges_file``.
+
+    ``typed``: the native-equivalent graph (for tensor types); ``method``: the ORT
+    CalibrationMethod the ranges came from. Returns the Q/DQ ModelProto (checked).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    model = _clone(model)
+    _copy_value_info(model, typed)
+    unpool = native_unpool_node_names(model) | {n.name for n in plugin_nodes(model)}
+    ops = list(WEIGHTED_OPS if placement == "tensorrt" else FULL_OPS)
+    with tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
+        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        onnx.save(model, src)
+        with _quiet_root_logger():
+            quantize_static(str(src), str(dst), None, quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
+                            per_channel=True, reduce_range=False, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=sorted(unpool),
+                            calibrate_method=method, extra_options=_extra_options(placement),
+                            calibration_cache_path=str(ranges_file))
+        out = onnx.load(str(dst))
+    float_inputs_for(out, unpool)
+    _strip_inferred(out, model)
+    check_qdq(out)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime.quantization logs advice on the root logger at WARNING; keep errors only."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _clone(model: Any) -> Any:
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def _strip_inferred(out: Any, original: Any) -> None:
+    """Drop value_info the quantizer's shape inference added (keeps the file lean and standard)."""
+    keep = {v.name for v in original.graph.value_info if v.name}
+    vis = [v for v in out.graph.value_info if v.name in keep]
+    del out.graph.value_info[:]
+    out.graph.value_info.extend(vis)
+
+
+def check_qdq(model: Any) -> dict[str, int]:
+    """Verify the Q/DQ contract (module docstring); return counts. CalibrationError if broken."""
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    problems: list[str] = []
+    counts = {"weight_dq_per_channel": 0, "activation_q": 0, "activation_dq": 0}
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        scale = inits.get(node.input[1])
+        zp = inits.get(node.input[2]) if len(node.input) > 2 else None
+        if zp is None or zp.dtype != np.int8 or np.any(zp != 0):
+            problems.append(f"{node.name}: zero point {None if zp is None else zp.dtype} not int8 0")
+        src = inits.get(node.input[0])
+        if node.op_type == "DequantizeLinear" and src is not None:
+            if src.dtype == np.int32:
+                problems.append(f"{node.name}: bias is quantized")
+            elif src.ndim > 1 and (scale is None or scale.ndim != 1 or scale.size != src.shape[_axis(node)]):
+                problems.append(f"{node.name}: weight scale is not per output channel")
+            else:
+                counts["weight_dq_per_channel"] += 1
+            continue
+        if scale is None or scale.ndim != 0:
+            problems.append(f"{node.name}: activation scale is not per tensor")
+        counts["activation_q" if node.op_type == "QuantizeLinear" else "activation_dq"] += 1
+    problems += _unpool_reads_dq(model)
+    if problems:
+        raise CalibrationError(f"quantized model breaks the Q/DQ contract: {'; '.join(problems[:3])}; "
+                               "this is an edgeseg bug, please report it with the model")
+    return counts
+
+
+def _axis(node: Any) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), 1)
+
+
+def _unpool_reads_dq(model: Any) -> list[str]:
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    unpool = native_unpool_node_names(model) | {n.name for n in plugin_nodes(model)}
+    return [f"unpool node {n.name} reads quantized {i}" for n in model.graph.node
+            if n.name in unpool for i in n.input if i in dq_out]
