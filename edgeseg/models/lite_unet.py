@@ -147,7 +147,7 @@ class LiteUNet(nn.Module):
 
 @register_model(
     "lite-unet",
-    paper="Hua Sun 2023, lightweight U-Net with deep skip connections (seed 003)",
+    paper="Hua Sun 2023 (seed 003)",
     description="5 levels 8..128 maps, 3x3, deep skips; encoder vgg|resnet34",
     multiple=16,
     has_unpool=False,

@@ -128,6 +128,8 @@ def check_input_hw(name: str, hw: tuple[int, int]) -> None:
         )
     if h % m or w % m:
         def near(v: int) -> str:
+            if v % m == 0:
+                return str(v)
             lo, hi = (v // m) * m, (v // m + 1) * m
             return f"{lo} or {hi}" if lo > 0 else f"{hi}"
 

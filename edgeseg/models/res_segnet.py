@@ -99,7 +99,7 @@ class ResSegNet(nn.Module):
 
 @register_model(
     "res-segnet",
-    paper="Gao et al. 2024, enhanced encoder-decoder with residual connections (seed 000)",
+    paper="Gao et al. 2024 (seed 000)",
     description="SegNet, 3 poolings (64/128/256), unpool + residual fuse, F1 concat head",
     multiple=1,
     has_unpool=True,

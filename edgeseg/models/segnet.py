@@ -34,7 +34,7 @@ from edgeseg.export.unpool.torch_op import max_pool2x2, max_unpool2x2
 from edgeseg.models.blocks import ConvBNReLU, conv_stack
 from edgeseg.models.registry import register_model
 
-SEGNET_PAPER = "SegNet (Badrinarayanan et al., TPAMI 2017)"
+SEGNET_PAPER = "SegNet, TPAMI 2017"
 _VGG16_STAGES: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
 

@@ -87,7 +87,7 @@ class UNet(nn.Module):
 
 @register_model(
     "unet",
-    paper="U-Net (Ronneberger et al., MICCAI 2015), baseline of seed 003",
+    paper="U-Net, MICCAI 2015",
     description="5 levels 64..1024 maps, double 3x3 conv-BN-ReLU, transposed-conv upsampling",
     multiple=16,
     has_unpool=False,
