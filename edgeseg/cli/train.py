@@ -1,0 +1,160 @@
+"""``edgeseg train`` and ``edgeseg eval``.
+
+Heavy imports (torch) happen inside ``train`` only; ``eval`` of an ONNX file or an engine stays
+torch-free (the torch backend imports torch only for ``.safetensors`` checkpoints).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgeseg.errors import ConfigError, EdgesegError
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+class Schedule(str, Enum):
+    poly = "poly"
+    cosine = "cosine"
+    constant = "constant"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """Options the user passed (None = not given), enums turned into their values."""
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in options.items() if v is not None}
+
+
+def config_from_options(out: Path, resume: bool, given: dict[str, Any]) -> Any:
+    """The TrainConfig: saved one (``--resume``) with the given options applied, or a new one."""
+    from edgeseg.train.config import TrainConfig, read_config
+
+    if resume:
+        return read_config(out / "config.json").replace(**given)
+    missing = [f"--{k}" for k in ("model", "data") if k not in given]
+    if missing or "input_hw" not in given:
+        need = missing + ([] if "input_hw" in given else ["--input"])
+        raise ConfigError(f"a new run needs {', '.join(need)} (e.g. --model lite-unet --data synthetic "
+                          "--input 128x128); to continue a run pass --out RUN --resume")
+    return TrainConfig(**given)
+
+
+def _one_line(e: EdgesegError) -> EdgesegError:
+    """Errors re-raised from DataLoader workers carry a traceback; keep its last line only."""
+    text = str(e)
+    if "\n" not in text:
+        return e
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return type(e)(last.split(": ", 1)[-1] if last.startswith(("edgeseg.", type(e).__name__)) else last)
+
+
+def train_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Run folder (config, checkpoints, logs, curves).")],
+    model: Annotated[str | None, typer.Option(help="Architecture, e.g. lite-unet.")] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset folder, list file, or 'synthetic'.")] = None,
+    input: Annotated[str | None, typer.Option("--input", help="Network input HxW, e.g. 256x256.")] = None,
+    model_arg: Annotated[list[str] | None, typer.Option(help="Model arg key=value (repeatable).")] = None,
+    loss: Annotated[str | None, typer.Option(help="ce, weighted-ce, balanced-ce, bce-dice, dice.")] = None,
+    loss_arg: Annotated[list[str] | None, typer.Option(help="Loss argument key=value (repeatable).")] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option(help="sgd (momentum 0.9) or adamw.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Base LR (default sgd 0.05, adamw 1e-3).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Default sgd 5e-4, adamw 1e-2.")] = None,
+    schedule: Annotated[Schedule | None, typer.Option(help="LR schedule (default poly).")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size (default 8).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 30).")] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader worker processes (default 0).")] = None,
+    device: Annotated[Device | None, typer.Option(help="auto: CUDA + AMP if present.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of order, augmentation, init (default 0).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps (smoke runs).")] = None,
+    val_split: Annotated[str | None, typer.Option(help="Validation split (default val).")] = None,
+    train_split: Annotated[str | None, typer.Option(help="Training split (default train).")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Save last/ every N steps (50).")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    synthetic_num: Annotated[int | None, typer.Option(help="Synthetic train scenes (256).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly.")] = False,
+) -> None:
+    """Train a model; checkpoints in OUT/best and OUT/last, logs and curves in OUT."""
+    from edgeseg.models.registry import parse_hw
+    from edgeseg.train.config import parse_kv
+
+    given = _given(model=model, data=data, loss=loss, optimizer=optimizer, lr=lr,
+                   weight_decay=weight_decay, schedule=schedule, batch=batch, epochs=epochs,
+                   workers=workers, device=device, seed=seed, max_steps=max_steps, val_split=val_split,
+                   train_split=train_split, checkpoint_every=checkpoint_every, threads=threads,
+                   synthetic_num=synthetic_num)
+    if input is not None:
+        given["input_hw"] = parse_hw(input)
+    if model_arg is not None:
+        given["model_args"] = parse_kv(model_arg, "--model-arg")
+    if loss_arg is not None:
+        given["loss_args"] = parse_kv(loss_arg, "--loss-arg")
+    cfg = config_from_options(out, resume, given)
+    from edgeseg.train.loop import train
+
+    try:
+        result = train(cfg, out, resume=resume)
+    except EdgesegError as e:
+        raise _one_line(e) from None
+    best = "n/a"
+    if result["best_val_miou"] is not None:
+        best = f"{result['best_val_miou']:.4f} (epoch {result['best_epoch']})"
+    typer.echo(f"done: {result['global_step']} steps, {result['train_seconds']:.0f} s training; "
+               f"best val mIoU {best}; checkpoint {out / 'best' / 'model.safetensors'}")
+
+
+def eval_cmd(
+    model: Annotated[Path, typer.Argument(help="Artifact: model.safetensors, .onnx or .engine.")],
+    data: Annotated[str, typer.Option(help="Dataset folder, list file, or 'synthetic'.")],
+    split: Annotated[str, typer.Option(help="Split to score.")] = "val",
+    out: Annotated[Path | None, typer.Option(help="Report stem (writes STEM.json + STEM.md).")] = None,
+    device: Annotated[Device, typer.Option(help="Checkpoints only: torch device.")] = Device.auto,
+    threads: Annotated[int | None, typer.Option(help="CPU threads of the backend.")] = None,
+    num: Annotated[int | None, typer.Option(help="Synthetic data only: number of scenes.")] = None,
+) -> None:
+    """Score MODEL on a labelled split: per-class table, JSON + Markdown report.
+
+    Predictions are compared at the model's input size (masks resized with nearest neighbour).
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgeseg.evaluate import evaluate
+    from edgeseg.report import metrics_markdown, metrics_table, write_report
+
+    options: dict[str, Any] = {}
+    if model.suffix == ".safetensors":
+        options["device"] = device.value
+    if threads is not None:
+        options["threads"] = threads
+    console = Console()
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("eval", total=None)
+        result = evaluate(model, data, split, backend_options=options, num=num,
+                          on_start=lambda n: bar.update(task, total=n),
+                          on_image=lambda i: bar.update(task, completed=i))
+    title = f"{model.name} on {data} ({split}, {result.images} images, {result.card.input_hw[0]}x" \
+            f"{result.card.input_hw[1]})"
+    console.print(metrics_table(result.metrics, result.card.class_names, title=title))
+    stem = out if out is not None else model.with_name(f"{model.stem}.eval-{split}")
+    md = metrics_markdown(result.metrics, result.card.class_names, title=title)
+    md += f"\nScored at the {result.to_dict()['resolution']}; backend {result.backend.get('backend')}.\n"
+    json_path, md_path = write_report(stem, result.to_dict(), md)
+    console.print(f"wrote {json_path} and {md_path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)

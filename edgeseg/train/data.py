@@ -1,0 +1,109 @@
+"""Torch side of the data: samples from ``edgeseg.data`` -> augmented, normalized tensors.
+
+Determinism (what makes ``--resume`` exact and the worker count irrelevant): the order of an
+epoch is a permutation drawn from ``(seed, epoch)`` and every sample's augmentation is seeded
+from ``(seed, epoch, position)``; the sampler yields ``(index, sample_seed)`` pairs, so resuming at
+step k of an epoch simply starts the sampler at position ``k * batch``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from edgeseg.card import ModelCard
+from edgeseg.errors import DataError
+from edgeseg.preprocess import normalize_hwc, resize_mask, to_input_hwc
+from edgeseg.train.config import TrainConfig
+
+Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def seeded_call(transform: Transform, seed: int, image: np.ndarray, mask: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Apply ``transform`` with all its randomness fixed by ``seed``.
+
+    The edgeseg albumentations wrapper keeps its own generators (``set_seed``); plain callables
+    get Python's and numpy's global generators seeded too.
+    """
+    setter = getattr(transform, "set_seed", None) or getattr(transform, "set_random_seed", None)
+    if callable(setter):
+        setter(seed)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    return transform(image, mask)
+
+
+class TorchSegDataset(Dataset):
+    """(image float32 3xHxW normalized like ``edgeseg.preprocess``, mask int64 HxW) pairs.
+
+    ``dataset``: an ``edgeseg.data`` dataset; ``transform``: joint (image_bgr, mask) transform
+    whose output is ``card.input_hw`` (or None: resize only). Items are addressed by
+    ``(index, seed)`` pairs (see :class:`EpochSampler`) or plain indices (seed 0).
+    """
+
+    def __init__(self, dataset: Any, card: ModelCard, transform: Transform | None) -> None:
+        self.dataset = dataset
+        self.card = card
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = item if isinstance(item, tuple) else (item, 0)
+        sample = self.dataset[index]
+        if sample.mask is None:
+            raise DataError(f"image {sample.name} has no mask; training and evaluation need a mask "
+                            "for every image (use a list file of 'image mask' pairs)")
+        image, mask = sample.image_bgr, sample.mask
+        if self.transform is not None:
+            image, mask = seeded_call(self.transform, seed, image, mask)
+        x = normalize_hwc(to_input_hwc(image, self.card), self.card)[0]
+        y = resize_mask(mask, self.card.input_hw).astype(np.int64)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class EpochSampler(Sampler):
+    """Yields ``(index, sample_seed)`` for one epoch's permutation, from position ``start`` on."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, shuffle: bool = True) -> None:
+        self.n, self.seed, self.epoch, self.start, self.shuffle = n, seed, epoch, start, shuffle
+
+    def order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        base = (self.seed * 1_000_003 + self.epoch) * 10_000_019
+        for pos, index in enumerate(self.order()[self.start:], start=self.start):
+            yield int(index), int((base + pos) % (2**31 - 1))
+
+    def __len__(self) -> int:
+        return max(0, self.n - self.start)
+
+
+def make_loader(ds: TorchSegDataset, cfg: TrainConfig, *, epoch: int, start_step: int, train: bool
+                ) -> DataLoader:
+    """A loader for one epoch; training drops the last incomplete batch (BatchNorm)."""
+    sampler = EpochSampler(len(ds), cfg.seed, epoch, start_step * cfg.batch if train else 0, shuffle=train)
+    # Its own generator: the loader's worker base seed must not draw from the global RNG, which
+    # belongs to the model (dropout) and is saved/restored with the training state.
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    return DataLoader(ds, batch_size=cfg.batch, sampler=sampler, drop_last=train,
+                      num_workers=cfg.workers, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=False, generator=generator)
+
+
+def steps_per_epoch(n: int, batch: int, source: str) -> int:
+    """Full batches per epoch; DataError if the training set is smaller than one batch."""
+    if n < batch:
+        raise DataError(f"training set {source} has {n} image(s), fewer than --batch {batch}; "
+                        f"use --batch {max(1, n)} or more data")
+    return n // batch

@@ -1,0 +1,167 @@
+"""The resumable training state in ``RUN/last/``, written without pickle and atomically.
+
+``last/`` holds a normal checkpoint (``model.safetensors`` + ``model.json``, loadable by
+``edgeseg eval``), ``state.safetensors`` (optimizer tensors, RNG states, the running train
+confusion matrix) and ``state.json`` (everything else: epoch, step, LR groups, scaler, history).
+The folder is built under a temporary name and swapped in with renames: a kill at any moment
+leaves either the previous ``last/`` or the new one (``.last.old`` covers the instant between
+the two renames), never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeseg.card import ModelCard
+from edgeseg.checkpoint import load_checkpoint, save_checkpoint
+from edgeseg.errors import ModelError
+from edgeseg.io import write_json_atomic
+
+if TYPE_CHECKING:
+    import torch
+
+LAST = "last"
+_OLD = ".last.old"
+_TMP_PREFIX = ".last.tmp-"
+
+
+@dataclass
+class Progress:
+    """Where training stands: the next step to run is step ``step_in_epoch`` of ``epoch``."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    best_miou: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def _flatten_optimizer(opt_state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into safetensors tensors and JSON-able rest."""
+    import torch
+
+    tensors: dict[str, torch.Tensor] = {}
+    rest: dict[str, dict[str, Any]] = {}
+    for pid, slots in opt_state["state"].items():
+        for name, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"opt.{pid}.{name}"] = value.detach().to("cpu").contiguous()
+            else:
+                rest.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": opt_state["param_groups"], "scalars": rest}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for pid, slots in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(slots)
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    import torch
+
+    out = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        out.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return out
+
+
+def _set_rng(tensors: dict[str, torch.Tensor]) -> None:
+    import torch
+
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_state(run: Path, model: torch.nn.Module, card: ModelCard, optimizer: torch.optim.Optimizer,
+               scaler_state: dict[str, Any], confusion: torch.Tensor, progress: Progress) -> Path:
+    """Write ``run/last`` atomically (folder swap); return its path."""
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=run))
+    tmp.chmod(0o755)
+    try:
+        save_checkpoint(model, card, tmp)
+        opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+        tensors = {**opt_tensors, **_rng_tensors(), "train.confusion": confusion.detach().cpu().contiguous()}
+        save_file(tensors, str(tmp / "state.safetensors"))
+        meta = {"progress": asdict(progress), "optimizer": opt_meta, "scaler": scaler_state}
+        write_json_atomic(tmp / "state.json", meta)
+        _swap_in(run, tmp)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return run / LAST
+
+
+def _swap_in(run: Path, tmp: Path) -> None:
+    last, old = run / LAST, run / _OLD
+    if old.exists():
+        shutil.rmtree(old)
+    if last.exists():
+        os.replace(last, old)
+    os.replace(tmp, last)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_partial(run: Path) -> None:
+    """Remove temporary folders a killed save left behind; restore ``last`` from ``.last.old``."""
+    for p in run.glob(_TMP_PREFIX + "*"):
+        shutil.rmtree(p, ignore_errors=True)
+    last, old = run / LAST, run / _OLD
+    if old.exists():
+        if last.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, last)
+
+
+@dataclass
+class Restored:
+    model: torch.nn.Module
+    card: ModelCard
+    optimizer_state: dict[str, Any]
+    scaler_state: dict[str, Any]
+    confusion: torch.Tensor
+    progress: Progress
+
+
+def load_state(run: Path, architecture: str) -> Restored:
+    """Read ``run/last`` (after :func:`clean_partial`); ModelError if absent or of another model."""
+    from safetensors.torch import load_file
+
+    clean_partial(run)
+    last = run / LAST
+    if not (last / "state.json").exists():
+        raise ModelError(f"no resumable state in {last}; train without --resume first "
+                         "(a run saves it at each epoch end and every --checkpoint-every steps)")
+    model, card = load_checkpoint(last)
+    if card.architecture != architecture:
+        raise ModelError(f"{last} holds a {card.architecture!r} checkpoint but the run is "
+                         f"{architecture!r}; resume with --model {card.architecture} or use a new --out")
+    meta = json.loads((last / "state.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(last / "state.safetensors"))
+    _set_rng(tensors)
+    progress = Progress(**meta["progress"])
+    return Restored(model, card, _unflatten_optimizer(tensors, meta["optimizer"]), meta["scaler"],
+                    tensors["train.confusion"], progress)
