@@ -1,0 +1,268 @@
+"""ONNX -> TensorRT engine (``edgeseg build-engine``) for TensorRT 10.x (JetPack 6: 10.3) and 11.x.
+
+Pipeline: inspect the ONNX (torch-free) -> :func:`plan_build` decides network typing, builder flags
+and the shape profile (pure: testable without TensorRT, and the source of ``--print-trtexec``)
+-> :func:`build_engine` loads the plugin library, parses, builds and writes the plan and its card
+atomically. Precision rules (DESIGN.md §5):
+
+=========  ====================================  ===========================================
+precision  TensorRT 10.x                         TensorRT 11.x (always strongly typed)
+=========  ====================================  ===========================================
+fp32       FP32 ONNX, no precision flags         FP32 ONNX
+fp16       FP32 ONNX + FP16 flag, or FP16 ONNX   FP16 ONNX (I/O may stay FP32 via casts)
+           (strongly typed)
+int8       Q/DQ ONNX + INT8 and FP16 flags, or   Q/DQ ONNX
+           Q/DQ FP16 ONNX (strongly typed)
+=========  ====================================  ===========================================
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeseg.export.unpool import OP_NAME
+
+from edgeseg.card import PRECISIONS, ModelCard, card_path, read_card
+from edgeseg.errors import CalibrationError, ConfigError, EngineError
+from edgeseg.io import atomic_path, sha256_bytes, sha256_file, write_json_atomic
+
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
+OOM_MARKERS = ("out of memory", "outofmemory", "cudaerrormemoryallocation", "requested amount of gpu memory",
+               "insufficient memory", "failed to allocate")
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OnnxFacts:
+    """What the builder needs to know about an ONNX file. ``input_shape`` has -1 for dynamic dims."""
+
+    input_name: str
+    input_shape: tuple[int, ...]
+    has_qdq: bool
+    float16: bool
+    plugin_nodes: int
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.input_shape[0] < 0
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build. Batch sizes None = the ONNX file's fixed batch (or 1 when it is dynamic)."""
+
+    precision: str = "fp16"
+    workspace_mb: int = 1024
+    plugin: Path | None = None
+    timing_cache: Path | None = None
+    dla_core: int | None = None
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Network typing, builder flags (names of ``trt.BuilderFlag`` members) and the input profile."""
+
+    tensorrt_major: int
+    strongly_typed: bool
+    flags: tuple[str, ...]
+    profile: tuple[Shape, Shape, Shape]  # (min, opt, max) of the input
+    notes: tuple[str, ...] = field(default=())
+
+
+def inspect_onnx(path: Path) -> OnnxFacts:
+    """Read an ONNX file's structure (no weights loaded beyond the file itself)."""
+    import onnx
+
+    if not path.is_file():
+        raise EngineError(f"ONNX file {path} does not exist; export one with: edgeseg export")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # DecodeError / OSError variants
+        raise EngineError(f"{path} is not a readable ONNX file ({type(e).__name__}); re-export it") from None
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise EngineError(f"{path} has {len(inputs)} inputs; edgeseg engines take one image batch input")
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+    nodes = list(model.graph.node)
+    float16 = any(i.data_type == _FLOAT16 for i in model.graph.initializer) or any(
+        a.name == "to" and a.i == _FLOAT16 for n in nodes if n.op_type == "Cast" for a in n.attribute)
+    return OnnxFacts(inputs[0].name, shape, any(n.op_type in QDQ_OPS for n in nodes), float16,
+                     sum(n.op_type == OP_NAME for n in nodes))
+
+
+def _check_options(opts: BuildOptions) -> None:
+    if opts.precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {opts.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if opts.workspace_mb <= 0:
+        raise ConfigError(f"--workspace {opts.workspace_mb} MB must be positive (e.g. 1024)")
+    if opts.dla_core is not None and opts.dla_core < 0:
+        raise ConfigError(f"--dla-core {opts.dla_core} must be 0 or 1 (Orin AGX/NX have two DLA cores)")
+
+
+def _profile(facts: OnnxFacts, opts: BuildOptions) -> tuple[Shape, Shape, Shape]:
+    rest = facts.input_shape[1:]
+    if any(d < 0 for d in rest):
+        raise EngineError(f"input {facts.input_name} has dynamic height/width {facts.input_shape}; "
+                          "re-export with a fixed --input-hw (only the batch may be dynamic)")
+    given = [b for b in (opts.min_batch, opts.opt_batch, opts.max_batch) if b is not None]
+    if not facts.dynamic_batch:
+        fixed = facts.input_shape[0]
+        if any(b != fixed for b in given):
+            raise EngineError(f"the ONNX file has a fixed batch of {fixed}; re-export it with "
+                              "--dynamic-batch to build for other batch sizes")
+        return (facts.input_shape,) * 3
+    lo = opts.min_batch or 1
+    opt = opts.opt_batch or lo
+    hi = opts.max_batch or max(lo, opt)
+    if not 1 <= lo <= opt <= hi:
+        raise ConfigError(f"batch sizes must satisfy 1 <= min ({lo}) <= opt ({opt}) <= max ({hi})")
+    return ((lo, *rest), (opt, *rest), (hi, *rest))
+
+
+def _precision_mode(facts: OnnxFacts, precision: str, major: int) -> tuple[bool, tuple[str, ...]]:
+    """(strongly_typed, builder flags) for this file, precision and TensorRT major version."""
+    if precision == "int8" and not facts.has_qdq:
+        raise CalibrationError("INT8 needs an ONNX file with Q/DQ (QuantizeLinear/DequantizeLinear) nodes "
+                               "and this one has none; make it with: edgeseg calibrate (then build that "
+                               "file)")
+    if facts.float16 and precision == "fp32":
+        raise EngineError("this ONNX file computes in FP16; build it with --precision fp16 (or int8 if it "
+                          "has Q/DQ)")
+    if major >= 11 or facts.float16:
+        if precision == "fp16" and not facts.float16:
+            raise EngineError("TensorRT 11 networks are strongly typed, so FP16 needs an FP16 ONNX file; "
+                              "make one with edgeseg calibrate (FP16 conversion) and build that file")
+        return True, ()
+    return False, {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}[precision]
+
+
+def plan_build(facts: OnnxFacts, opts: BuildOptions, tensorrt_major: int) -> BuildPlan:
+    """Decide typing, flags and profile; raises for every bad combination before TensorRT runs."""
+    _check_options(opts)
+    strongly, flags = _precision_mode(facts, opts.precision, tensorrt_major)
+    profile = _profile(facts, opts)
+    notes: list[str] = []
+    if opts.dla_core is not None:
+        if profile[0] != profile[2]:
+            raise EngineError(f"DLA engines need static shapes but the batch ranges {profile[0][0]}.."
+                              f"{profile[2][0]}; pass equal --min-batch/--max-batch or drop --dla-core")
+        if opts.precision == "fp32":
+            raise EngineError("DLA runs FP16 or INT8 only; use --precision fp16 or int8 with --dla-core")
+        flags = (*flags, "GPU_FALLBACK")
+        if facts.plugin_nodes:
+            notes.append(f"{OP_NAME} plugin layers run on the GPU (DLA cannot run plugins)")
+    return BuildPlan(tensorrt_major, strongly, flags, profile, tuple(notes))
+
+
+def _dims(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def trtexec_command(onnx: Path, out: Path, facts: OnnxFacts, plan: BuildPlan, opts: BuildOptions,
+                    plugin: Path | None) -> str:
+    """The equivalent ``trtexec`` command line (builds the same plan; prints no card)."""
+    args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={out}",
+            f"--memPoolSize=workspace:{opts.workspace_mb}M"]
+    if plan.strongly_typed:
+        args.append("--stronglyTyped")  # required on 10.x, default (no-op) on 11.x
+    args += [f"--{flag.lower()}" for flag in plan.flags if flag in ("FP16", "INT8")]
+    if plugin is not None:
+        args.append(f"--staticPlugins={plugin}")
+    if opts.timing_cache is not None:
+        args.append(f"--timingCacheFile={opts.timing_cache}")
+    if opts.dla_core is not None:
+        args += [f"--useDLACore={opts.dla_core}", "--allowGPUFallback"]
+    if facts.dynamic_batch:
+        lo, opt, hi = plan.profile
+        name = facts.input_name
+        args += [f"--minShapes={name}:{_dims(lo)}", f"--optShapes={name}:{_dims(opt)}",
+                 f"--maxShapes={name}:{_dims(hi)}"]
+    args.append("--skipInference")
+    return shlex.join(args)
+
+
+def edgeseg_command(onnx: Path, out: Path, opts: BuildOptions) -> str:
+    """The ``edgeseg build-engine`` command that rebuilds this engine (stored in the card)."""
+    args = ["edgeseg", "build-engine", str(onnx), "--precision", opts.precision, "--workspace",
+            str(opts.workspace_mb)]
+    for flag, value in (("--plugin", opts.plugin), ("--timing-cache", opts.timing_cache),
+                        ("--dla-core", opts.dla_core), ("--min-batch", opts.min_batch),
+                        ("--opt-batch", opts.opt_batch), ("--max-batch", opts.max_batch)):
+        if value is not None:
+            args += [flag, str(value)]
+    return shlex.join([*args, "-o", str(out)])
+
+
+def check_output(out: Path) -> None:
+    if out.suffix != ".engine":
+        raise ConfigError(f"engine output {out} must end with .engine (the runtime picks the backend by "
+                          "suffix), e.g. model.fp16.engine")
+
+
+def build_engine(onnx: str | Path, out: str | Path, *, precision: str = "fp16", workspace_mb: int = 1024,
+                 plugin: str | Path | None = None, timing_cache: str | Path | None = None,
+                 dla_core: int | None = None, min_batch: int | None = None, opt_batch: int | None = None,
+                 max_batch: int | None = None, verbose: bool = False) -> tuple[Path, ModelCard]:
+    """Build ``onnx`` into the TensorRT plan ``out`` (+ card ``out.json``); return (path, card).
+
+    Everything that can be refused is refused before the (long) build; on any failure nothing is
+    written at ``out``. Raises EngineError / CalibrationError / ConfigError / ModelError.
+    """
+    from edgeseg.export import trt_common, trt_engine
+
+    onnx, out = Path(onnx), Path(out)
+    opts = BuildOptions(precision, workspace_mb, Path(plugin) if plugin else None,
+                        Path(timing_cache) if timing_cache else None, dla_core, min_batch, opt_batch,
+                        max_batch)
+    check_output(out)
+    facts = inspect_onnx(onnx)
+    onnx_card = read_card(onnx)
+    trt = trt_common.require_tensorrt()
+    plan = plan_build(facts, opts, trt_common.tensorrt_major(trt.__version__))
+    result = trt_engine.build(trt, onnx, facts, plan, opts, verbose=verbose)
+    card = engine_card(onnx_card, onnx, opts, plan, result, edgeseg_command(onnx, out, opts))
+    write_engine(out, result.plan, card)
+    if opts.timing_cache is not None and result.timing_cache is not None:
+        with atomic_path(opts.timing_cache) as tmp:
+            tmp.write_bytes(result.timing_cache)
+    return out, read_card(out)
+
+
+def write_engine(out: Path, plan: bytes, card: ModelCard) -> None:
+    """Write the plan and then its card, each atomically; no plan is left without its card."""
+    card = card.replace(file_sha256=sha256_bytes(plan))
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(plan)
+    try:
+        write_json_atomic(card_path(out), card.to_dict())
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+
+
+def engine_card(onnx_card: ModelCard, onnx: Path, opts: BuildOptions, plan: BuildPlan, result: Any,
+                command: str) -> ModelCard:
+    """The engine's card: the ONNX card plus what the plan was built for and from."""
+    extra = {
+        **onnx_card.extra,
+        "tensorrt_version": result.tensorrt_version,
+        "gpu_name": result.device.name,
+        "compute_capability": result.device.compute_capability,
+        "plugin_sha256": result.plugin_sha256,
+        "onnx_sha256": sha256_file(onnx),
+        "shapes": result.shapes,
+        "build": {"workspace_mb": opts.workspace_mb, "strongly_typed": plan.strongly_typed,
+                  "flags": list(plan.flags), "dla_core": opts.dla_core},
+        "build_command": command,
+    }
+    return onnx_card.replace(artifact="engine", precision=opts.precision, file_sha256=None,
+                             parent_sha256=extra["onnx_sha256"], extra=extra)

@@ -1,0 +1,198 @@
+"""What the TensorRT builder and the TensorRT runtime backend share (torch-free; tensorrt lazy).
+
+* :func:`require_tensorrt` — import ``tensorrt`` or fail with how to install it (Jetson / x86).
+* :func:`device_info` — GPU name and compute capability from the CUDA driver (ctypes, no pycuda).
+* :func:`load_plugin_library` — load ``libedgeseg_plugins.so`` into TensorRT's plugin registry once
+  per process, refusing a missing library or one built for another TensorRT.
+* :func:`check_engine_card` — refuse an engine built for another TensorRT / GPU, with the
+  rebuild command.
+
+Engines and the plugin library stay standard files; what they were built for lives in sidecars
+(the engine's model card, the plugin's ``<lib>.json``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import platform
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeseg.export.unpool import OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+from edgeseg.card import ModelCard
+from edgeseg.errors import EngineError
+from edgeseg.io import sha256_file
+
+PLUGIN_LIB_NAME = "libedgeseg_plugins.so"
+KERNEL_LIB_NAME = "libedgeseg_unpool_kernel.so"
+
+INSTALL_HINT = (
+    "on a Jetson, TensorRT 10.3 comes with JetPack 6 (sudo apt install nvidia-jetpack, or "
+    "python3-libnvinfer python3-libnvinfer-dev; use a venv with --system-site-packages); on x86_64 "
+    "pip install tensorrt (the wheels are served from NVIDIA's package index, pip follows the "
+    "redirect) or unpack the TensorRT tar from developer.nvidia.com and pip install its "
+    "python/tensorrt-*.whl"
+)
+
+_LOAD_LOCK = threading.Lock()
+_LOADED: dict[str, str] = {}  # resolved library path -> its SHA-256
+_HANDLES: list[ctypes.CDLL] = []  # keeps loaded libraries referenced
+
+
+def require_tensorrt() -> Any:
+    """The ``tensorrt`` module, or EngineError saying how to install it.
+
+    A folder named ``tensorrt`` holding only type stubs imports as an empty namespace package, so
+    the check is for the real module (``tensorrt.Builder``), not just for the import.
+    """
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise EngineError(f"TensorRT is not installed ({e}); {INSTALL_HINT}") from None
+    if not hasattr(trt, "Builder") or not hasattr(trt, "__version__"):
+        raise EngineError("the 'tensorrt' module found here is not TensorRT (type stubs only?); "
+                          f"{INSTALL_HINT}")
+    return trt
+
+
+def tensorrt_major(version: str) -> int:
+    """10 for '10.3.0.30'."""
+    return int(version.split(".")[0])
+
+
+def same_minor(a: str, b: str) -> bool:
+    """True if two TensorRT versions share major.minor ('10.3.0.30' vs '10.3.0.26')."""
+    return a.split(".")[:2] == b.split(".")[:2]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One CUDA GPU: name and compute capability as 'major.minor' (Orin '8.7', H100 '9.0')."""
+
+    name: str
+    compute_capability: str
+
+
+def device_info(index: int = 0) -> DeviceInfo:
+    """Name and compute capability of GPU ``index`` via the CUDA driver API (libcuda, ctypes).
+
+    Raises EngineError when there is no CUDA driver or no such GPU.
+    """
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        raise EngineError("no CUDA driver (libcuda.so.1) on this machine; TensorRT needs an NVIDIA GPU "
+                          "with its driver (on Jetson: JetPack)") from None
+    dev = ctypes.c_int()
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGet(ctypes.byref(dev), index) != 0:
+        raise EngineError(f"CUDA GPU {index} is not available (cuInit/cuDeviceGet failed); check "
+                          "nvidia-smi (tegrastats on Jetson) and CUDA_VISIBLE_DEVICES")
+    name = ctypes.create_string_buffer(256)
+    cuda.cuDeviceGetName(name, 256, dev)
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, dev)  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+    cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
+    return DeviceInfo(name.value.decode(errors="replace"), f"{major.value}.{minor.value}")
+
+
+# ---- the plugin library -------------------------------------------------------------------------
+
+def default_plugin_dir(tensorrt_version: str) -> Path:
+    """Where ``edgeseg build-plugin`` puts the library for this TensorRT and CPU by default.
+
+    ``$EDGESEG_PLUGIN_DIR`` (else ``~/.cache/edgeseg/plugins``) / ``trt<major.minor>-<machine>``.
+    """
+    root = Path(os.environ.get("EDGESEG_PLUGIN_DIR", "~/.cache/edgeseg/plugins")).expanduser()
+    major_minor = ".".join(tensorrt_version.split(".")[:2])
+    return root / f"trt{major_minor}-{platform.machine()}"
+
+
+def plugin_sidecar(lib: Path) -> Path:
+    """``libedgeseg_plugins.so`` -> ``libedgeseg_plugins.so.json`` (written by build-plugin)."""
+    return lib.with_name(lib.name + ".json")
+
+
+def linked_tensorrt_major(lib: Path) -> int | None:
+    """Major version of the libnvinfer the library links against (its DT_NEEDED 'libnvinfer.so.N')."""
+    found = re.search(rb"libnvinfer\.so\.(\d+)", lib.read_bytes())
+    return int(found.group(1)) if found else None
+
+
+def check_plugin_library(lib: Path, tensorrt_version: str) -> None:
+    """Refuse a missing plugin library or one built for another TensorRT (one-line EngineError)."""
+    rebuild = "rebuild it here with: edgeseg build-plugin"
+    if not lib.is_file():
+        raise EngineError(f"plugin library {lib} does not exist; build it with: edgeseg build-plugin "
+                          f"(or pass --plugin PATH to an existing {PLUGIN_LIB_NAME})")
+    linked = linked_tensorrt_major(lib)
+    if linked is not None and linked != tensorrt_major(tensorrt_version):
+        raise EngineError(f"plugin library {lib} links libnvinfer.so.{linked} but TensorRT here is "
+                          f"{tensorrt_version}; {rebuild}")
+    side = plugin_sidecar(lib)
+    if side.is_file():
+        built_for = str(json.loads(side.read_text(encoding="utf-8")).get("tensorrt_version", ""))
+        if built_for and not same_minor(built_for, tensorrt_version):
+            raise EngineError(f"plugin library {lib} was built for TensorRT {built_for} but TensorRT "
+                              f"here is {tensorrt_version}; {rebuild}")
+
+
+def resolve_plugin(plugin: str | os.PathLike[str] | None, tensorrt_version: str) -> Path:
+    """The plugin library to use: ``plugin`` if given, else the default build location."""
+    if plugin is not None:
+        return Path(plugin).expanduser()
+    return default_plugin_dir(tensorrt_version) / PLUGIN_LIB_NAME
+
+
+def load_plugin_library(trt: Any, lib: str | os.PathLike[str]) -> str:
+    """Load the edgeseg plugin library into TensorRT's plugin registry; return its SHA-256.
+
+    The library registers its creator when it is loaded (a static registrar, like NVIDIA's Python
+    samples that ``ctypes.CDLL`` a plugin library; trtexec --staticPlugins does the same), into
+    the registry of the libnvinfer the ``tensorrt`` module already loaded. Once per process; the
+    registry must then hold the creator the ONNX node names.
+    """
+    path = Path(lib).expanduser().resolve()
+    with _LOAD_LOCK:
+        if str(path) in _LOADED:
+            return _LOADED[str(path)]
+        check_plugin_library(path, trt.__version__)
+        try:
+            _HANDLES.append(ctypes.CDLL(str(path)))
+        except OSError as e:
+            raise EngineError(f"cannot load plugin library {path} ({e}); rebuild it with: edgeseg "
+                              "build-plugin") from None
+        if trt.get_plugin_registry().get_creator(OP_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
+            raise EngineError(f"{path} loaded but TensorRT {trt.__version__} has no {OP_NAME} plugin "
+                              "registered; rebuild it with: edgeseg build-plugin")
+        _LOADED[str(path)] = sha256_file(path)
+        return _LOADED[str(path)]
+
+
+# ---- engine cards ------------------------------------------------------------------------------
+
+def check_engine_card(card: ModelCard, engine: Path, tensorrt_version: str, device: DeviceInfo) -> None:
+    """Refuse an engine whose card says it was built for another TensorRT version or GPU.
+
+    TensorRT plans are tied to the exact TensorRT version and to the compute capability they were
+    built on; the message carries the command that rebuilds the engine on this machine.
+    """
+    extra = card.extra
+    built_trt = str(extra.get("tensorrt_version", ""))
+    built_cc = str(extra.get("compute_capability", ""))
+    problems = []
+    if built_trt != tensorrt_version:
+        problems.append(f"TensorRT {built_trt or '?'} (here {tensorrt_version})")
+    if built_cc != device.compute_capability:
+        problems.append(f"compute capability {built_cc or '?'} (here {device.compute_capability}, "
+                        f"{device.name})")
+    if problems:
+        rebuild = extra.get("build_command") or (
+            f"edgeseg build-engine <model.onnx> --precision {card.precision} -o {engine}")
+        raise EngineError(f"engine {engine} was built for {' and '.join(problems)}; rebuild it on this "
+                          f"machine: {rebuild}")
