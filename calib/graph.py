@@ -208,6 +208,22 @@ def plugin_to_native(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def copy_value_info(model: onnx.ModelProto, typed: onnx.ModelProto | None = None) -> None:
+    """Give ``model`` the inferred tensor types of ``typed`` (same tensor names) where it lacks them.
+
+    A plugin node has no ONNX schema, so shape inference stops at it; the native-equivalent graph
+    (default ``typed``) knows every type, and both the quantizer (Q/DQ only on typed tensors) and
+    the FP16 converter (casts around blocked nodes) need them. In place.
+    """
+    typed = typed if typed is not None else plugin_to_native(model)
+    inferred = onnx.shape_inference.infer_shapes(typed)
+    have = {v.name for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)}
+    names = {t for n in model.graph.node for t in (*n.input, *n.output)}
+    for vi in inferred.graph.value_info:
+        if vi.name in names and vi.name not in have:
+            model.graph.value_info.append(vi)
+
+
 def _drop_domain(model: onnx.ModelProto, domain: str) -> None:
     keep = [o for o in model.opset_import if o.domain != domain]
     del model.opset_import[:]
@@ -252,3 +268,32 @@ def _remove_dangling_qdq(model: onnx.ModelProto) -> None:
     keep = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
+
+
+def topological_sort(model: onnx.ModelProto) -> None:
+    """Reorder ``model.graph.node`` so every node follows the producers of its inputs (in place).
+
+    Converters append nodes (casts) at the end; the ONNX spec and strict parsers want graph order.
+    Stable: among ready nodes the original order is kept.
+    """
+    graph = model.graph
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in known for i in node.input):
+                ordered.append(node)
+                known.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise CalibrationError(f"graph has a cycle or a missing input at node {rest[0].name!r}; "
+                                   "re-export the model")
+        pending = rest
+    copies = [onnx.NodeProto() for _ in ordered]
+    for c, n in zip(copies, ordered, strict=True):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)

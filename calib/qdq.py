@@ -16,29 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeseg.calib.graph import float_inputs_for, native_unpool_node_names, plugin_nodes
+from edgeseg.calib.graph import copy_value_info, float_inputs_for, native_unpool_node_names, plugin_nodes
 
 from edgeseg.errors import CalibrationError
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 FULL_OPS = WEIGHTED_OPS + ("MaxPool", "Add", "Concat", "Resize", "Relu", "Clip", "AveragePool",
                            "GlobalAveragePool", "Sigmoid")
-
-
-def _copy_value_info(model: Any, typed: Any) -> None:
-    """Give ``model`` the inferred tensor types of ``typed`` (same tensor names) where it lacks them.
-
-    A plugin node has no ONNX schema, so shape inference stops at it; the native-equivalent graph
-    knows every type, and the quantizer only inserts Q/DQ on tensors whose type it knows.
-    """
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(typed)
-    have = {v.name for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)}
-    names = {t for n in model.graph.node for t in (*n.input, *n.output)}
-    for vi in inferred.graph.value_info:
-        if vi.name in names and vi.name not in have:
-            model.graph.value_info.append(vi)
 
 
 def _extra_options(placement: str) -> dict[str, Any]:
@@ -63,7 +47,7 @@ def insert_qdq(model: Any, typed: Any, ranges_file: Path, method: Any, placement
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     model = _clone(model)
-    _copy_value_info(model, typed)
+    copy_value_info(model, typed)
     unpool = native_unpool_node_names(model) | {n.name for n in plugin_nodes(model)}
     ops = list(WEIGHTED_OPS if placement == "tensorrt" else FULL_OPS)
     with tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
