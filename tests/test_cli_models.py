@@ -90,6 +90,8 @@ def test_non_positive_classes():
 def test_malformed_size_and_arg():
     _fails(["info", "segnet", "--input", "360by480"], "HxW")
     _fails(["info", "unet", "--input", "64x64", "--arg", "width"], "key=value")
+    _fails(["info", "unet", "--input", "64x64", "--arg", "num_classes=3"], "--classes")
+    _fails(["info", "segnet", "--input", "16x480"], "at least 32")
 
 
 def test_parse_helpers():

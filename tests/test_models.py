@@ -72,7 +72,7 @@ def test_deep_skip_off_is_smaller_plain_skip():
     assert param_count(plain) < param_count(deep)
 
 
-@pytest.mark.parametrize("name", ["segnet-basic", "res-segnet"])
+@pytest.mark.parametrize("name", ["segnet", "segnet-basic", "res-segnet"])
 def test_native_unpool_forward_equals_train_forward(name):
     torch.manual_seed(1)
     model = build_model(name, num_classes=4).eval()
@@ -103,6 +103,11 @@ def test_unknown_builder_argument():
         build_model("lite-unet", num_classes=2, encodr="vgg")
 
 
+def test_missing_class_count():
+    with pytest.raises(ConfigError, match="needs num_classes"):
+        build_model("segnet")
+
+
 def test_bad_choice_values():
     with pytest.raises(ConfigError, match="resnet34"):
         build_model("lite-unet", num_classes=2, encoder="resnet50")
@@ -110,7 +115,7 @@ def test_bad_choice_values():
         build_model("unet", num_classes=2, width=3)
 
 
-@pytest.mark.parametrize("classes", [0, -3])
+@pytest.mark.parametrize("classes", [0, -3, True, 2.0])
 def test_non_positive_classes(classes):
     with pytest.raises(ConfigError, match="num_classes must be a positive integer"):
         build_model("unet", num_classes=classes)

@@ -45,6 +45,8 @@ def parse_build_args(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--arg {item!r} is not key=value; write it like --arg encoder=resnet34")
+        if key.strip() == "num_classes":
+            raise ConfigError("--arg num_classes is not accepted; give the class count with --classes N")
         out[key.strip()] = parse_arg_value(value)
     return out
 

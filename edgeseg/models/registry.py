@@ -102,14 +102,20 @@ def check_build_args(name: str, kwargs: dict[str, Any]) -> ModelSpec:
                 f"valid arguments: {', '.join(valid)}"
             )
     for key in ("num_classes", "in_channels"):
-        if key in kwargs and (not isinstance(kwargs[key], int) or kwargs[key] <= 0):
-            raise ConfigError(f"{key} must be a positive integer, got {kwargs[key]!r}")
+        value = kwargs.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     return spec
 
 
 def build_model(name: str, **kwargs: Any) -> Any:
     """Build a registered model: ``build_model("lite-unet", num_classes=2, encoder="vgg")``."""
     spec = check_build_args(name, kwargs)
+    missing = [k for k in spec.arg_names() if k not in spec.defaults() and k not in kwargs]
+    if missing:
+        raise ConfigError(
+            f"model {name!r} needs {', '.join(missing)}; e.g. build_model({name!r}, num_classes=11)"
+        )
     return spec.builder(**kwargs)
 
 
