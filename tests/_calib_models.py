@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -63,6 +64,7 @@ def write_images(folder: Path, n: int, hw: tuple[int, int] = (20, 24), seed: int
     (folder / "images").mkdir(parents=True, exist_ok=True)
     if masks:
         (folder / "masks").mkdir(exist_ok=True)
+        (folder / "classes.json").write_text(json.dumps({"class_names": list(CLASSES)}))
     for i in range(n):
         small = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
         img = cv2.resize(small, hw[::-1], interpolation=cv2.INTER_CUBIC)

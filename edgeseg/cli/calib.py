@@ -1,0 +1,159 @@
+"""``edgeseg calib-set``, ``calibrate``, ``convert-fp16`` and ``precision-report`` (torch-free)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from edgeseg.errors import ConfigError
+
+
+class Strategy(str, Enum):
+    random = "random"
+    class_balanced = "class-balanced"
+
+
+class Method(str, Enum):
+    entropy = "entropy"
+    minmax = "minmax"
+    percentile = "percentile"
+
+
+class Placement(str, Enum):
+    tensorrt = "tensorrt"
+    full = "full"
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--{what} {text!r} is not a comma-separated list of numbers; e.g. "
+                          "0.485,0.456,0.406") from None
+    if len(values) != 3:
+        raise ConfigError(f"--{what} has {len(values)} values; expected 3 (one per colour channel)")
+    return values
+
+
+def _preprocess(model: Path | None, input_hw: str | None, mean: str | None, std: str | None,
+                channel_order: str) -> object:
+    from edgeseg.calib.calib_set import Preprocess
+    from edgeseg.card import read_card
+
+    if model is not None:
+        if input_hw or mean or std:
+            raise ConfigError("--model gives the preprocessing; drop --input/--mean/--std or drop --model")
+        return Preprocess.from_card(read_card(model))
+    if input_hw is None:
+        raise ConfigError("the calibration set needs the model's preprocessing: pass --model MODEL.onnx "
+                          "(recommended) or --input HxW [--mean ... --std ...]")
+    from edgeseg.models.registry import parse_hw
+
+    pre = Preprocess(parse_hw(input_hw))
+    if channel_order not in ("RGB", "BGR"):
+        raise ConfigError(f"--channel-order {channel_order!r}; expected RGB or BGR")
+    return Preprocess(pre.input_hw, _floats(mean, "mean") if mean else pre.mean,
+                      _floats(std, "std") if std else pre.std, channel_order)
+
+
+def calib_set_cmd(
+    data: Annotated[str, typer.Argument(help="Dataset folder, list file, or a folder of images.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Manifest JSON to write.")],
+    num: Annotated[int, typer.Option(help="Number of images.")] = 300,
+    strategy: Annotated[Strategy, typer.Option(
+        help="random, or class-balanced (needs masks; favours images of rare classes).")] = Strategy.random,
+    seed: Annotated[int, typer.Option(help="Random seed (selection order / tie breaks).")] = 0,
+    split: Annotated[str, typer.Option(help="Split to draw from (keep val for evaluation).")] = "train",
+    model: Annotated[Path | None, typer.Option(
+        help="Take input size/mean/std from this model's card.")] = None,
+    input: Annotated[str | None, typer.Option(
+        "--input", help="Input HxW when no --model, e.g. 360x480.")] = None,
+    mean: Annotated[str | None, typer.Option(help="Mean per channel, e.g. 0.485,0.456,0.406.")] = None,
+    std: Annotated[str | None, typer.Option(help="Std per channel, e.g. 0.229,0.224,0.225.")] = None,
+    channel_order: Annotated[str, typer.Option(help="RGB or BGR.")] = "RGB",
+) -> None:
+    """Choose calibration images and write their manifest (paths, SHA-256, preprocessing, set hash)."""
+    from edgeseg.calib.calib_set import make_calib_set
+
+    pre = _preprocess(model, input, mean, std, channel_order)
+    m = make_calib_set(data, out, num=num, preprocess=pre, strategy=strategy.value, split=split, seed=seed)
+    console = Console()
+    console.print(f"wrote {out}: {len(m['images'])} images ({strategy.value}), set {m['set_sha256'][:12]}")
+    for name, cov in (m["class_coverage"] or {}).items():
+        console.print(f"  {name}: in {cov['chosen_images']} chosen / {cov['all_images']} candidate images")
+
+
+def calibrate_cmd(
+    model: Annotated[Path, typer.Argument(help="FP32 ONNX file from edgeseg export.")],
+    calib_set: Annotated[Path, typer.Option("--set", help="Calibration set manifest (edgeseg calib-set).")],
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="Output [default: MODEL.int8.onnx].")] = None,
+    method: Annotated[Method, typer.Option(help="Activation range method.")] = Method.entropy,
+    placement: Annotated[Placement, typer.Option(
+        help="tensorrt: Q/DQ on weighted-layer inputs (TensorRT's recommendation); full: onnxruntime's "
+             "placement (fast INT8 on onnxruntime CPU).")] = Placement.tensorrt,
+    percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.999,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Range cache folder [default: $EDGESEG_CACHE/calibration or "
+             "~/.cache/edgeseg/calibration].")] = None,
+    root: Annotated[Path | None, typer.Option(
+        help="Image root if the dataset moved since the manifest.")] = None,
+) -> None:
+    """INT8 explicit quantization (Q/DQ, symmetric, per-channel weights) calibrated on the CPU."""
+    from edgeseg.calib.quantize import QuantConfig, calibrate
+
+    out = out or model.with_name(model.name.removesuffix(".onnx") + ".int8.onnx")
+    cfg = QuantConfig(method=method.value, placement=placement.value, percentile=percentile,
+                      cache_dir=cache_dir)
+    path, card = calibrate(model, calib_set, out, cfg, root=root)
+    info = card.extra["calibration"]
+    typer.echo(f"wrote {path} (INT8 Q/DQ, {method.value}, {info['images']} images, "
+               f"{'ranges from cache' if info['cache_hit'] else 'ranges computed and cached'})")
+
+
+def convert_fp16_cmd(
+    model: Annotated[Path, typer.Argument(help="FP32 ONNX file from edgeseg export.")],
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="Output [default: MODEL.fp16.onnx].")] = None,
+) -> None:
+    """FP16 ONNX with FP32 inputs/outputs (the unpool plugin node stays FP32)."""
+    from edgeseg.calib.fp16 import convert_fp16
+
+    path, card = convert_fp16(model, out)
+    typer.echo(f"wrote {path} (FP16, FP32 I/O; {card.extra['fp16']['clamped_weights']} weights clamped)")
+
+
+def precision_report_cmd(
+    models: Annotated[list[Path], typer.Argument(help="The FP32 ONNX and its FP16/INT8 versions.")],
+    data: Annotated[str, typer.Option(help="Labelled dataset (folder or list file).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Report stem: writes OUT.json and OUT.md.")],
+    split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
+    num: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+) -> None:
+    """mIoU / per-class IoU of each precision side by side, drop and argmax disagreement vs FP32."""
+    from rich.progress import Progress
+
+    from edgeseg.calib.precision import precision_report, write_precision_report
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("evaluating", total=None)
+        result = precision_report([str(m) for m in models], data, split, threads=threads, num=num,
+                                  on_image=lambda i, n: progress.update(task, completed=i, total=n))
+    json_path, md_path = write_precision_report(result, out)
+    for lab in result.labels:
+        typer.echo(f"{lab:>22}: mIoU {100 * result.metrics[lab].miou:6.2f} %  drop "
+                   f"{result.drop_points(lab):+.2f} points  "
+                   f"disagreement {100 * result.disagreement[lab]:.3f} %")
+    typer.echo(f"wrote {json_path} and {md_path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calib-set")(calib_set_cmd)
+    app.command("calibrate")(calibrate_cmd)
+    app.command("convert-fp16")(convert_fp16_cmd)
+    app.command("precision-report")(precision_report_cmd)
