@@ -228,7 +228,7 @@ def build_engine(onnx: str | Path, out: str | Path, *, precision: str = "fp16", 
     onnx_card = read_card(onnx)
     trt = trt_common.require_tensorrt()
     plan = plan_build(facts, opts, trt_common.tensorrt_major(trt.__version__))
-    result = trt_engine.build(trt, onnx, facts, plan, opts, verbose=verbose)
+    result = trt_engine.build(onnx, facts, plan, opts, verbose=verbose)
     card = engine_card(onnx_card, onnx, opts, plan, result, edgeseg_command(onnx, out, opts))
     write_engine(out, result.plan, card)
     if opts.timing_cache is not None and result.timing_cache is not None:

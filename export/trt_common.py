@@ -66,6 +66,11 @@ def tensorrt_major(version: str) -> int:
     return int(version.split(".")[0])
 
 
+def dims_list(dims: Any) -> list[int]:
+    """A ``trt.Dims`` as a list of ints (-1 = dynamic); Dims has len() and indexing."""
+    return [int(dims[i]) for i in range(len(dims))]
+
+
 def same_minor(a: str, b: str) -> bool:
     """True if two TensorRT versions share major.minor ('10.3.0.30' vs '10.3.0.26')."""
     return a.split(".")[:2] == b.split(".")[:2]
@@ -149,7 +154,7 @@ def resolve_plugin(plugin: str | os.PathLike[str] | None, tensorrt_version: str)
     return default_plugin_dir(tensorrt_version) / PLUGIN_LIB_NAME
 
 
-def load_plugin_library(trt: Any, lib: str | os.PathLike[str]) -> str:
+def load_plugin_library(lib: str | os.PathLike[str]) -> str:
     """Load the edgeseg plugin library into TensorRT's plugin registry; return its SHA-256.
 
     The library registers its creator when it is loaded (a static registrar, like NVIDIA's Python
@@ -157,6 +162,7 @@ def load_plugin_library(trt: Any, lib: str | os.PathLike[str]) -> str:
     the registry of the libnvinfer the ``tensorrt`` module already loaded. Once per process; the
     registry must then hold the creator the ONNX node names.
     """
+    trt = require_tensorrt()
     path = Path(lib).expanduser().resolve()
     with _LOAD_LOCK:
         if str(path) in _LOADED:

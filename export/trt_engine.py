@@ -11,13 +11,16 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeseg.export.trt_build import OOM_MARKERS, BuildOptions, BuildPlan, OnnxFacts
-from edgeseg.export.trt_common import DeviceInfo, device_info, load_plugin_library, resolve_plugin
+from edgeseg.export.trt_common import DeviceInfo, device_info, dims_list, load_plugin_library, resolve_plugin
 from rich.console import Console
 
 from edgeseg.errors import EngineError
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 # Removed in TensorRT 11 (strongly typed only); used only for weakly typed 10.x builds.
 TRT10_ONLY_NAMES = ("BuilderFlag.FP16", "BuilderFlag.INT8")
@@ -35,28 +38,32 @@ class BuildResult:
     shapes: dict[str, Any]
 
 
-def collecting_logger(trt: Any, verbose: bool) -> Any:
+def collecting_logger(verbose: bool) -> Any:
     """A ``trt.ILogger`` that keeps error messages (to classify failures) and echoes to stderr."""
+    import tensorrt as trt
+
     severity = trt.ILogger.Severity
     errors = (severity.INTERNAL_ERROR, severity.ERROR)
     shown = (*errors, severity.WARNING)
 
-    class _Logger(trt.ILogger):  # type: ignore[misc,name-defined]
+    class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
 
-        def log(self, level: Any, msg: str) -> None:
-            if level in errors:
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            if severity in errors:
                 self.errors.append(msg)
-            if verbose or level in shown:
+            if verbose or severity in shown:
                 print(f"[TensorRT] {msg}", file=sys.stderr)
 
     return _Logger()
 
 
-def _builder_flag(trt: Any, name: str) -> Any:
+def _builder_flag(name: str) -> Any:
     """``trt.BuilderFlag`` member for a plan flag name (FP16/INT8 exist only in TensorRT 10.x)."""
+    import tensorrt as trt
+
     if name == "FP16":
         return trt.BuilderFlag.FP16
     if name == "INT8":
@@ -66,18 +73,20 @@ def _builder_flag(trt: Any, name: str) -> Any:
     raise ValueError(f"unknown builder flag {name}")
 
 
-def _load_plugin(trt: Any, facts: OnnxFacts, opts: BuildOptions) -> tuple[Path | None, str | None]:
+def _load_plugin(version: str, facts: OnnxFacts, opts: BuildOptions) -> tuple[Path | None, str | None]:
     """Load the plugin library before parsing when the graph has plugin nodes (else nothing)."""
     if not facts.plugin_nodes:
         if opts.plugin is not None:
             print(f"note: {opts.plugin} not loaded: this ONNX file has no plugin nodes", file=sys.stderr)
         return None, None
-    lib = resolve_plugin(opts.plugin, trt.__version__)
-    return lib, load_plugin_library(trt, lib)
+    lib = resolve_plugin(opts.plugin, version)
+    return lib, load_plugin_library(lib)
 
 
-def _parse(trt: Any, builder: Any, onnx: Path, plan: BuildPlan, logger: Any) -> tuple[Any, Any]:
+def _parse(builder: trt.Builder, onnx: Path, plan: BuildPlan, logger: Any) -> tuple[Any, Any]:
     """(network, parser); the parser must outlive the network's weights until the build."""
+    import tensorrt as trt
+
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -108,11 +117,13 @@ def _opcheck_hint(onnx: Path, version: str) -> str:
     return "".join(f" ({r.summary()})" for r in results if not r.ok)
 
 
-def _config(trt: Any, builder: Any, facts: OnnxFacts, plan: BuildPlan, opts: BuildOptions) -> Any:
+def _config(builder: trt.Builder, facts: OnnxFacts, plan: BuildPlan, opts: BuildOptions) -> Any:
+    import tensorrt as trt
+
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mb << 20)
     for name in plan.flags:
-        config.set_flag(_builder_flag(trt, name))
+        config.set_flag(_builder_flag(name))
     if opts.dla_core is not None:
         if opts.dla_core >= builder.num_DLA_cores:
             raise EngineError(f"--dla-core {opts.dla_core}: this GPU has {builder.num_DLA_cores} DLA core(s) "
@@ -121,7 +132,7 @@ def _config(trt: Any, builder: Any, facts: OnnxFacts, plan: BuildPlan, opts: Bui
         config.DLA_core = opts.dla_core
     if facts.dynamic_batch:
         profile = builder.create_optimization_profile()
-        profile.set_shape(facts.input_name, *plan.profile)
+        profile.set_shape(facts.input_name, *(trt.Dims(list(shape)) for shape in plan.profile))
         config.add_optimization_profile(profile)
     if opts.timing_cache is not None:
         data = opts.timing_cache.read_bytes() if opts.timing_cache.is_file() else b""
@@ -131,34 +142,36 @@ def _config(trt: Any, builder: Any, facts: OnnxFacts, plan: BuildPlan, opts: Bui
     return config
 
 
-def _build_failure(trt: Any, errors: list[str], opts: BuildOptions) -> EngineError:
+def _build_failure(version: str, errors: list[str], opts: BuildOptions) -> EngineError:
     text = " | ".join(errors[-3:]) or "no error message from TensorRT"
     if any(marker in e.lower() for e in errors for marker in OOM_MARKERS):
-        return EngineError(f"TensorRT {trt.__version__} ran out of GPU memory while building ({text}); "
+        return EngineError(f"TensorRT {version} ran out of GPU memory while building ({text}); "
                            f"lower --workspace (now {opts.workspace_mb} MB) or --max-batch, close other GPU "
                            "programs (on Jetson the GPU shares the system RAM) and retry")
-    return EngineError(f"TensorRT {trt.__version__} failed to build the engine ({text}); rerun with "
+    return EngineError(f"TensorRT {version} failed to build the engine ({text}); rerun with "
                        "--verbose for the full builder log")
 
 
-def _shapes(network: Any, facts: OnnxFacts, plan: BuildPlan) -> dict[str, Any]:
+def _shapes(network: trt.INetworkDefinition, facts: OnnxFacts, plan: BuildPlan) -> dict[str, Any]:
     lo, opt, hi = (list(s) for s in plan.profile)
     outputs = {}
     for i in range(network.num_outputs):
         tensor = network.get_output(i)
-        outputs[tensor.name] = [int(d) for d in tensor.shape]
+        outputs[tensor.name] = dims_list(tensor.shape)
     return {"inputs": {facts.input_name: {"min": lo, "opt": opt, "max": hi}}, "outputs": outputs}
 
 
-def build(trt: Any, onnx: Path, facts: OnnxFacts, plan: BuildPlan, opts: BuildOptions,
+def build(onnx: Path, facts: OnnxFacts, plan: BuildPlan, opts: BuildOptions,
           verbose: bool = False) -> BuildResult:
     """Parse ``onnx`` (plugin loaded first) and build a serialized plan for GPU 0."""
+    import tensorrt as trt
+
     device = device_info()
-    _, plugin_sha = _load_plugin(trt, facts, opts)
-    logger = collecting_logger(trt, verbose)
+    _, plugin_sha = _load_plugin(trt.__version__, facts, opts)
+    logger = collecting_logger(verbose)
     builder = trt.Builder(logger)
-    network, _parser = _parse(trt, builder, onnx, plan, logger)
-    config = _config(trt, builder, facts, plan, opts)
+    network, _parser = _parse(builder, onnx, plan, logger)
+    config = _config(builder, facts, plan, opts)
     console = Console(stderr=True)
     with console.status(f"building {opts.precision} engine on {device.name} (TensorRT {trt.__version__}); "
                         "autotuning takes minutes on Jetson"):
@@ -168,7 +181,7 @@ def build(trt: Any, onnx: Path, facts: OnnxFacts, plan: BuildPlan, opts: BuildOp
             serialized = None
             logger.errors.append("out of memory (host)")
     if serialized is None:
-        raise _build_failure(trt, logger.errors, opts)
+        raise _build_failure(trt.__version__, logger.errors, opts)
     cache = bytes(config.get_timing_cache().serialize()) if opts.timing_cache is not None else None
     return BuildResult(bytes(serialized), cache, trt.__version__, device, plugin_sha,
                        _shapes(network, facts, plan))

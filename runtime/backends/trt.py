@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.errors import BackendError, EngineError, ModelError
+from edgeseg.export.trt_common import dims_list
 
 
 def _pycuda() -> Any:
@@ -42,18 +43,18 @@ class TrtBackend:
         if self.card.artifact != "engine":
             raise ModelError(f"model card {card_path(self.path)} describes a {self.card.artifact}, not a "
                              "TensorRT engine; build one with edgeseg build-engine")
-        trt = require_tensorrt()
+        trt = require_tensorrt()  # EngineError with install help when missing
         self._trt = trt
         self.device = device_info(device)
         check_engine_card(self.card, self.path, trt.__version__, self.device)
-        self.plugin = self._load_plugin(trt, plugin)
+        self.plugin = self._load_plugin(trt.__version__, plugin)
         cuda = _pycuda()
         cuda.init()
         self._cuda = cuda
         self._ctx = cuda.Device(device).retain_primary_context()  # the context TensorRT uses
         self._ctx.push()
         try:
-            self._open_engine(trt)
+            self._open_engine()
             self._stream = cuda.Stream()
         finally:
             self._ctx.pop()
@@ -61,23 +62,24 @@ class TrtBackend:
         self._device_mem: dict[str, Any] = {}
         self._host: dict[str, np.ndarray] = {}
 
-    def _load_plugin(self, trt: Any, plugin: str | Path | None) -> Path | None:
+    def _load_plugin(self, version: str, plugin: str | Path | None) -> Path | None:
         from edgeseg.export.trt_common import load_plugin_library, resolve_plugin
 
         wanted = self.card.extra.get("plugin_sha256")
         if wanted is None and self.card.unpool_mode != "plugin":
             return None
-        lib = resolve_plugin(plugin, trt.__version__)
-        sha = load_plugin_library(trt, lib)
+        lib = resolve_plugin(plugin, version)
+        sha = load_plugin_library(lib)
         if wanted is not None and sha != wanted:
             print(f"note: plugin library {lib} differs from the one {self.path.name} was built with "
                   f"(SHA-256 {sha[:12]}… vs {str(wanted)[:12]}…)", file=sys.stderr)
         return lib
 
-    def _open_engine(self, trt: Any) -> None:
+    def _open_engine(self) -> None:
+        import tensorrt as trt
         from edgeseg.export.trt_engine import collecting_logger
 
-        self._logger = collecting_logger(trt, verbose=False)
+        self._logger = collecting_logger(verbose=False)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
@@ -106,7 +108,7 @@ class TrtBackend:
             raise BackendError(f"{self.path.name} rejects input shape {(batch, *self._in_chw)}")
         self._device_mem, self._host = {}, {}
         for name in (self._input, *self._outputs):
-            shape = tuple(int(d) for d in self._context.get_tensor_shape(name))
+            shape = tuple(dims_list(self._context.get_tensor_shape(name)))
             host = self._cuda.pagelocked_empty(shape, self._dtypes[name])
             self._host[name] = host
             self._device_mem[name] = self._cuda.mem_alloc(max(host.nbytes, 1))
@@ -160,7 +162,7 @@ class TrtBackend:
             for mem in self._device_mem.values():
                 mem.free()
             self._device_mem = {}
-            self._context = self._engine = self._runtime = None
+            del self._context, self._engine, self._runtime  # TensorRT objects free their GPU memory
         finally:
             self._ctx.pop()
             self._ctx.detach()
