@@ -28,7 +28,8 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TRT_MODULES = ("export/trt_common.py", "export/trt_engine.py", "export/trt_build.py", "runtime/backends/trt.py")
+TRT_MODULES = ("export/trt_common.py", "export/trt_engine.py", "export/trt_build.py",
+               "runtime/backends/trt.py")
 WHEELS = {"10.3": "tensorrt_cu12_bindings-10.3.0-*.whl", "11.4": "tensorrt_cu13_bindings-11.4.0*.whl"}
 ROOTS = frozenset({"trt"})
 RECEIVERS = frozenset({"builder", "network", "parser", "config", "profile", "engine", "context", "runtime",
@@ -71,9 +72,9 @@ def collect_names(paths: list[Path]) -> dict[str, list[str]]:
 def trt10_only(path: Path = REPO / "export" / "trt_engine.py") -> frozenset[str]:
     """Leaf names of ``TRT10_ONLY_NAMES`` (e.g. 'FP16' of 'BuilderFlag.FP16')."""
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "TRT10_ONLY_NAMES" for t in node.targets):
-            return frozenset(str(ast.literal_eval(node.value)[i]).split(".")[-1]
-                             for i in range(len(node.value.elts)))  # type: ignore[attr-defined]
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "TRT10_ONLY_NAMES"
+                                                for t in node.targets):
+            return frozenset(str(name).split(".")[-1] for name in ast.literal_eval(node.value))
     return frozenset()
 
 
@@ -102,7 +103,8 @@ def find_wheel(folder: Path, version: str) -> Path | None:
 
 
 def check_wheels(folder: Path) -> tuple[dict[str, list[str]], dict[str, int]]:
-    """version -> missing names (with locations); version -> names checked. Raises if a wheel is absent."""
+    """version -> missing names (with locations); version -> names checked (FileNotFoundError if a
+    wheel is absent)."""
     used = collect_names([REPO / m for m in TRT_MODULES])
     only10 = trt10_only()
     missing: dict[str, list[str]] = {}
@@ -114,7 +116,8 @@ def check_wheels(folder: Path) -> tuple[dict[str, list[str]], dict[str, int]]:
         names = wheel_names(wheel)
         wanted = [n for n in used if not (version != "10.3" and n in only10)]
         checked[version] = len(wanted)
-        missing[version] = [f"{n} ({', '.join(used[n][:2])})" for n in sorted(wanted) if not present(n, names)]
+        missing[version] = [f"{n} ({', '.join(used[n][:2])})" for n in sorted(wanted)
+                            if not present(n, names)]
     return missing, checked
 
 
@@ -124,7 +127,8 @@ def patch_stubs(folder: Path) -> None:
     pyi = folder / "tensorrt_bindings" / "tensorrt.pyi"
     text = pyi.read_text(encoding="utf-8")
     text = re.sub(r"([(,] *)in: ", r"\1in_: ", text)
-    text = text.replace("power: Weights = None, channel_axis: int)", "power: Weights = None, channel_axis: int = ...)")
+    text = text.replace("power: Weights = None, channel_axis: int)",
+                        "power: Weights = None, channel_axis: int = ...)")
     pyi.write_text(text, encoding="utf-8")
     libs = folder / "tensorrt_libs"
     libs.mkdir(exist_ok=True)

@@ -9,4 +9,21 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[train,dev]"
+# TensorRT static checks (tests/test_trt_static.py, scripts/check_trt_api.py): TensorRT cannot be
+# installed here, so fetch the API-name binaries of TensorRT 10.3 / 11.4 (bindings wheels, not
+# installed) and the type stubs (into a folder, not the venv: an installed stub package would make
+# `import tensorrt` succeed). Git-ignored .cache/; skipped when present; a failure only skips tests.
+TRT_WHEELS=.cache/trt-wheels
+mkdir -p "$TRT_WHEELS"
+for spec in tensorrt-cu12-bindings==10.3.0 tensorrt-cu13-bindings==11.4.0.106; do
+  name=$(echo "${spec%%==*}" | tr - _)-${spec##*==}
+  ls "$TRT_WHEELS/$name"-*.whl >/dev/null 2>&1 || .venv/bin/python -m pip download -q --no-deps \
+    --python-version 3.11 --only-binary=:all: -d "$TRT_WHEELS" "$spec" \
+    || echo "warning: could not download $spec (TensorRT API-name tests will skip)"
+done
+if [ ! -f .cache/trt-stubs/tensorrt_libs/__init__.pyi ]; then
+  .venv/bin/python -m pip install -q --no-deps --target .cache/trt-stubs "tensorrt-stubs==10.13.0.35.1" \
+    && .venv/bin/python scripts/check_trt_api.py --patch-stubs .cache/trt-stubs \
+    || echo "warning: could not install tensorrt-stubs (the TensorRT mypy test will skip)"
+fi
 echo "edgeseg set up in .venv ($(.venv/bin/edgeseg version))"

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeseg.export.trt_common import dims_list
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.errors import BackendError, EngineError, ModelError
-from edgeseg.export.trt_common import dims_list
 
 
 def _pycuda() -> Any:
