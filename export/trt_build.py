@@ -226,6 +226,7 @@ def build_engine(onnx: str | Path, out: str | Path, *, precision: str = "fp16", 
     check_output(out)
     facts = inspect_onnx(onnx)
     onnx_card = read_card(onnx)
+    plan_build(facts, opts, 10)  # refuse bad input before needing TensorRT (11 only adds the FP16 rule)
     trt = trt_common.require_tensorrt()
     plan = plan_build(facts, opts, trt_common.tensorrt_major(trt.__version__))
     result = trt_engine.build(onnx, facts, plan, opts, verbose=verbose)
