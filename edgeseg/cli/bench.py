@@ -1,0 +1,183 @@
+"""``edgeseg bench`` (the comparison table) and ``edgeseg demo`` (the first-run command).
+
+Both stay torch-free unless a torch backend or an on-the-fly export is asked for: heavy modules
+are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgeseg.errors import ConfigError
+
+ASSET_NAME = "demo-lite-unet.onnx"
+
+
+def bench_cmd(
+    models: Annotated[list[Path], typer.Argument(
+        help="Model files or run folders: model.safetensors, model.onnx, model.int8.onnx, "
+             "model.<precision>.engine. Each backend runs the file of its kind in the same family.")],
+    backends: Annotated[str, typer.Option(
+        help="Comma list: torch, torch-cuda, ort, ort-int8, ort-fp16, ort-cuda, trt-fp32, trt-fp16, "
+             "trt-int8.")] = "torch,ort,ort-int8",
+    input: Annotated[str | None, typer.Option(
+        "--input", help="Input sizes HxW, comma list (default: each model's own size).")] = None,
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma list, e.g. 1,4.")] = "1",
+    data: Annotated[str | None, typer.Option(
+        help="Labelled dataset (folder, list file or 'synthetic') for mIoU per row.")] = None,
+    split: Annotated[str, typer.Option(help="Split of --data to score.")] = "val",
+    data_num: Annotated[int | None, typer.Option(help="--data synthetic: number of scenes.")] = None,
+    calib: Annotated[str | None, typer.Option(
+        help="Images to calibrate a missing INT8 ONNX on (dataset folder or 'synthetic').")] = None,
+    iters: Annotated[int, typer.Option(help="Timed calls per row.")] = 50,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 10,
+    threads: Annotated[int | None, typer.Option(
+        help="CPU threads for torch and onnxruntime alike (default: all logical CPUs).")] = None,
+    out: Annotated[Path, typer.Option(
+        help="Output stem: STEM.json, .md, .csv, .png; prepared ONNX files go to STEM.artifacts/.")
+    ] = Path("bench"),
+) -> None:
+    """Time every MODEL on every backend, input size and batch; write the comparison table.
+
+    Backends that cannot run here (no GPU, no TensorRT, missing file) are listed as skipped with
+    the reason. Ctrl-C or a failing backend still writes everything measured so far.
+    """
+    import os
+
+    from rich.console import Console
+
+    from edgeseg.runtime import bench
+    from edgeseg.runtime.bench_run import BenchConfig, BenchResult, run_bench
+
+    specs = bench.parse_backends(backends)
+    threads = threads if threads is not None else os.cpu_count()
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads {threads} must be at least 1")
+    if iters < 1 or warmup < 0:
+        raise ConfigError(f"--iters {iters} / --warmup {warmup}: need iters >= 1 and warmup >= 0")
+    inputs = bench.parse_inputs(input)
+    cfg = BenchConfig(models=tuple(models), backends=tuple(specs), work_dir=Path(f"{out}.artifacts"),
+                      inputs=None if inputs is None else tuple(inputs),
+                      batches=tuple(bench.parse_batches(batch)), warmup=warmup, iters=iters,
+                      threads=threads, data=data, split=split, data_num=data_num, calib=calib)
+    console, err = Console(), Console(stderr=True)
+    result = BenchResult(cfg, bench.machine_facts(threads))
+    command = _command(models, {"--backends": backends, "--input": input, "--batch": batch,
+                                "--data": data, "--split": split if data else None, "--data-num": data_num,
+                                "--calib": calib, "--iters": iters, "--warmup": warmup,
+                                "--threads": threads, "--out": out})
+    try:
+        with _progress(err) as (bar, task):
+            run_bench(cfg, result, log=lambda m: err.print(f"[dim]{m}[/dim]"),
+                      on_iter=lambda label, i, n: bar.update(task, description=label, completed=i, total=n))
+    finally:
+        if result.rows:
+            _finish(result, out, command, console)
+    if result.interrupted:
+        raise typer.Exit(130)
+    if any(r["status"] == "failed" for r in result.rows):
+        raise typer.Exit(1)
+
+
+def _command(models: list[Path], options: dict[str, Any]) -> str:
+    """The command line that reproduces this run (every option spelled out)."""
+    parts = ["edgeseg", "bench", *(str(m) for m in models)]
+    for k, v in options.items():
+        if v is not None:
+            parts += [k, str(v)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _progress(console: Any) -> Any:
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    @contextmanager
+    def bar() -> Any:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=console, transient=True) as p:
+            yield p, p.add_task("starting", total=None)
+
+    return bar()
+
+
+def _finish(result: Any, out: Path, command: str, console: Any) -> None:
+    from edgeseg.runtime.bench_report import rich_table, write_outputs
+
+    paths = write_outputs(result, out, command)
+    console.print(rich_table(result))
+    skipped = sum(r["status"] == "skipped" for r in result.rows)
+    if skipped:
+        console.print(f"{skipped} row(s) skipped: the status column says why.")
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def demo_model() -> Path:
+    """The ONNX model shipped in ``edgeseg/assets`` (a lite-unet trained on synthetic scenes)."""
+    from importlib.resources import files
+
+    return Path(str(files("edgeseg") / "assets" / ASSET_NAME))
+
+
+def demo_cmd(
+    camera: Annotated[int | None, typer.Option(help="Camera index (default: the synthetic scenes).")] = None,
+    frames: Annotated[int, typer.Option(help="Frames to process (camera: stop after this many).")] = 150,
+    out: Annotated[Path, typer.Option(help="Output folder: overlay video, report, per-frame stats.")
+                   ] = Path("edgeseg-demo"),
+    model: Annotated[Path | None, typer.Option(help="Model (default: the shipped demo model).")] = None,
+    show: Annotated[bool, typer.Option("--show", help="Also show a window (needs a display).")] = False,
+) -> None:
+    """Run the streaming runtime end to end: synthetic scenes (or --camera N) -> the shipped
+    model on onnxruntime -> overlay video + report; prints FPS, latency, parameters and IoU."""
+    from rich.console import Console
+
+    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.sinks import SinkOptions, open_sinks
+    from edgeseg.runtime.sources import SourceOptions, open_source
+    from edgeseg.runtime.stream import StreamOptions, run_stream
+
+    if frames < 1:
+        raise ConfigError(f"--frames {frames} must be at least 1")
+    path = model or demo_model()
+    backend = open_backend(path)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = "synthetic" if camera is None else str(camera)
+    source = open_source(spec, SourceOptions(synthetic_hw=(360, 480), synthetic_frames=frames))
+    try:
+        sinks = open_sinks(SinkOptions(window=show, save=out / "demo.mp4", stats=out / "frames.jsonl",
+                                       progress=True, progress_total=frames), source.fps)
+    except BaseException:
+        source.close()
+        backend.close()
+        raise
+    try:
+        report = run_stream(backend, source, sinks, StreamOptions(max_frames=frames))
+    finally:
+        backend.close()
+    json_path, md_path = report.write(out / "report.json")
+    console = Console()
+    console.print(report.rich_tables())
+    console.print(demo_summary(report.to_dict()))
+    console.print(f"wrote {out / 'demo.mp4'}, {json_path}, {md_path}, {out / 'frames.jsonl'}")
+
+
+def demo_summary(report: dict[str, Any]) -> str:
+    """One line: FPS, latency p50/p99, parameters, mIoU (from a StreamReport dict)."""
+    lat, model, metrics = report["latency_ms"], report["model"], report.get("metrics") or {}
+    infer = report["stages_ms"]["inference"]
+    params = model.get("params")
+    miou = metrics.get("miou")
+    return (f"demo: {report['frames']} frames, {report['fps']:.1f} FPS end to end, latency p50 "
+            f"{lat['p50']:.1f} ms / p99 {lat['p99']:.1f} ms (inference p50 {infer['p50']:.1f} ms), "
+            f"{'unknown' if params is None else f'{params:,}'} parameters, "
+            f"mIoU {'n/a (no ground truth)' if miou is None else f'{100 * miou:.1f} %'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench_cmd)
+    app.command("demo")(demo_cmd)

@@ -1,0 +1,165 @@
+"""Bench outputs: STEM.json + STEM.md (via :func:`edgeseg.report.write_report`), STEM.csv,
+STEM.png (latency vs mIoU), and the rich table for the terminal.
+
+Speed-ups are ratios of **median** (p50) latencies of rows measured in the same run, same
+model, input size and batch: ``speedup_vs_torch`` = torch p50 / this row's p50 (``ort`` against
+PyTorch eager on the same device), ``speedup_vs_fp32`` = the FP32 row of the same runtime and
+device / this row (``ort-int8`` vs ``ort``, ``trt-int8`` vs ``trt-fp32``). The median is used
+because a shared machine adds stalls that move the mean more than the median.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from edgeseg.runtime.bench_run import BenchResult
+
+from edgeseg.io import write_text_atomic
+from edgeseg.report import write_report
+
+CSV_COLUMNS = ("model", "architecture", "backend", "precision", "input", "batch", "status", "mean_ms",
+               "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "speedup_vs_torch", "speedup_vs_fp32",
+               "params", "gflops", "file_mb", "peak_host_mb", "host_delta_mb", "gpu_mem_mb", "miou",
+               "avg_power_w", "energy_per_frame_mj", "device", "cpu", "threads", "gpu", "runtime",
+               "runtime_version", "iters", "artifact", "reason")
+
+
+def _p50(row: dict[str, Any]) -> float | None:
+    lat = row.get("latency_ms") or {}
+    return lat.get("p50") if row.get("status") in ("ok", "interrupted") else None
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> None:
+    """Set ``speedup_vs_torch`` and ``speedup_vs_fp32`` on every row (None when no reference)."""
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return r["model"], r["input"], r["batch"]
+
+    by_backend = {(*key(r), r["backend"]): r for r in rows}
+    for r in rows:
+        mine = _p50(r)
+        torch_ref = by_backend.get((*key(r), "torch-cuda" if r["device"] == "cuda" else "torch"))
+        fp32 = {"onnxruntime": "ort-cuda" if r["device"] == "cuda" else "ort",
+                "tensorrt": "trt-fp32"}.get(r["runtime"])
+        fp32_ref = by_backend.get((*key(r), fp32)) if fp32 and r["precision"] != "fp32" else None
+        for name, ref in (("speedup_vs_torch", torch_ref), ("speedup_vs_fp32", fp32_ref)):
+            ref_p50 = None if ref is None or ref is r else _p50(ref)
+            r[name] = round(ref_p50 / mine, 3) if mine and ref_p50 else None
+
+
+def flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One CSV line of a row (nested latency / power / runs_on flattened)."""
+    lat, power, on = row.get("latency_ms") or {}, row.get("power") or {}, row.get("runs_on") or {}
+    flat = {k: row.get(k) for k in CSV_COLUMNS if k in row}
+    flat.update({f"{k}_ms": lat.get(k) for k in ("mean", "p50", "p90", "p99")})
+    flat.update(avg_power_w=power.get("avg_power_w"), energy_per_frame_mj=power.get("energy_per_frame_mj"),
+                cpu=on.get("cpu"), threads=on.get("threads"), gpu=on.get("gpu"),
+                runtime_version=on.get("version"), device=on.get("device", row.get("device")))
+    return {k: flat.get(k) for k in CSV_COLUMNS}
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if v is None else v for k, v in flat_row(r).items()})
+    return buf.getvalue()
+
+
+def _f(v: Any, fmt: str = "{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def table_cells(r: dict[str, Any]) -> list[str]:
+    lat = r.get("latency_ms") or {}
+    status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
+    miou = r.get("miou")
+    return [r["architecture"], r["backend"], r["input"], str(r["batch"]), _f(lat.get("mean")),
+            _f(lat.get("p50")), _f(lat.get("p99")), _f(r.get("throughput_ips"), "{:.1f}"),
+            _f(r.get("speedup_vs_torch"), "{:.2f}x"), _f(r.get("speedup_vs_fp32"), "{:.2f}x"),
+            _f(r.get("params") and r["params"] / 1e6, "{:.3f}"), _f(r.get("gflops"), "{:.2f}"),
+            _f(r.get("file_mb"), "{:.2f}"), _f(r.get("peak_host_mb"), "{:.0f}"),
+            _f(r.get("host_delta_mb"), "{:.0f}"),
+            _f(miou if miou is None else 100 * miou, "{:.2f}"), status]
+
+
+HEADER = ("model", "backend", "input", "batch", "mean ms", "p50 ms", "p99 ms", "img/s", "vs torch",
+          "vs fp32", "params M", "GFLOPs", "file MB", "peak MB", "+MB", "mIoU %", "status")
+
+
+def machine_line(result: BenchResult) -> str:
+    m = result.machine
+    v = m["versions"]
+    return (f"{m['cpu']} ({m['cpu_count']} logical CPUs, {m['threads']} threads used), GPU "
+            f"{m['gpu'] or 'none'}; onnxruntime {v.get('onnxruntime') or '-'}, "
+            f"torch {v.get('torch') or '-'}, "
+            f"TensorRT {v.get('tensorrt') or '-'}; 1-min load {m.get('loadavg_1m')}")
+
+
+def to_markdown(result: BenchResult, command: str) -> str:
+    cfg = result.config
+    lines = ["# edgeseg bench", "", f"`{command}`", "", f"Machine: {machine_line(result)}.", "",
+             f"{cfg.warmup} warm-up + {cfg.iters} timed calls per row; latency per batch; "
+             "speed-ups are ratios of p50 latencies in this run. peak MB: peak resident memory of the "
+             "bench process during the row; +MB: that peak minus the resident memory just before the "
+             "backend was opened (negative when memory of earlier rows was returned meanwhile).", ""]
+    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * 3 + "---:|" * (len(HEADER) - 4) + "---|"]
+    for r in result.rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in table_cells(r)) + " |")
+    if result.interrupted:
+        lines += ["", "**Interrupted (Ctrl-C)**: rows after the interruption were not run."]
+    return "\n".join(lines) + "\n"
+
+
+TERMINAL_HEADER = ("model", "backend", "status", "input", "b", "p50 ms", "p99 ms", "img/s", "×torch",
+                   "×fp32", "mIoU%")
+SHORT_STATUS = {"ok": "ok", "skipped": "skip", "failed": "FAIL", "interrupted": "cut", "not run": "not run"}
+
+
+def rich_table(result: BenchResult) -> Any:
+    """A terminal-width table; reasons of skipped/failed rows and model facts go below it."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(title="edgeseg bench", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0))
+    for i, h in enumerate(TERMINAL_HEADER):
+        table.add_column(h, justify="left" if i < 4 else "right", no_wrap=True)
+    notes: dict[str, int] = {}
+    for r in result.rows:
+        c = table_cells(r)
+        status = SHORT_STATUS.get(r["status"], r["status"])
+        if r["status"] != "ok" and r["reason"]:
+            status += f" [{notes.setdefault(r['reason'], len(notes) + 1)}]"
+        table.add_row(c[0], c[1], status, c[2], c[3], c[5], c[6], c[7], c[8], c[9], c[15],
+                      style=None if r["status"] == "ok" else "dim")
+    lines = [machine_line(result)] + [f"[{n}] {reason}" for reason, n in notes.items()]
+    facts = {(r["architecture"], r["input"]): r for r in result.rows}
+    lines += [f"{a} {i}: {_f(r.get('params') and r['params'] / 1e6, '{:.3f}')} M params "
+              f"({r.get('params_from')}), {_f(r.get('gflops'), '{:.2f}')} GFLOPs ({r.get('gflops_from')})"
+              for (a, i), r in facts.items()]
+    return Group(table, *lines)
+
+
+def write_outputs(result: BenchResult, stem: Path, command: str) -> list[Path]:
+    """Write STEM.json, STEM.md, STEM.csv and STEM.png (plot only when a row was measured)."""
+    from edgeseg.runtime.bench_plot import plot_latency_miou
+
+    add_speedups(result.rows)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    data = {"command": command, "machine": result.machine, "interrupted": result.interrupted,
+            "config": {"warmup": result.config.warmup, "iters": result.config.iters,
+                       "batches": list(result.config.batches), "threads": result.config.threads,
+                       "data": result.config.data, "split": result.config.split,
+                       "calib": result.config.calib, "ratios": "p50 latency"},
+            "rows": result.rows}
+    json_path, md_path = write_report(stem, data, to_markdown(result, command))
+    csv_path = write_text_atomic(stem.with_name(stem.name + ".csv"), to_csv(result.rows))
+    paths = [json_path, md_path, csv_path]
+    png = plot_latency_miou(result.rows, stem.with_name(stem.name + ".png"))
+    if png is not None:
+        paths.append(png)
+    return paths

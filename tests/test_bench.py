@@ -1,0 +1,223 @@
+"""edgeseg bench: rows for every backend (measured, skipped with a reason, failed), outputs, bad input.
+
+Small random-init checkpoints at 32x32 keep this fast; timings are never asserted, only that they
+were measured and are consistent with each other.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgeseg.runtime import bench, bench_run
+from edgeseg.runtime.bench_report import add_speedups
+from typer.testing import CliRunner
+
+from edgeseg.cli.main import app
+from edgeseg.errors import ConfigError
+
+torch = pytest.importorskip("torch")
+runner = CliRunner()
+HW = (32, 32)
+
+
+def _checkpoint(folder: Path, arch: str = "lite-unet") -> Path:
+    from edgeseg.card import ModelCard
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.data.synthetic import SYNTHETIC_INFO as info
+    from edgeseg.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=len(info.class_names)).eval()
+    card = ModelCard(arch, {}, info.class_names, info.class_colors, HW, info.ignore_index)
+    return save_checkpoint(model, card, folder)[0]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _checkpoint(tmp_path_factory.mktemp("lite"))
+
+
+@pytest.fixture(scope="module")
+def run(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, object]:
+    out = tmp_path_factory.mktemp("bench") / "res"
+    result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch,ort,ort-int8,trt-fp16",
+                                 "--batch", "1,2", "--iters", "3", "--warmup", "1", "--threads", "1",
+                                 "--data", "synthetic", "--data-num", "2", "--out", str(out)])
+    return out, json.loads(out.with_name("res.json").read_text()), result
+
+
+def _row(data: dict, backend: str, batch: int = 1) -> dict:
+    return next(r for r in data["rows"] if r["backend"] == backend and r["batch"] == batch)
+
+
+def test_every_backend_gets_a_row(run: tuple[Path, dict, object]) -> None:
+    out, data, result = run
+    assert result.exit_code == 0, result.output
+    assert len(data["rows"]) == 4 * 2  # backends x batches, none dropped
+    for backend in ("torch", "ort"):
+        for b in (1, 2):
+            row = _row(data, backend, b)
+            assert row["status"] == "ok", row
+            lat = row["latency_ms"]
+            assert 0 < lat["p50"] <= lat["p99"] and row["iters"] == 3
+            assert row["throughput_ips"] == pytest.approx(1000 * b / lat["mean"], rel=1e-2)
+            assert 0.0 <= row["miou"] <= 1.0
+            assert row["runs_on"]["cpu"] and row["runs_on"]["threads"] == 1 and row["runs_on"]["version"]
+    assert "exported by bench" in _row(data, "ort")["artifact_note"]
+    int8 = _row(data, "ort-int8")
+    assert int8["status"] == "skipped" and "--calib" in int8["reason"]
+
+
+def test_unavailable_backend_is_listed_with_reason(run: tuple[Path, dict, object]) -> None:
+    _, data, result = run
+    trt = _row(data, "trt-fp16")
+    if bench_run.unavailable(bench.BACKENDS["trt-fp16"]) is None:
+        pytest.skip("TensorRT is installed here")
+    assert trt["status"] == "skipped" and "TensorRT" in trt["reason"]
+    assert "TensorRT" in result.output
+
+
+def test_outputs_csv_markdown_png_and_speedup(run: tuple[Path, dict, object]) -> None:
+    out, data, _ = run
+    rows = list(csv.DictReader(out.with_name("res.csv").open()))
+    assert [r["backend"] for r in rows] == [r["backend"] for r in data["rows"]]
+    md = out.with_name("res.md").read_text()
+    assert "edgeseg bench" in md and "| lite-unet | ort | 32x32 | 1 |" in md
+    assert out.with_name("res.png").read_bytes()[:4] == b"\x89PNG"
+    t, o = _row(data, "torch"), _row(data, "ort")
+    assert o["speedup_vs_torch"] == pytest.approx(t["latency_ms"]["p50"] / o["latency_ms"]["p50"], rel=1e-2)
+    assert data["machine"]["versions"]["onnxruntime"] and data["config"]["iters"] == 3
+
+
+def test_params_and_gflops_agree_between_profile_and_onnx(run: tuple[Path, dict, object]) -> None:
+    _, data, _ = run
+    onnx_path = Path(_row(data, "ort")["artifact"])
+    profile_gflops = _row(data, "torch")["gflops"]
+    assert bench.onnx_gflops(onnx_path) == pytest.approx(profile_gflops, rel=0.02)
+    assert _row(data, "torch")["params"] > 100_000
+
+
+def test_unknown_backend_lists_valid_ones(ckpt: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch,ort-int9", "--out",
+                                 str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "unknown backend 'ort-int9'" in result.output and "trt-fp16" in result.output
+    with pytest.raises(ConfigError, match="valid backends"):
+        bench.parse_backends("tensorrt")
+
+
+def test_dataset_with_other_classes_is_refused(ckpt: Path, tmp_path: Path) -> None:
+    import cv2
+
+    data = tmp_path / "roads"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(data / "images" / f"a{i}.png"), np.zeros((32, 32, 3), np.uint8))
+        cv2.imwrite(str(data / "masks" / f"a{i}.png"), np.zeros((32, 32), np.uint8))
+    (data / "classes.json").write_text(json.dumps({"class_names": ["road", "car"]}))
+    result = runner.invoke(app, ["bench", str(ckpt), "--backends", "ort", "--data", str(data), "--split",
+                                 "all", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "classes" in result.output, result.output
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_onnx_model_cannot_run_on_torch(run: tuple[Path, dict, object], tmp_path: Path) -> None:
+    import shutil
+
+    _, data, _ = run
+    onnx_path = Path(_row(data, "ort")["artifact"])
+    lone = tmp_path / "model.onnx"
+    shutil.copy(onnx_path, lone)
+    shutil.copy(onnx_path.with_name(onnx_path.name + ".json"), tmp_path / "model.onnx.json")
+    result = runner.invoke(app, ["bench", str(lone), "--backends", "torch,ort", "--iters", "2", "--warmup",
+                                 "0", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert rows[0]["status"] == "skipped" and "runs checkpoints" in rows[0]["reason"]
+    assert rows[1]["status"] == "ok" and rows[1]["artifact_note"] == "given"
+
+
+def test_failing_backend_keeps_other_rows(ckpt: Path, tmp_path: Path, monkeypatch) -> None:
+    real = bench_run.open_for
+
+    def broken(spec, path, hw, threads):  # noqa: ANN001, ANN202
+        if spec.name == "torch":
+            raise RuntimeError("simulated driver crash\nsecond line")
+        return real(spec, path, hw, threads)
+
+    monkeypatch.setattr(bench_run, "open_for", broken)
+    result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch,ort", "--iters", "2", "--warmup",
+                                 "0", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert rows[0]["status"] == "failed" and rows[0]["reason"] == "RuntimeError: simulated driver crash"
+    assert rows[1]["status"] == "ok"
+
+
+def test_ctrl_c_writes_what_was_measured(ckpt: Path, tmp_path: Path, monkeypatch) -> None:
+    real = bench.measure
+    calls = {"n": 0}
+
+    def measure_then_interrupt(infer, batch_nchw, **kw):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(infer, batch_nchw, **kw)
+
+    monkeypatch.setattr(bench, "measure", measure_then_interrupt)
+    result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch,ort,ort-fp16", "--iters", "2",
+                                 "--warmup", "0", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 130
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["interrupted"] is True
+    assert [r["status"] for r in data["rows"]] == ["ok", "not run", "not run"]
+    assert (tmp_path / "r.csv").exists() and (tmp_path / "r.md").read_text().count("Interrupted") == 1
+
+
+def test_measure_statistics_and_interrupt() -> None:
+    def infer(x: np.ndarray) -> np.ndarray:
+        return x * 2
+
+    t = bench.measure(infer, bench.random_batch(2, (4, 4)), warmup=1, iters=5)
+    lat = t.latency_ms()
+    assert len(t.seconds) == 5 and lat["p50"] <= lat["p99"]
+    assert t.throughput() == pytest.approx(10 / t.total_s, rel=1e-2)
+    n = {"i": 0}
+
+    def flaky(x: np.ndarray) -> None:
+        n["i"] += 1
+        if n["i"] == 4:
+            raise KeyboardInterrupt
+
+    cut = bench.measure(flaky, bench.random_batch(1, (4, 4)), warmup=1, iters=10)
+    assert cut.interrupted and len(cut.seconds) == 2
+
+
+def test_speedups_use_same_model_input_and_batch() -> None:
+    def row(backend: str, runtime: str, precision: str, p50: float, batch: int = 1) -> dict:
+        return {"model": "m", "input": "8x8", "batch": batch, "backend": backend, "runtime": runtime,
+                "precision": precision, "device": "cpu", "status": "ok", "latency_ms": {"p50": p50}}
+
+    rows = [row("torch", "torch", "fp32", 30.0), row("ort", "onnxruntime", "fp32", 10.0),
+            row("ort-int8", "onnxruntime", "int8", 5.0), row("ort", "onnxruntime", "fp32", 50.0, batch=4)]
+    add_speedups(rows)
+    assert rows[1]["speedup_vs_torch"] == 3.0 and rows[2]["speedup_vs_fp32"] == 2.0
+    assert rows[2]["speedup_vs_torch"] == 6.0 and rows[3]["speedup_vs_torch"] is None
+    assert rows[0]["speedup_vs_torch"] is None and rows[1]["speedup_vs_fp32"] is None
+
+
+def test_parse_inputs_and_batches() -> None:
+    assert bench.parse_inputs("360x480, 720x960") == [(360, 480), (720, 960)]
+    assert bench.parse_batches("1,4,4") == [1, 4]
+    for bad in ("360", "x480", "0x4"):
+        with pytest.raises(ConfigError, match="HxW"):
+            bench.parse_inputs(bad)
+    with pytest.raises(ConfigError):
+        bench.parse_batches("1,a")
+    assert not math.isnan(bench.random_batch(1, (2, 2)).sum())
