@@ -1,0 +1,160 @@
+"""The unpool CUDA kernel library (no TensorRT).
+
+* compile: ``libedgeseg_unpool_kernel.so`` with nvcc for sm_72 (Xavier), sm_87 (Orin), sm_90
+  (H100) and sm_110 (Jetson Thor, CUDA 13), one compile per architecture; an architecture the
+  installed nvcc no longer lists is skipped with the reason (CUDA 13.0 dropped sm_72).
+* C launcher on the CPU: argument checks and empty tensors need no GPU, so they run everywhere.
+* ``gpu``: bit-exact against the numpy reference and ``F.max_unpool2d`` on CUDA tensors, FP32 and
+  FP16, ties and odd sizes; prints achieved bandwidth vs a device-to-device copy of the same bytes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgeseg.export.plugin_build import build_kernel_library
+from edgeseg.export.unpool.reference import max_unpool2x2_ref
+
+NVCC = shutil.which("nvcc")
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) is not installed")
+
+
+def supported_archs() -> set[str]:
+    out = subprocess.run([str(NVCC), "--list-gpu-arch"], capture_output=True, text=True, check=True).stdout
+    return {a.removeprefix("compute_") for a in out.split()}
+
+
+def load(lib: Path) -> ctypes.CDLL:
+    dll = ctypes.CDLL(str(lib))
+    dll.edgeseg_unpool2x2.restype = ctypes.c_int
+    dll.edgeseg_unpool2x2.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                      ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
+                                      ctypes.c_void_p]
+    return dll
+
+
+@pytest.fixture(scope="module")
+def kernel_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Kernel library for this machine's GPU when torch sees one, else for sm_87."""
+    if NVCC is None:
+        pytest.skip("nvcc (CUDA toolkit) is not installed")
+    arch = "87"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability()
+            arch = f"{major}{minor}"
+    except ImportError:
+        pass
+    return build_kernel_library(tmp_path_factory.mktemp("kernel") / "libedgeseg_unpool_kernel.so", (arch,))
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["72", "87", "90", "110"])
+def test_kernel_compiles(arch: str, tmp_path: Path) -> None:
+    if arch not in supported_archs():
+        pytest.skip(f"nvcc here does not support sm_{arch} (CUDA 13 dropped sm_72/Xavier; Jetson Xavier "
+                    "stays on JetPack 5 / CUDA 11.4, JetPack 6 targets Orin sm_87)")
+    lib = build_kernel_library(tmp_path / "libedgeseg_unpool_kernel.so", (arch,))
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True,
+                             check=True).stdout
+    exported = {line.split()[-1] for line in symbols.splitlines() if " T " in line}
+    assert exported == {"edgeseg_unpool2x2", "edgeseg_unpool_kernel_abi_version"}  # the rest stays hidden
+    if shutil.which("cuobjdump"):  # not part of every CUDA install (absent on the CI hosts)
+        elves = subprocess.run(["cuobjdump", "--list-elf", str(lib)], capture_output=True, text=True).stdout
+        assert f"sm_{arch}" in elves
+
+
+def test_c_launcher_checks_arguments_without_gpu(kernel_lib: Path) -> None:
+    dll = load(kernel_lib)
+    assert dll.edgeseg_unpool_kernel_abi_version() == 1
+    buf = ctypes.create_string_buffer(64)
+    p = ctypes.addressof(buf)
+    invalid = 1  # cudaErrorInvalidValue
+    assert dll.edgeseg_unpool2x2(p, p, p, -1, 1, 2, 2, 0, None) == invalid  # negative size
+    assert dll.edgeseg_unpool2x2(p, p, p, 1, 1, 2, 2, 7, None) == invalid  # unknown dtype
+    assert dll.edgeseg_unpool2x2(None, None, p, 1, 1, 2, 2, 0, None) == invalid  # NULL x/y
+    assert dll.edgeseg_unpool2x2(p, p, None, 1, 1, 2, 2, 0, None) == invalid  # NULL out
+    assert dll.edgeseg_unpool2x2(None, None, None, 0, 3, 4, 4, 0, None) == 0  # empty batch: no work
+
+
+# ---- on a CUDA GPU --------------------------------------------------------------------------------
+
+CASES = [  # (N, C, H, W): odd batch/channel counts, odd H and W, a single window, tall/narrow
+    (1, 1, 2, 2), (3, 5, 8, 10), (1, 7, 9, 11), (2, 3, 7, 6), (5, 1, 16, 3), (1, 2, 1, 5),
+]
+
+
+def _launch(dll: ctypes.CDLL, x: object, y: object, out: object, torch: object) -> int:
+    n, c, h, w = x.shape
+    dtype = 0 if x.dtype == torch.float32 else 1
+    return dll.edgeseg_unpool2x2(x.data_ptr(), y.data_ptr(), out.data_ptr(), n, c, h, w, dtype,
+                                 torch.cuda.current_stream().cuda_stream)
+
+
+def _run(dll: ctypes.CDLL, x: object, y: object, torch: object) -> object:
+    out = torch.full_like(x, float("nan"))  # every element must be written
+    assert _launch(dll, x, y, out, torch) == 0
+    torch.cuda.synchronize()
+    return out
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("shape", CASES)
+def test_kernel_matches_reference_and_torch(kernel_lib: Path, dtype: str, ties: bool,
+                                            shape: tuple[int, int, int, int]) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    dll = load(kernel_lib)
+    g = torch.Generator(device="cpu").manual_seed(hash((shape, ties)) % 2**31)
+    x = (torch.randint(0, 3, shape, generator=g).float() if ties else torch.randn(shape, generator=g))
+    x = x.to(getattr(torch, dtype)).cuda()
+    n, c, h, w = shape
+    y = torch.randn((n, c, h // 2, w // 2), generator=g).to(x.dtype).cuda()
+    out = _run(dll, x, y, torch)
+    ref = max_unpool2x2_ref(x.cpu().numpy(), y.cpu().numpy())
+    assert np.array_equal(out.cpu().numpy(), ref)  # bit-exact (zeros included)
+    if h >= 2 and w >= 2:
+        pooled, idx = F.max_pool2d(x.float(), 2, 2, return_indices=True)
+        expected = F.max_unpool2d(y.float(), idx, 2, 2, output_size=x.shape[-2:]).to(x.dtype)
+        assert torch.equal(out, expected)
+
+
+@pytest.mark.gpu
+def test_kernel_bandwidth_vs_copy(kernel_lib: Path) -> None:
+    """Achieved bandwidth of the kernel vs a device-to-device copy of the same bytes (printed)."""
+    import torch
+
+    dll = load(kernel_lib)
+    x = torch.randn((8, 64, 512, 512), device="cuda")
+    y = torch.randn((8, 64, 256, 256), device="cuda")
+    moved = x.nbytes + y.nbytes + x.nbytes  # read x, read y, write out
+    src = torch.empty(moved // 2, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)  # a copy of moved/2 bytes also moves `moved` bytes
+
+    def timed(fn: object, reps: int = 20) -> float:
+        fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / reps / 1e3
+
+    out = torch.empty_like(x)
+    t_kernel = timed(lambda: _launch(dll, x, y, out, torch))
+    t_copy = timed(lambda: dst.copy_(src))
+    gbs_kernel, gbs_copy = moved / t_kernel / 1e9, moved / t_copy / 1e9
+    print(f"\nunpool kernel fp32 {tuple(x.shape)}: {gbs_kernel:.0f} GB/s; device copy of the same bytes: "
+          f"{gbs_copy:.0f} GB/s; ratio {gbs_kernel / gbs_copy:.2f} ({torch.cuda.get_device_name()})")
+    assert gbs_kernel > 0
