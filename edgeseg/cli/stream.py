@@ -1,0 +1,135 @@
+"""``edgeseg stream MODEL [--camera N | --source S]``: live segmentation overlay, measured.
+
+Torch-free unless MODEL is a ``.safetensors`` checkpoint. Every output is checked before the
+first frame; Ctrl-C finalizes the video and writes the report. Exit code 0 when the stream ended
+or a limit was reached, 1 when the source failed and could not be reconnected (the report is
+still written), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgeseg.errors import ConfigError
+
+BACKEND_OPTIONS = {".onnx": ("threads", "provider"), ".safetensors": ("device",), ".engine": ()}
+
+
+def _backend_kwargs(model: Path, threads: int | None, provider: str | None,
+                    device: str | None) -> dict[str, Any]:
+    """Options of the backend MODEL's suffix selects; an option it does not take is an error."""
+    given = {"threads": threads, "provider": provider, "device": device}
+    allowed = BACKEND_OPTIONS.get(model.suffix, ())
+    for name, value in given.items():
+        if value is not None and name not in allowed and model.suffix in BACKEND_OPTIONS:
+            raise ConfigError(f"--{name} does not apply to {model.suffix} models; it is for "
+                              f"{', '.join(s for s, o in BACKEND_OPTIONS.items() if name in o)} models")
+    kwargs: dict[str, Any] = {}
+    if threads is not None:
+        kwargs["threads"] = threads
+    if provider is not None:
+        kwargs["providers"] = provider
+    if device is not None:
+        kwargs["device"] = device
+    return kwargs
+
+
+def _source_spec(camera: int | None, source: str | None) -> str:
+    if camera is not None and source is not None:
+        raise ConfigError("pass either --camera N or --source S, not both")
+    return source if source is not None else f"camera:{camera if camera is not None else 0}"
+
+
+def _check_report_path(report: Path | None) -> None:
+    if report is None:
+        return
+    if report.suffix != ".json":
+        raise ConfigError(f"--report {report.name} must end in .json (a Markdown copy goes next to it)")
+    if not (report.parent if str(report.parent) else Path(".")).is_dir():
+        raise ConfigError(f"--report folder {report.parent} does not exist; create it or choose another path")
+
+
+def stream_cmd(
+    model: Annotated[Path, typer.Argument(help="Model file with its card: .onnx, .engine or .safetensors.")],
+    camera: Annotated[int | None, typer.Option(help="Camera index (default 0 when no --source).")] = None,
+    source: Annotated[str | None, typer.Option(
+        help="Video file, image folder or glob, rtsp:// or http(s):// URL, GStreamer pipeline ending in "
+             "appsink, or 'synthetic' (moving shapes with exact masks).")] = None,
+    masks: Annotated[Path | None, typer.Option(
+        help="Folder of ground-truth label maps named like the frames (image stem or 000123 = frame "
+             "index) for running IoU.")] = None,
+    save: Annotated[Path | None, typer.Option(help="Write the overlay video (.mp4, .avi, .mkv).")] = None,
+    save_frames: Annotated[Path | None, typer.Option(help="Write every overlay as DIR/<frame>.png.")] = None,
+    stats: Annotated[Path | None, typer.Option(help="Per-frame timings as JSON lines.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Summary report .json (+ .md next to it).")] = None,
+    window: Annotated[bool | None, typer.Option(
+        "--window/--headless",
+        help="Show a window / never show one. [default: when a display exists]")] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N processed frames.")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime intra-op threads.")] = None,
+    provider: Annotated[str | None, typer.Option(
+        help="onnxruntime providers, comma-separated: cpu, cuda, tensorrt. [default: cpu]")] = None,
+    device: Annotated[str | None, typer.Option(help="Torch checkpoints: auto, cpu or cuda.")] = None,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay colour weight.")] = 0.5,
+    legend: Annotated[bool, typer.Option(help="Draw the class legend.")] = True,
+    hud: Annotated[bool, typer.Option(help="Draw FPS / latency / mIoU.")] = True,
+    synthetic_size: Annotated[str | None, typer.Option(
+        help="Synthetic source frame size HxW. [default: the model's input size]")] = None,
+    synthetic_fps: Annotated[float | None, typer.Option(
+        help="Make the synthetic source live at this rate (newest frame only, drops counted).")] = None,
+    reconnect: Annotated[float, typer.Option(
+        help="Seconds to keep reconnecting a lost camera/stream before stopping.")] = 15.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a live frame before a timeout.")] = 2.0,
+    quiet: Annotated[bool, typer.Option(help="No progress line and no table.")] = False,
+) -> None:
+    """Run MODEL on a camera, file, stream or the synthetic source; overlay, measure, report."""
+    from edgeseg.models.registry import parse_hw
+    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.overlay import OverlayOptions
+    from edgeseg.runtime.sinks import SinkOptions, open_sinks
+    from edgeseg.runtime.sources import SourceOptions, open_source
+    from edgeseg.runtime.stream import StreamOptions, run_stream
+
+    spec = _source_spec(camera, source)
+    _check_report_path(report)
+    overlay = OverlayOptions(alpha=alpha, legend=legend, hud=hud)
+    backend = open_backend(model, **_backend_kwargs(model, threads, provider, device))
+    try:
+        hw = parse_hw(synthetic_size) if synthetic_size else backend.card.input_hw
+        src = open_source(spec, SourceOptions(timeout_s=timeout, reconnect_s=reconnect, masks_dir=masks,
+                                              synthetic_hw=hw, synthetic_fps=synthetic_fps))
+        sink_opts = SinkOptions(window=window, save=save, save_frames=save_frames, stats=stats,
+                                progress=not quiet, progress_total=max_frames)
+        try:
+            sinks = open_sinks(sink_opts, src.fps)
+        except BaseException:
+            src.close()
+            raise
+        result = run_stream(backend, src, sinks, StreamOptions(max_frames, duration, overlay))
+    finally:
+        backend.close()
+    _finish(result, report, quiet)
+
+
+def _finish(result: Any, report: Path | None, quiet: bool) -> None:
+    from rich.console import Console
+
+    console = Console()
+    if not quiet:
+        console.print(result.rich_tables())
+    written = [*result.outputs.values()]
+    if report is not None:
+        written += [str(p) for p in result.write(report)]
+    if written:
+        console.print("wrote " + ", ".join(written), highlight=False)
+    if result.stop_reason.startswith("error"):
+        typer.echo(f"stream stopped: {result.stop_reason}", err=True)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stream")(stream_cmd)

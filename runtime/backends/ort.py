@@ -1,0 +1,127 @@
+"""onnxruntime backend for ``.onnx`` files (torch-free; what a Jetson image can run).
+
+CPU by default. ``providers`` asks for others by short name (``cpu``, ``cuda``, ``tensorrt``)
+or full onnxruntime name; a requested provider that is not installed, or that onnxruntime
+silently drops while creating the session, is an error, never a quiet CPU fallback. Sessions
+are created with :func:`edgeseg.export.unpool.ort_op.session_options`, so plugin-mode files (the
+custom unpool node) run too. The model card is read (and its SHA-256 checked) before the file
+is loaded, and the ONNX input/output shapes are checked against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.card import ModelCard, card_path, read_card
+from edgeseg.errors import BackendError, ModelError, did_you_mean
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def resolve_providers(requested: Sequence[str] | str | None, available: Sequence[str]) -> list[str]:
+    """Full provider names in priority order, CPU last as the fallback for unsupported nodes.
+
+    Raises BackendError for an unknown name or one this onnxruntime build does not have.
+    """
+    if requested is None:
+        requested = ["cpu"]
+    elif isinstance(requested, str):
+        requested = [p for p in requested.split(",") if p.strip()]
+    names: list[str] = []
+    for p in requested:
+        full = PROVIDER_ALIASES.get(p.strip().lower(), p.strip())
+        if full not in PROVIDER_ALIASES.values() and full not in available:
+            hint = did_you_mean(p, list(PROVIDER_ALIASES))
+            raise BackendError(f"unknown onnxruntime provider {p!r}{hint}; use {', '.join(PROVIDER_ALIASES)}")
+        if full not in available:
+            raise BackendError(
+                f"onnxruntime provider {full} is not available here (available: {', '.join(available)}); "
+                "install onnxruntime-gpu (desktop) or JetPack's onnxruntime wheel, or use --provider cpu"
+            )
+        if full not in names:
+            names.append(full)
+    if "CPUExecutionProvider" not in names:
+        names.append("CPUExecutionProvider")
+    return names
+
+
+class OrtBackend:
+    """An ONNX model in an onnxruntime session. ``infer``: float32 (N,3,H,W) -> logits (N,K,H,W)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None,
+                 providers: Sequence[str] | str | None = None) -> None:
+        import onnxruntime as ort
+        from edgeseg.export.unpool.ort_op import session_options
+
+        self.path = Path(path)
+        self.card: ModelCard = read_card(self.path)
+        if self.card.artifact != "onnx":
+            raise ModelError(f"model card {card_path(self.path)} describes a {self.card.artifact}, not an "
+                             "ONNX file; the card belongs to another artifact: re-export with edgeseg export")
+        self.threads = threads
+        wanted = resolve_providers(providers, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=session_options(threads),
+                                                providers=wanted)
+        except Exception as e:  # onnxruntime raises its own pybind exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BackendError(f"onnxruntime cannot load {self.path.name}: {first[:200]}; expected a valid "
+                               "ONNX model (re-export it with edgeseg export)") from None
+        dropped = [p for p in wanted if p not in self.session.get_providers()]
+        if dropped:
+            raise BackendError(f"onnxruntime could not start {', '.join(dropped)} for {self.path.name} "
+                               "(its libraries failed to load); fix the CUDA/TensorRT install or use "
+                               "--provider cpu")
+        self._version = ort.__version__
+        self._check_io()
+
+    def _check_io(self) -> None:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelError(f"{self.path.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                             "expected one image input and a logits output (re-export with edgeseg export)")
+        shape, h, w = inputs[0].shape, *self.card.input_hw
+        fixed = zip(shape[1:], (3, h, w), strict=False)
+        if len(shape) != 4 or any(isinstance(d, int) and d != e for d, e in fixed):
+            raise ModelError(f"{self.path.name} takes input {shape} but its card says (N, 3, {h}, {w}); the "
+                             "card does not match the model file: re-export it with edgeseg export")
+        k = outputs[0].shape[1] if len(outputs[0].shape) == 4 else None
+        if isinstance(k, int) and k not in (self.card.num_classes, 1):
+            raise ModelError(f"{self.path.name} outputs {k} classes but its card lists "
+                             f"{self.card.num_classes}; the card does not match the model file: re-export it "
+                             "with edgeseg export")
+        self._in_name, self._out_name = inputs[0].name, outputs[0].name
+        self._in_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        self._in_chw = (3, h, w)
+
+    def infer(self, batch_nchw: np.ndarray) -> np.ndarray:
+        """float32 (N,3,H,W) normalized batch -> float32 logits (N,K,H,W)."""
+        if batch_nchw.ndim != 4 or batch_nchw.shape[1:] != self._in_chw:
+            want = ", ".join(map(str, self._in_chw))
+            raise BackendError(f"input batch has shape {batch_nchw.shape}; expected (N, {want}) as "
+                               "edgeseg.preprocess produces for this card")
+        if batch_nchw.dtype != self._in_dtype:
+            batch_nchw = batch_nchw.astype(self._in_dtype)
+        out = self.session.run([self._out_name], {self._in_name: batch_nchw})[0]
+        return out if out.dtype == np.float32 else out.astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        providers = self.session.get_providers()
+        gpu = any(p in providers for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider"))
+        device = "cuda" if gpu else "cpu"
+        return {"name": self.name, "version": self._version, "providers": providers, "device": device,
+                "threads": self.threads if self.threads is not None else "default (all cores)",
+                "precision": self.card.precision}
+
+    def close(self) -> None:
+        self.__dict__.pop("session", None)

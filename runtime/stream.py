@@ -1,0 +1,157 @@
+"""The streaming loop: capture -> preprocess -> infer -> argmax -> overlay -> sinks, measured.
+
+Stopping never loses what was recorded: end of stream, ``--max-frames``, ``--duration``, a lost
+camera, 'q' in the window, SIGINT (Ctrl-C) or SIGTERM all leave the loop through the same
+``finally`` that closes every sink (the video file is finalized) and the source, and the report
+is built from everything measured. The first SIGINT finishes the current frame and stops; a
+second one interrupts at once (sinks are still closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.overlay import Overlay, OverlayOptions
+from edgeseg.runtime.report import StreamRecorder, StreamReport, count_params, distribution_ms
+from edgeseg.runtime.sources import ReadStatus, Source
+from edgeseg.runtime.stages import ArgmaxLabels, GroundTruthScorer, Preprocessor
+
+from edgeseg.metrics import SegMetrics
+
+now = time.perf_counter
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """``max_frames`` / ``duration_s``: stop after that many processed frames / seconds (None = no limit)."""
+
+    max_frames: int | None = None
+    duration_s: float | None = None
+    overlay: OverlayOptions = field(default_factory=OverlayOptions)
+
+
+class StopSignal:
+    """SIGINT/SIGTERM -> ``reason`` set (graceful); a second SIGINT raises KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.reason = f"interrupted ({signal.Signals(signum).name})"
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopSignal]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals are delivered to the main thread only
+            return
+        old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _limit(rec: StreamRecorder, opts: StreamOptions, stop: StopSignal, sinks: Sequence[Any]) -> str | None:
+    if stop.reason:
+        return stop.reason
+    if opts.max_frames is not None and rec.frames >= opts.max_frames:
+        return f"--max-frames {opts.max_frames} reached"
+    if opts.duration_s is not None and now() - rec.t0 >= opts.duration_s:
+        return f"--duration {opts.duration_s:g} s reached"
+    if any(s.stop_requested for s in sinks):
+        return "window closed"
+    return None
+
+
+def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
+               options: StreamOptions | None = None) -> StreamReport:
+    """Run until a limit, the end of the source, or a signal; always close sinks and source."""
+    opts, card = options or StreamOptions(), backend.card
+    pre, argmax, scorer = Preprocessor(card), ArgmaxLabels(), GroundTruthScorer(card)
+    overlay = Overlay(card.class_names, card.class_colors, opts.overlay)
+    backend.infer(np.zeros((1, 3, *card.input_hw), np.float32))  # warm-up, not measured
+    stop, outputs, started = StopSignal(), {}, datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rec, reason, miou = StreamRecorder(), "", None
+    with stop.installed():
+        try:
+            while (reason := _limit(rec, opts, stop, sinks) or "") == "":
+                t0 = now()
+                got = source.read()
+                t1 = now()
+                if got.status is ReadStatus.TIMEOUT:
+                    rec.timeouts += 1
+                    continue
+                if got.status is not ReadStatus.OK or got.frame is None:
+                    reason = f"{got.status.value}: {got.message}"
+                    break
+                frame = got.frame
+                x = pre(frame.image_bgr)
+                t2 = now()
+                logits = backend.infer(x)
+                t3 = now()
+                labels = argmax(logits)
+                frame_miou = _score(scorer, labels, frame.mask)
+                t4 = now()
+                miou = scorer.compute().miou if frame_miou is not None else miou
+                out = overlay.render(frame.image_bgr, labels, rec.hud(miou))
+                t5 = now()
+                for sink in sinks:
+                    sink.write(out, frame)
+                t6 = now()
+                n = source.counters()
+                record = rec.add((rec.frames, frame.index), frame.name, frame.t_capture,
+                                 (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), t6,
+                                 (n.dropped, n.corrupt), frame_miou)
+                for sink in sinks:
+                    sink.log(record)
+        except KeyboardInterrupt:
+            reason = "interrupted twice (SIGINT)"
+        finally:
+            wall = (rec.done_t[-1] if rec.frames else now()) - rec.t0
+            for sink in sinks:
+                outputs.update(sink.close())
+            source.close()
+    return _report(backend, source, rec, wall, reason, scorer, outputs, started)
+
+
+def _score(scorer: GroundTruthScorer, labels: np.ndarray, mask: np.ndarray | None) -> float | None:
+    """Add this frame to the running confusion matrix; its own mIoU (None without ground truth)."""
+    if mask is None:
+        return None
+    return SegMetrics.from_confusion(scorer.update(labels, mask)).miou
+
+
+def _report(backend: Backend, source: Source, rec: StreamRecorder, wall: float, reason: str,
+            scorer: GroundTruthScorer, outputs: dict[str, str], started: str) -> StreamReport:
+    card, path = backend.card, Path(getattr(backend, "path", "") or "")
+    params, params_from = count_params(path, card.extra) if path.is_file() else (None, "unknown")
+    infer_s = float(np.sum(np.frombuffer(rec.stage_s["inference"], dtype=np.float64)))
+    n = source.counters()
+    model = {"file": str(path), "file_bytes": path.stat().st_size if path.is_file() else None,
+             "params": params, "params_from": params_from, "architecture": card.architecture,
+             "input_hw": list(card.input_hw), "num_classes": card.num_classes,
+             "precision": card.precision, "unpool_mode": card.unpool_mode}
+    metrics = scorer.compute()
+    metric_dict = None if metrics is None else {"frames": scorer.frames, **metrics.to_dict(card.class_names)}
+    return StreamReport(
+        frames=rec.frames, wall_s=round(wall, 4), fps=round(rec.frames / wall, 3) if wall > 0 else 0.0,
+        outside_inference_share=round(1.0 - infer_s / wall, 4) if rec.frames and wall > 0 else None,
+        stages_ms={s: distribution_ms(v) for s, v in rec.stage_s.items()},
+        latency_ms=distribution_ms(rec.latency_s), dropped=n.dropped, corrupt=n.corrupt,
+        timeouts=rec.timeouts, reconnects=n.reconnects, stop_reason=reason,
+        source={"description": source.description, "live": source.live, "fps": source.fps,
+                "produced": n.produced},
+        model=model, backend=backend.describe(), metrics=metric_dict, outputs=outputs, started_utc=started)
