@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from edgeseg.errors import SourceError
 from edgeseg.runtime import live
 from edgeseg.runtime.sources import ReadStatus, SourceOptions, open_source, redact
+
+from edgeseg.errors import SourceError
 
 
 def _frames(n: int, hw: tuple[int, int] = (48, 64)) -> list[np.ndarray]:
