@@ -250,11 +250,11 @@ def float_inputs_for(model: onnx.ModelProto, node_names: set[str]) -> int:
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[i] = q.input[0]
                 rewired += 1
-    _remove_dangling_qdq(model)
+    remove_dangling_qdq(model)
     return rewired
 
 
-def _remove_dangling_qdq(model: onnx.ModelProto) -> None:
+def remove_dangling_qdq(model: onnx.ModelProto) -> None:
     graph_outputs = {o.name for o in model.graph.output}
     changed = True
     while changed:

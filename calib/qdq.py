@@ -37,11 +37,13 @@ def _extra_options(placement: str) -> dict[str, Any]:
     return extra
 
 
-def insert_qdq(model: Any, typed: Any, ranges_file: Path, method: Any, placement: str) -> Any:
+def insert_qdq(model: Any, typed: Any, ranges_file: Path, method: Any, placement: str,
+               keep_float: tuple[str, ...] = ()) -> Any:
     """Quantize ``model`` (ModelProto, plugin or native unpool) with the cached ``ranges_file``.
 
     ``typed``: the native-equivalent graph (for tensor types); ``method``: the ORT
-    CalibrationMethod the ranges came from. Returns the Q/DQ ModelProto (checked).
+    CalibrationMethod the ranges came from; ``keep_float``: node names left out of INT8 (they read
+    float tensors). Returns the Q/DQ ModelProto (checked).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -49,6 +51,11 @@ def insert_qdq(model: Any, typed: Any, ranges_file: Path, method: Any, placement
     model = _clone(model)
     copy_value_info(model, typed)
     unpool = native_unpool_node_names(model) | {n.name for n in plugin_nodes(model)}
+    missing = sorted(set(keep_float) - {n.name for n in model.graph.node})
+    if missing:
+        raise CalibrationError(f"--keep-float {missing[0]!r} is not a node of the model; use a layer name "
+                               "from edgeseg int8-sensitivity")
+    unpool |= set(keep_float)
     ops = list(WEIGHTED_OPS if placement == "tensorrt" else FULL_OPS)
     with tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"

@@ -63,6 +63,7 @@ class QuantConfig:
     percentile: float = 99.999
     num_bins: int = 2048
     cache_dir: Path | None = None
+    keep_float: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -272,13 +273,15 @@ def calibrate(model_path: str | Path, set_path: str | Path, out: str | Path,
     ranges, hit = ranges_for(model_path, calib_model, cset, card, input_name, cfg)
     ranges = with_unpool_ranges(model, ranges)
     with _ort_cache(ranges, cfg.method) as ranges_file:
-        qmodel = insert_qdq(model, calib_model, ranges_file, _ort_method(cfg.method), cfg.placement)
+        qmodel = insert_qdq(model, calib_model, ranges_file, _ort_method(cfg.method), cfg.placement,
+                            cfg.keep_float)
     counts = check_qdq(qmodel)
     with atomic_path(out) as tmp:
         onnx.save(qmodel, str(tmp))
     extra = {**card.extra, "calibration_set_sha256": cset.set_sha256, "method": cfg.method,
              "calibration": {**cfg.params(), "images": len(cset.images), "strategy": cset.strategy,
-                             "placement": cfg.placement, "cache_hit": hit, **counts}}
+                             "placement": cfg.placement, "cache_hit": hit, "keep_float": list(cfg.keep_float),
+                             **counts}}
     new_card = card.replace(precision="int8", parent_sha256=card.file_sha256, extra=extra)
     write_card(out, new_card)
     return out, read_card(out)

@@ -170,3 +170,26 @@ def test_cli_calibrate_and_precision_report(work: Path) -> None:
     assert "INT8 (percentile)" in (work / "report.md").read_text()
     r = runner.invoke(app, ["calibrate", str(work / "tiny.native.onnx"), "--set", str(work / "nope.json")])
     assert r.exit_code == 2 and "cannot read calibration set" in r.output
+
+
+def test_keep_float_and_sensitivity(work: Path) -> None:
+    from edgeseg.calib.sensitivity import float_layer_variant, layer_sensitivity, quantized_layers
+
+    out = work / "keep.int8.onnx"
+    _, card = calibrate(work / "tiny.native.onnx", work / "set.json", out,
+                        QuantConfig(method="minmax", cache_dir=work / "cache", keep_float=("c2",)))
+    m = onnx.load(str(out))
+    assert [n.name for n in quantized_layers(m)] == ["c1", "logits"]
+    assert card.extra["calibration"]["keep_float"] == ["c2"]
+    with pytest.raises(CalibrationError, match="not a node"):
+        calibrate(work / "tiny.native.onnx", work / "set.json", out,
+                  QuantConfig(method="minmax", cache_dir=work / "cache", keep_float=("nope",)))
+    fp32, q = onnx.load(str(work / "tiny.native.onnx")), onnx.load(str(work / "tiny.native.int8.onnx"))
+    variant = float_layer_variant(q, fp32, "c1")
+    assert [n.name for n in quantized_layers(variant)] == ["c2", "logits"]
+    onnx.checker.check_model(variant)
+    base, layers = layer_sensitivity(work / "tiny.native.onnx", work / "tiny.native.int8.onnx",
+                                     work / "data", "all", num=4)
+    assert {r.layer for r in layers} == {"c1", "c2", "logits"} and base > 0
+    assert layers[0].reduction >= layers[-1].reduction
+    assert all(r.disagreement == pytest.approx(base - r.reduction) for r in layers)

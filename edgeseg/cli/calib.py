@@ -102,13 +102,15 @@ def calibrate_cmd(
              "~/.cache/edgeseg/calibration].")] = None,
     root: Annotated[Path | None, typer.Option(
         help="Image root if the dataset moved since the manifest.")] = None,
+    keep_float: Annotated[list[str] | None, typer.Option(
+        help="Layer (node name) to leave out of INT8; repeat. See edgeseg int8-sensitivity.")] = None,
 ) -> None:
     """INT8 explicit quantization (Q/DQ, symmetric, per-channel weights) calibrated on the CPU."""
     from edgeseg.calib.quantize import QuantConfig, calibrate
 
     out = out or model.with_name(model.name.removesuffix(".onnx") + ".int8.onnx")
     cfg = QuantConfig(method=method.value, placement=placement.value, percentile=percentile,
-                      cache_dir=cache_dir)
+                      cache_dir=cache_dir, keep_float=tuple(keep_float or ()))
     path, card = calibrate(model, calib_set, out, cfg, root=root)
     info = card.extra["calibration"]
     typer.echo(f"wrote {path} (INT8 Q/DQ, {method.value}, {info['images']} images, "
@@ -152,8 +154,37 @@ def precision_report_cmd(
     typer.echo(f"wrote {json_path} and {md_path}")
 
 
+def int8_sensitivity_cmd(
+    model: Annotated[Path, typer.Argument(help="The FP32 ONNX file.")],
+    int8: Annotated[Path, typer.Argument(help="Its INT8 file from edgeseg calibrate.")],
+    data: Annotated[str, typer.Option(help="Dataset (folder or list file); masks not needed.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Report stem: writes OUT.json and OUT.md.")],
+    split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
+    num: Annotated[int, typer.Option(help="Images per variant.")] = 16,
+    top: Annotated[int, typer.Option(help="Layers listed in the Markdown table.")] = 10,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+) -> None:
+    """Per-layer INT8 sensitivity: disagreement vs FP32 with one layer at a time kept in float."""
+    from dataclasses import asdict
+
+    from rich.progress import Progress
+
+    from edgeseg.calib.sensitivity import layer_sensitivity, sensitivity_markdown
+    from edgeseg.report import write_report
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("layers", total=None)
+        base, results = layer_sensitivity(model, int8, data, split, num=num, threads=threads,
+                                          on_layer=lambda i, n: progress.update(task, completed=i, total=n))
+    md = sensitivity_markdown(base, results, top)
+    write_report(out, {"model": str(model), "int8": str(int8), "data": data, "split": split, "images": num,
+                       "int8_disagreement": base, "layers": [asdict(r) for r in results]}, md)
+    typer.echo(md)
+
+
 def register(app: typer.Typer) -> None:
     app.command("calib-set")(calib_set_cmd)
     app.command("calibrate")(calibrate_cmd)
     app.command("convert-fp16")(convert_fp16_cmd)
     app.command("precision-report")(precision_report_cmd)
+    app.command("int8-sensitivity")(int8_sensitivity_cmd)
