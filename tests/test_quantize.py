@@ -193,3 +193,34 @@ def test_keep_float_and_sensitivity(work: Path) -> None:
     assert {r.layer for r in layers} == {"c1", "c2", "logits"} and base > 0
     assert layers[0].reduction >= layers[-1].reduction
     assert all(r.disagreement == pytest.approx(base - r.reduction) for r in layers)
+
+
+def test_exported_segnet_both_modes(tmp_path: Path) -> None:
+    """Real `edgeseg export` graphs (random-init segnet-basic, 32x32): unpool found, modes agree."""
+    pytest.importorskip("torch")
+    export = pytest.importorskip("edgeseg.export.onnx_export")
+    from edgeseg.calib.graph import native_unpool_groups
+
+    from edgeseg.card import ModelCard
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.models import build_model
+
+    names = ("a", "b", "c")
+    colors = ((0, 0, 0), (9, 9, 9), (99, 99, 99))
+    card = ModelCard("segnet-basic", {"num_classes": 3}, names, colors, (32, 32), artifact="checkpoint",
+                     unpool_mode="train")
+    save_checkpoint(build_model("segnet-basic", num_classes=3), card, tmp_path / "m.safetensors")
+    data = write_images(tmp_path / "d", 8, hw=(40, 40))
+    make_calib_set(data, tmp_path / "s.json", num=8, preprocess=Preprocess((32, 32)))
+    outs = {}
+    for mode in ("native", "plugin"):
+        path, _ = export.export_onnx(tmp_path / "m.safetensors", tmp_path / f"m.{mode}.onnx", unpool=mode)
+        q, qcard = calibrate(path, tmp_path / "s.json", tmp_path / f"m.{mode}.int8.onnx",
+                             QuantConfig(method="minmax", cache_dir=tmp_path / "cache"))
+        outs[mode] = onnx.load(str(q))
+        assert qcard.extra["calibration"]["weight_dq_per_channel"] == 9  # every conv of segnet-basic
+    assert len(native_unpool_groups(onnx.load(str(tmp_path / "m.native.onnx")))) == 4
+    assert len(plugin_nodes(outs["plugin"])) == 4
+    x = preprocess(cv2.imread(str(data / "im001.png")), read_card(tmp_path / "m.native.onnx"))
+    a, b = _run(outs["native"], x), _run(plugin_to_native(outs["plugin"]), x)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())
