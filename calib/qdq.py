@@ -48,6 +48,7 @@ def insert_qdq(model: Any, typed: Any, ranges_file: Path, method: Any, placement
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    _require_cache_support(quantize_static)
     model = _clone(model)
     copy_value_info(model, typed)
     unpool = native_unpool_node_names(model) | {n.name for n in plugin_nodes(model)}
@@ -71,6 +72,18 @@ def insert_qdq(model: Any, typed: Any, ranges_file: Path, method: Any, placement
     _strip_inferred(out, model)
     check_qdq(out)
     return out
+
+
+def _require_cache_support(quantize_static: Any) -> None:
+    """The ranges reach the quantizer through ``calibration_cache_path`` (onnxruntime 1.32 tested)."""
+    import inspect
+
+    import onnxruntime
+
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        raise CalibrationError(f"onnxruntime {onnxruntime.__version__} cannot take precomputed ranges "
+                               "(quantize_static has no calibration_cache_path); upgrade onnxruntime "
+                               "(1.32 is tested): pip install -U onnxruntime")
 
 
 @contextlib.contextmanager
