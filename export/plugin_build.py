@@ -95,6 +95,8 @@ def find_tensorrt(include: Path | None = None, lib: Path | None = None) -> TrtIn
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
+    if path is None and name == "nvcc" and Path("/usr/local/cuda/bin/nvcc").is_file():
+        path = "/usr/local/cuda/bin/nvcc"  # JetPack installs CUDA there without putting it on PATH
     if path is None:
         hint = ("CUDA's nvcc (JetPack: /usr/local/cuda/bin on PATH; x86: the CUDA toolkit)" if name == "nvcc"
                 else "CMake >= 3.18 (apt install cmake or pip install cmake)")
@@ -121,7 +123,9 @@ def cuda_archs(requested: str | None) -> tuple[str, ...]:
 def _run(cmd: list[str], what: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-4:])
+        lines = (done.stdout + "\n" + done.stderr).strip().splitlines()
+        errors = [ln.strip() for ln in lines if "error" in ln.lower() or "undefined reference" in ln][:3]
+        tail = " | ".join(errors or lines[-4:])
         raise EngineError(f"{what} failed ({tail}); fix the toolchain or paths and rerun")
 
 
@@ -140,9 +144,10 @@ def build_plugin(out_dir: Path | None = None, include: Path | None = None, lib: 
     out_dir = out_dir or default_plugin_dir(install.version)
     out_dir.mkdir(parents=True, exist_ok=True)
     cmake = _tool("cmake")
-    _tool("nvcc")
+    nvcc = _tool("nvcc")
     with tempfile.TemporaryDirectory(prefix="edgeseg-plugin-") as build:
         _run([cmake, "-S", str(plugin_source_dir()), "-B", build, "-DCMAKE_BUILD_TYPE=Release",
+              f"-DCMAKE_CUDA_COMPILER={nvcc}",
               f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}", f"-DEDGESEG_TRT_INCLUDE={install.include_dir}",
               f"-DEDGESEG_TRT_NVINFER={install.nvinfer}"], "CMake configure")
         _run([cmake, "--build", build, "--target", "edgeseg_plugins", "-j", str(jobs)], "CMake build")

@@ -28,8 +28,10 @@ using Dims = Dims64;
 class IDimensionExpr
 {
 public:
-    bool isConstant() const noexcept;
-    int64_t getConstantValue() const noexcept;
+    // Real header: inline wrappers around an implementation object; here a plain value.
+    bool isConstant() const noexcept { return true; }
+    int64_t getConstantValue() const noexcept { return mockValue; }
+    int64_t mockValue{0};
 };
 class IExprBuilder;
 struct DimsExprs
