@@ -51,7 +51,7 @@ PLACEMENTS = ("tensorrt", "full")
 # distribution, which a handful of images cannot; min/max needs fewer but still several scenes.
 MIN_IMAGES = {"minmax": 8, "entropy": 32, "percentile": 32}
 CACHE_VERSION = 1
-_CHUNK = 4  # images per calibrator pass: bounds memory (every activation of a chunk is held)
+_CHUNK_BYTES = 512 << 20  # activations held per calibrator pass (the calibrator keeps all of a pass)
 
 
 @dataclass(frozen=True)
@@ -171,9 +171,21 @@ def read_cached_ranges(path: Path, key: dict[str, Any]) -> dict[str, tuple[float
     return {k: (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
 
 
+def chunk_size(model: Any) -> int:
+    """Images per calibrator pass so that one pass holds about ``_CHUNK_BYTES`` of activations."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    total = 0
+    for vi in (*inferred.graph.value_info, *inferred.graph.output):
+        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
+        total += 4 * int(np.prod(dims)) if dims else 0
+    return int(max(1, min(16, _CHUNK_BYTES // max(total, 1))))
+
+
 def compute_ranges(calib_model: Any, cset: CalibSet, card: ModelCard, input_name: str,
                    cfg: QuantConfig) -> dict[str, tuple[float, float]]:
-    """Run onnxruntime's calibrator over the set (chunks of ``_CHUNK`` images, rich progress)."""
+    """Run onnxruntime's calibrator over the set (in memory-bounded chunks, rich progress)."""
     import onnx
     from onnxruntime.quantization.calibrate import create_calibrator
     from rich.progress import Progress
@@ -190,11 +202,11 @@ def compute_ranges(calib_model: Any, cset: CalibSet, card: ModelCard, input_name
         onnx.save(calib_model, src)
         calibrator = create_calibrator(src, None, augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                        calibrate_method=_ort_method(cfg.method), extra_options=extra)
-        images = list(cset.images)
+        images, chunk = list(cset.images), chunk_size(calib_model)
         with Progress(transient=True) as progress:
             task = progress.add_task(f"calibrating ({cfg.method})", total=len(images))
-            for start in range(0, len(images), _CHUNK):
-                reader = _Reader(cset, card, input_name, images[start:start + _CHUNK],
+            for start in range(0, len(images), chunk):
+                reader = _Reader(cset, card, input_name, images[start:start + chunk],
                                  lambda: progress.advance(task))
                 with contextlib.redirect_stdout(io.StringIO()):  # the collector prints per call
                     calibrator.collect_data(reader)
