@@ -137,8 +137,12 @@ def check_inputs(model: Any, card: ModelCard, cset: CalibSet, cfg: QuantConfig) 
                                "dynamic batch (edgeseg export --dynamic-batch)")
     want = Preprocess.from_card(card)
     if cset.preprocess != want:
-        raise CalibrationError(f"calibration set preprocessing {cset.preprocess} differs from the model "
-                               f"card's {want}; re-create the set with edgeseg calib-set --model MODEL")
+        have = cset.preprocess
+        diffs = [f"{k} {getattr(have, k)} vs {getattr(want, k)}" for k in
+                 ("input_hw", "mean", "std", "channel_order") if getattr(have, k) != getattr(want, k)]
+        raise CalibrationError(f"calibration set preprocessing differs from the model card's "
+                               f"({'; '.join(diffs)}); re-create the set with "
+                               "edgeseg calib-set --model MODEL")
     need = MIN_IMAGES[cfg.method]
     if len(cset.images) < need:
         raise CalibrationError(f"calibration set has {len(cset.images)} images but method {cfg.method!r} "
