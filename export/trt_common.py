@@ -35,9 +35,8 @@ KERNEL_LIB_NAME = "libedgeseg_unpool_kernel.so"
 INSTALL_HINT = (
     "on a Jetson, TensorRT 10.3 comes with JetPack 6 (sudo apt install nvidia-jetpack, or "
     "python3-libnvinfer python3-libnvinfer-dev; use a venv with --system-site-packages); on x86_64 "
-    "pip install tensorrt (the wheels are served from NVIDIA's package index, pip follows the "
-    "redirect) or unpack the TensorRT tar from developer.nvidia.com and pip install its "
-    "python/tensorrt-*.whl"
+    "pip install tensorrt (pip fetches the libraries from NVIDIA's package index) or unpack the "
+    "TensorRT tar from NVIDIA's developer site and pip install its python/tensorrt-*.whl"
 )
 
 _LOAD_LOCK = threading.Lock()
