@@ -238,3 +238,37 @@ def test_cli_module_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.strip() == "True", out.stderr
+
+
+# -- real exported models (torch builds them; the stream itself is the torch-free runtime) --------
+@pytest.mark.parametrize(("arch", "unpool", "hw"), [("lite-unet", "native", (32, 48)),
+                                                    ("segnet-basic", "plugin", (32, 32))])
+def test_stream_exported_model_matches_torch(tmp_path: Path, arch: str, unpool: str, hw: tuple) -> None:
+    torch = pytest.importorskip("torch")
+    from edgeseg.export.onnx_export import export_onnx
+
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.data.synthetic import SYNTHETIC_INFO
+    from edgeseg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=5).eval()
+    card = ModelCard(arch, {"num_classes": 5}, SYNTHETIC_INFO.class_names, SYNTHETIC_INFO.class_colors, hw,
+                     unpool_mode="train" if unpool == "plugin" else "none")
+    ckpt, _ = save_checkpoint(model, card, tmp_path / "ckpt")
+    onnx_path, onnx_card = export_onnx(ckpt, tmp_path / "model.onnx", unpool=unpool, verify_frames=1,
+                                       random_inputs=1, threads=1)
+    assert onnx_card.unpool_mode == ("plugin" if unpool == "plugin" else "none")
+    stats = tmp_path / "s.jsonl"
+    res = invoke(onnx_path, "--source", "synthetic", "--max-frames", 3, "--stats", stats,
+                 "--save-frames", tmp_path / "png", "--alpha", 1.0, "--no-legend", "--no-hud", "--quiet")
+    assert res.exit_code == 0, res.output
+    # the overlay (alpha 1 = pure class colours) shows exactly torch's argmax on the same frames
+    src = open_source("synthetic", SourceOptions(synthetic_hw=hw))
+    palette = np.array([c[::-1] for c in SYNTHETIC_INFO.class_colors], np.uint8)
+    for _ in range(3):
+        frame = src.read().frame
+        with torch.no_grad():
+            labels = model(torch.from_numpy(preprocess(frame.image_bgr, card))).argmax(1)[0].numpy()
+        shown = cv2.imread(str(tmp_path / "png" / f"{frame.name}.png"))
+        assert (shown == palette[labels]).all(axis=2).mean() > 0.999
