@@ -96,8 +96,12 @@ class TrtBackend:
                              "build-engine)")
         self._input = inputs[0]
         self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
-        lo, _, hi = self._engine.get_tensor_profile_shape(self._input, 0)
-        self._batch_range = (int(lo[0]), int(hi[0]))
+        batch = dims_list(self._engine.get_tensor_shape(self._input))[0]
+        if batch >= 0:  # static engine: no optimization profile to ask
+            self._batch_range = (batch, batch)
+        else:
+            lo, _, hi = self._engine.get_tensor_profile_shape(self._input, 0)
+            self._batch_range = (int(lo[0]), int(hi[0]))
         self._in_chw = (3, *self.card.input_hw)
 
     def _bind(self, batch: int) -> None:
