@@ -26,6 +26,7 @@ from edgeseg.runtime.report import StreamRecorder, StreamReport, count_params, d
 from edgeseg.runtime.sources import ReadStatus, Source
 from edgeseg.runtime.stages import ArgmaxLabels, GroundTruthScorer, Preprocessor
 
+from edgeseg.errors import EdgesegError
 from edgeseg.metrics import SegMetrics
 
 now = time.perf_counter
@@ -104,8 +105,8 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
                 t3 = now()
                 labels = argmax(logits)
                 frame_miou = _score(scorer, labels, frame.mask)
-                t4 = now()
                 miou = scorer.compute().miou if frame_miou is not None else miou
+                t4 = now()
                 out = overlay.render(frame.image_bgr, labels, rec.hud(miou))
                 t5 = now()
                 for sink in sinks:
@@ -119,12 +120,23 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
                     sink.log(record)
         except KeyboardInterrupt:
             reason = "interrupted twice (SIGINT)"
+        except EdgesegError as e:  # a sink, mask or backend failed mid-run: keep what was measured
+            reason = f"error: {e}"
         finally:
             wall = (rec.done_t[-1] if rec.frames else now()) - rec.t0
-            for sink in sinks:
-                outputs.update(sink.close())
-            source.close()
+            reason += _close_all(sinks, source, outputs)
     return _report(backend, source, rec, wall, reason, scorer, outputs, started)
+
+
+def _close_all(sinks: Sequence[Any], source: Source, outputs: dict[str, str]) -> str:
+    """Close every sink and the source even if one fails; return failures as text ('' if none)."""
+    failed = []
+    for closer in [*(s.close for s in sinks), source.close]:
+        try:
+            outputs.update(closer() or {})
+        except Exception as e:  # one broken output must not stop the others from finalizing
+            failed.append(str(e) or type(e).__name__)
+    return f"; closing failed: {'; '.join(failed)}" if failed else ""
 
 
 def _score(scorer: GroundTruthScorer, labels: np.ndarray, mask: np.ndarray | None) -> float | None:

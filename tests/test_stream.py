@@ -141,6 +141,22 @@ def test_source_lost_mid_run_stops_cleanly(tmp_path: Path) -> None:
     assert video_frames(tmp_path / "out.mp4") == report.frames
 
 
+def test_output_failing_mid_run_keeps_the_rest(tmp_path: Path) -> None:
+    from edgeseg.errors import SourceError
+
+    class DiskFull(VideoSink):
+        def write(self, image_bgr, frame) -> None:
+            if frame.index == 3:
+                raise SourceError("disk full")
+
+    model = write_tiny_onnx(tmp_path, input_hw=(48, 64))
+    good = VideoSink(tmp_path / "good.mp4", 10.0)
+    src = open_source("synthetic", SourceOptions(synthetic_hw=(48, 64)))
+    report = run_stream(open_backend(model), src, [good, DiskFull(tmp_path / "bad.mp4", 10.0)])
+    assert report.stop_reason == "error: disk full" and report.frames == 3
+    assert video_frames(tmp_path / "good.mp4") == 4  # the frame that failed elsewhere was written here
+
+
 # -- bad input: one clear line each -------------------------------------------------------------
 def _one_line_error(res, expect: str) -> None:
     assert res.exit_code == 2, res.output

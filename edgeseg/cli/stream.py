@@ -77,6 +77,8 @@ def stream_cmd(
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay colour weight.")] = 0.5,
     legend: Annotated[bool, typer.Option(help="Draw the class legend.")] = True,
     hud: Annotated[bool, typer.Option(help="Draw FPS / latency / mIoU.")] = True,
+    camera_size: Annotated[str | None, typer.Option(
+        help="Ask the camera for this frame size HxW (e.g. 720x1280).")] = None,
     synthetic_size: Annotated[str | None, typer.Option(
         help="Synthetic source frame size HxW. [default: the model's input size]")] = None,
     synthetic_fps: Annotated[float | None, typer.Option(
@@ -100,8 +102,9 @@ def stream_cmd(
     backend = open_backend(model, **_backend_kwargs(model, threads, provider, device))
     try:
         hw = parse_hw(synthetic_size) if synthetic_size else backend.card.input_hw
+        cam_hw = parse_hw(camera_size) if camera_size else None
         src = open_source(spec, SourceOptions(timeout_s=timeout, reconnect_s=reconnect, masks_dir=masks,
-                                              synthetic_hw=hw, synthetic_fps=synthetic_fps))
+                                              synthetic_hw=hw, synthetic_fps=synthetic_fps, camera_hw=cam_hw))
         sink_opts = SinkOptions(window=window, save=save, save_frames=save_frames, stats=stats,
                                 progress=not quiet, progress_total=max_frames)
         try:
