@@ -19,11 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeseg.export.plugin_build import build_kernel_library
+from edgeseg.export.plugin_build import build_kernel_library, plugin_source_dir
 from edgeseg.export.unpool.reference import max_unpool2x2_ref
 
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) is not installed")
+
+
+CASES = [  # (N, C, H, W): odd batch/channel counts, odd H and W, a single window, tall/narrow
+    (1, 1, 2, 2), (3, 5, 8, 10), (1, 7, 9, 11), (2, 3, 7, 6), (5, 1, 16, 3), (1, 2, 1, 5),
+]
 
 
 def supported_archs() -> set[str]:
@@ -86,11 +91,42 @@ def test_c_launcher_checks_arguments_without_gpu(kernel_lib: Path) -> None:
     assert dll.edgeseg_unpool2x2(None, None, None, 0, 3, 4, 4, 0, None) == 0  # empty batch: no work
 
 
+@needs_nvcc
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_window_function_on_cpu_matches_reference(dtype: type, tmp_path: Path) -> None:
+    """The kernel's per-window function (same source, host-compiled by tests/kernel_host/) equals
+    the numpy reference bit for bit: random, ties, NaNs; odd N/C/H/W; paired and scalar paths;
+    32- and 64-bit indexing. No GPU needed."""
+    lib = tmp_path / "unpool_host.so"
+    subprocess.run([str(NVCC), "-std=c++17", "-O1", "-shared", "-Xcompiler", "-fPIC",
+                    f"-I{plugin_source_dir()}", "-gencode=arch=compute_87,code=sm_87",
+                    str(Path(__file__).parent / "kernel_host" / "unpool_host.cu"), "-o", str(lib)],
+                   check=True)
+    fn = ctypes.CDLL(str(lib)).edgeseg_unpool2x2_host
+    fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 4 + [ctypes.c_int] * 3
+    rng = np.random.default_rng(0)
+    checked = 0
+    for shape in [*CASES, (2, 2, 3, 1), (1, 1, 4, 4)]:
+        for mode in ("random", "ties", "nan"):
+            n, c, h, w = shape
+            x = (rng.integers(0, 3, shape) if mode == "ties" else rng.standard_normal(shape)).astype(dtype)
+            if mode == "nan":
+                x.flat[rng.integers(0, x.size, max(1, x.size // 5))] = np.nan
+            y = rng.standard_normal((n, c, h // 2, w // 2)).astype(dtype)
+            ref = max_unpool2x2_ref(x, y)
+            for pairs in (0, 1) if w % 2 == 0 else (0,):
+                for index64 in (0, 1):
+                    out = np.full(shape, np.nan, dtype)
+                    code = fn(x.ctypes.data, y.ctypes.data, out.ctypes.data, n, c, h, w,
+                              int(dtype == np.float16), pairs, index64)
+                    case = (shape, mode, pairs, index64)
+                    assert code == 0 and np.array_equal(out, ref, equal_nan=True), case
+                    checked += 1
+    assert checked >= 60
+
+
 # ---- on a CUDA GPU --------------------------------------------------------------------------------
 
-CASES = [  # (N, C, H, W): odd batch/channel counts, odd H and W, a single window, tall/narrow
-    (1, 1, 2, 2), (3, 5, 8, 10), (1, 7, 9, 11), (2, 3, 7, 6), (5, 1, 16, 3), (1, 2, 1, 5),
-]
 
 
 def _launch(dll: ctypes.CDLL, x: object, y: object, out: object, torch: object) -> int:

@@ -24,34 +24,35 @@ template <>
 struct Elem<float>
 {
     using Pair = float2;
-    __device__ static float value(float v) { return v; }
-    __device__ static float zero() { return 0.0F; }
-    __device__ static Pair pair(float lo, float hi) { return make_float2(lo, hi); }
-    __device__ static float lo(Pair p) { return p.x; }
-    __device__ static float hi(Pair p) { return p.y; }
+    __host__ __device__ static float value(float v) { return v; }
+    __host__ __device__ static float zero() { return 0.0F; }
+    __host__ __device__ static Pair pair(float lo, float hi) { return make_float2(lo, hi); }
+    __host__ __device__ static float lo(Pair p) { return p.x; }
+    __host__ __device__ static float hi(Pair p) { return p.y; }
 };
 
 template <>
 struct Elem<__half>
 {
     using Pair = __half2;
-    __device__ static float value(__half v) { return __half2float(v); }
-    __device__ static __half zero() { return __float2half(0.0F); }
-    __device__ static Pair pair(__half lo, __half hi) { return __halves2half2(lo, hi); }
-    __device__ static __half lo(Pair p) { return __low2half(p); }
-    __device__ static __half hi(Pair p) { return __high2half(p); }
+    __host__ __device__ static float value(__half v) { return __half2float(v); }
+    __host__ __device__ static __half zero() { return __float2half(0.0F); }
+    __host__ __device__ static Pair pair(__half lo, __half hi) { return __halves2half2(lo, hi); }
+    __host__ __device__ static __half lo(Pair p) { return __low2half(p); }
+    __host__ __device__ static __half hi(Pair p) { return __high2half(p); }
 };
 
 // True if `candidate` replaces the current maximum `best`. Scanning in row-major order with a
 // strict comparison keeps the FIRST maximum (PyTorch's and numpy's choice); a NaN counts as the
 // maximum and, once found, is never replaced (numpy argmax semantics, the reference's).
-__device__ __forceinline__ bool replaces(float candidate, float best)
+// (v != v is the NaN test that means the same in host and device code; no fast-math here.)
+__host__ __device__ __forceinline__ bool replaces(float candidate, float best)
 {
-    return !isnan(best) && (candidate > best || isnan(candidate));
+    return best == best && (candidate > best || candidate != candidate);
 }
 
 // Index (0..3, row-major) of the first maximal element of the window {a b / c d}.
-__device__ __forceinline__ int firstMax(float a, float b, float c, float d)
+__host__ __device__ __forceinline__ int firstMax(float a, float b, float c, float d)
 {
     int arg = 0;
     float best = a;
@@ -61,62 +62,71 @@ __device__ __forceinline__ int firstMax(float a, float b, float c, float d)
     return arg;
 }
 
-// kPairs: W is even and the pointers are aligned, so each window row is one 2-element vector
-// load/store (adjacent threads touch adjacent vectors: fully coalesced).
+// One output window k (row-major over planes x windowsH x windowsW). kPairs: W is even and the
+// pointers are aligned, so each window row is one 2-element vector load/store (adjacent threads
+// touch adjacent vectors: fully coalesced). Host+device so tests can run it on the CPU.
+template <typename T, typename Index, bool kPairs>
+__host__ __device__ __forceinline__ void unpoolWindow(T const* __restrict__ x, T const* __restrict__ y,
+    T* __restrict__ out, Index k, Index height, Index width, Index pooledH, Index pooledW, Index windowsH,
+    Index windowsW)
+{
+    using E = Elem<T>;
+    Index const j = k % windowsW;
+    Index const rest = k / windowsW;
+    Index const i = rest % windowsH;
+    Index const plane = rest / windowsH;
+    Index const top = (plane * height + 2 * i) * width + 2 * j;
+    T const zero = E::zero();
+    if (i < pooledH && j < pooledW)
+    {
+        T a, b, c, d;
+        if (kPairs)
+        {
+            auto const up = *reinterpret_cast<typename E::Pair const*>(x + top);
+            auto const down = *reinterpret_cast<typename E::Pair const*>(x + top + width);
+            a = E::lo(up); b = E::hi(up); c = E::lo(down); d = E::hi(down);
+        }
+        else
+        {
+            a = x[top]; b = x[top + 1]; c = x[top + width]; d = x[top + width + 1];
+        }
+        T const v = y[(plane * pooledH + i) * pooledW + j];
+        int const arg = firstMax(E::value(a), E::value(b), E::value(c), E::value(d));
+        T const o0 = arg == 0 ? v : zero;
+        T const o1 = arg == 1 ? v : zero;
+        T const o2 = arg == 2 ? v : zero;
+        T const o3 = arg == 3 ? v : zero;
+        if (kPairs)
+        {
+            *reinterpret_cast<typename E::Pair*>(out + top) = E::pair(o0, o1);
+            *reinterpret_cast<typename E::Pair*>(out + top + width) = E::pair(o2, o3);
+        }
+        else
+        {
+            out[top] = o0; out[top + 1] = o1; out[top + width] = o2; out[top + width + 1] = o3;
+        }
+    }
+    else
+    {
+        // Partial window on the odd last row and/or column: outside every pooling window.
+        bool const hasRight = 2 * j + 1 < width;
+        bool const hasBelow = 2 * i + 1 < height;
+        out[top] = zero;
+        if (hasRight) { out[top + 1] = zero; }
+        if (hasBelow) { out[top + width] = zero; }
+        if (hasRight && hasBelow) { out[top + width + 1] = zero; }
+    }
+}
+
 template <typename T, typename Index, bool kPairs>
 __global__ void unpool2x2Kernel(T const* __restrict__ x, T const* __restrict__ y, T* __restrict__ out,
     Index planes, Index height, Index width, Index pooledH, Index pooledW, Index windowsH, Index windowsW)
 {
-    using E = Elem<T>;
     Index const total = planes * windowsH * windowsW;
     Index const stride = static_cast<Index>(gridDim.x) * static_cast<Index>(blockDim.x);
     for (Index k = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += stride)
     {
-        Index const j = k % windowsW;
-        Index const rest = k / windowsW;
-        Index const i = rest % windowsH;
-        Index const plane = rest / windowsH;
-        Index const top = (plane * height + 2 * i) * width + 2 * j;
-        T const zero = E::zero();
-        if (i < pooledH && j < pooledW)
-        {
-            T a, b, c, d;
-            if (kPairs)
-            {
-                auto const up = *reinterpret_cast<typename E::Pair const*>(x + top);
-                auto const down = *reinterpret_cast<typename E::Pair const*>(x + top + width);
-                a = E::lo(up); b = E::hi(up); c = E::lo(down); d = E::hi(down);
-            }
-            else
-            {
-                a = x[top]; b = x[top + 1]; c = x[top + width]; d = x[top + width + 1];
-            }
-            T const v = y[(plane * pooledH + i) * pooledW + j];
-            int const arg = firstMax(E::value(a), E::value(b), E::value(c), E::value(d));
-            T const o0 = arg == 0 ? v : zero;
-            T const o1 = arg == 1 ? v : zero;
-            T const o2 = arg == 2 ? v : zero;
-            T const o3 = arg == 3 ? v : zero;
-            if (kPairs)
-            {
-                *reinterpret_cast<typename E::Pair*>(out + top) = E::pair(o0, o1);
-                *reinterpret_cast<typename E::Pair*>(out + top + width) = E::pair(o2, o3);
-            }
-            else
-            {
-                out[top] = o0; out[top + 1] = o1; out[top + width] = o2; out[top + width + 1] = o3;
-            }
-        }
-        else
-        {
-            // Partial window on the odd last row and/or column: outside every pooling window.
-            bool const hasRight = 2 * j + 1 < width;
-            bool const hasBelow = 2 * i + 1 < height;
-            out[top] = zero;
-            if (hasRight) { out[top + 1] = zero; }
-            if (hasBelow) { out[top + width] = zero; }
-            if (hasRight && hasBelow) { out[top + width + 1] = zero; }
-        }
+        unpoolWindow<T, Index, kPairs>(x, y, out, k, height, width, pooledH, pooledW, windowsH, windowsW);
     }
 }
 
