@@ -259,6 +259,7 @@ def engine_card(onnx_card: ModelCard, onnx: Path, opts: BuildOptions, plan: Buil
         "gpu_name": result.device.name,
         "compute_capability": result.device.compute_capability,
         "plugin_sha256": result.plugin_sha256,
+        "plugin_path": str(result.plugin_path) if result.plugin_path else None,
         "onnx_sha256": sha256_file(onnx),
         "shapes": result.shapes,
         "build": {"workspace_mb": opts.workspace_mb, "strongly_typed": plan.strongly_typed,

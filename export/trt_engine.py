@@ -36,6 +36,7 @@ class BuildResult:
     device: DeviceInfo
     plugin_sha256: str | None
     shapes: dict[str, Any]
+    plugin_path: Path | None = None
 
 
 def collecting_logger(verbose: bool) -> Any:
@@ -167,7 +168,7 @@ def build(onnx: Path, facts: OnnxFacts, plan: BuildPlan, opts: BuildOptions,
     import tensorrt as trt
 
     device = device_info()
-    _, plugin_sha = _load_plugin(trt.__version__, facts, opts)
+    plugin_path, plugin_sha = _load_plugin(trt.__version__, facts, opts)
     logger = collecting_logger(verbose)
     builder = trt.Builder(logger)
     network, _parser = _parse(builder, onnx, plan, logger)
@@ -184,4 +185,4 @@ def build(onnx: Path, facts: OnnxFacts, plan: BuildPlan, opts: BuildOptions,
         raise _build_failure(trt.__version__, logger.errors, opts)
     cache = bytes(config.get_timing_cache().serialize()) if opts.timing_cache is not None else None
     return BuildResult(bytes(serialized), cache, trt.__version__, device, plugin_sha,
-                       _shapes(network, facts, plan))
+                       _shapes(network, facts, plan), plugin_path)

@@ -69,6 +69,9 @@ class TrtBackend:
         if wanted is None and self.card.unpool_mode != "plugin":
             return None
         lib = resolve_plugin(plugin, version)
+        built_with = self.card.extra.get("plugin_path")
+        if plugin is None and not lib.is_file() and built_with and Path(built_with).is_file():
+            lib = Path(built_with)  # the library the engine was built with, still in place
         sha = load_plugin_library(lib)
         if wanted is not None and sha != wanted:
             print(f"note: plugin library {lib} differs from the one {self.path.name} was built with "
