@@ -1,8 +1,8 @@
 """Which file each bench backend runs for a MODEL argument, and why a backend is skipped.
 
 MODEL is any artifact of one model family, or a folder (``model.safetensors``,
-``best/model.safetensors`` or ``model.onnx`` inside). The family is the files sharing its stem,
-named as edgeseg writes them::
+``best/model.safetensors`` (a training run), ``last/model.safetensors`` or ``model.onnx`` inside).
+The family is the files sharing its stem, named as edgeseg writes them::
 
     S.safetensors          torch, torch-cuda
     S.onnx                 ort, ort-cuda            (FP32)
@@ -52,11 +52,11 @@ class Resolved:
 def family_of(model: Path) -> tuple[Path, str]:
     """(folder, stem) of the family of ``model``; ModelError when it is none of the forms."""
     if model.is_dir():
-        for rel in ("model.safetensors", "best/model.safetensors", "model.onnx"):
+        for rel in ("model.safetensors", "best/model.safetensors", "last/model.safetensors", "model.onnx"):
             if (model / rel).is_file():
                 return family_of(model / rel)
-        raise ModelError(f"{model} holds no model.safetensors, best/model.safetensors or model.onnx; "
-                         "pass a checkpoint, an ONNX file or an engine")
+        raise ModelError(f"{model} holds no model.safetensors, best/ or last/model.safetensors or "
+                         "model.onnx; pass a checkpoint, an ONNX file or an engine")
     if not model.is_file():
         raise ModelError(f"model {model} does not exist; pass a checkpoint (.safetensors), an ONNX file "
                          "or a TensorRT engine")

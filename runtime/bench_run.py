@@ -108,7 +108,12 @@ def run_bench(cfg: BenchConfig, result: BenchResult, log: Log | None = None,
             for row in rows:
                 row.update(facts[(model, hw)])
             try:
-                _run_combo(cfg, resolver, model, spec, hw, rows, result, on_iter)
+                bad_size = input_problem(cards[model], hw)
+                if bad_size is not None:
+                    for row in rows:
+                        row.update(status="skipped", reason=bad_size)
+                else:
+                    _run_combo(cfg, resolver, model, spec, hw, rows, result, on_iter)
             finally:
                 result.rows.extend(rows)
                 pending.pop(0)
@@ -123,6 +128,20 @@ def run_bench(cfg: BenchConfig, result: BenchResult, log: Log | None = None,
                 row["reason"] = "interrupted (Ctrl-C) before this row"
                 result.rows.append(row)
     return result
+
+
+def input_problem(card: ModelCard, hw: tuple[int, int]) -> str | None:
+    """Why ``hw`` is not a valid input size for the card's architecture (None when it is, or
+    when torch is absent: the registry needs it, and ONNX files/engines are fixed-size anyway)."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    from edgeseg.models.registry import check_input_hw
+
+    try:
+        check_input_hw(card.architecture, hw)
+    except EdgesegError as e:
+        return str(e)
+    return None
 
 
 def _run_combo(cfg: BenchConfig, resolver: ArtifactResolver, model: Path, spec: BackendSpec,
@@ -254,18 +273,21 @@ def model_facts(model: Path, card: ModelCard, hw: tuple[int, int]) -> dict[str, 
         try:
             from edgeseg.models.profile import profile_model
 
-            p = profile_model(card.architecture, input_hw=hw, num_classes=card.num_classes, **card.arch_args)
+            args = {k: v for k, v in card.arch_args.items() if k != "num_classes"}
+            p = profile_model(card.architecture, input_hw=hw, num_classes=card.num_classes, **args)
             return {"params": p.params, "params_from": "checkpoint profile (trainable)",
                     "gflops": round(p.gflops, 4), "gflops_from": "checkpoint profile (FlopCounterMode)"}
-        except EdgesegError:
+        except Exception:  # noqa: BLE001 - the facts are optional; the ONNX count below is the fallback
             pass
     onnx32 = folder / f"{stem}.onnx"
     if onnx32.is_file() and tuple(read_card(onnx32).input_hw) == tuple(hw):
         from edgeseg.runtime.report import count_params
 
         params, params_from = count_params(onnx32, read_card(onnx32).extra)
-        return {"params": params, "params_from": params_from, "gflops": bench.onnx_gflops(onnx32),
-                "gflops_from": "ONNX count (Conv/Gemm MACs x 2)"}
+        gflops = bench.onnx_gflops(onnx32)
+        return {"params": params, "params_from": params_from, "gflops": gflops,
+                "gflops_from": "unknown (shapes not inferable)" if gflops is None else
+                "ONNX count (Conv/Gemm MACs x 2)"}
     return {"params": None, "params_from": "unknown (no checkpoint with torch, no FP32 ONNX at this size)",
             "gflops": None, "gflops_from": "unknown"}
 

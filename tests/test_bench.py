@@ -33,7 +33,9 @@ def _checkpoint(folder: Path, arch: str = "lite-unet") -> Path:
 
     torch.manual_seed(0)
     model = build_model(arch, num_classes=len(info.class_names)).eval()
-    card = ModelCard(arch, {}, info.class_names, info.class_colors, HW, info.ignore_index)
+    # arch_args as edgeseg train writes them (num_classes included)
+    card = ModelCard(arch, {"num_classes": len(info.class_names)}, info.class_names, info.class_colors, HW,
+                     info.ignore_index)
     return save_checkpoint(model, card, folder)[0]
 
 
@@ -221,3 +223,13 @@ def test_parse_inputs_and_batches() -> None:
     with pytest.raises(ConfigError):
         bench.parse_batches("1,a")
     assert not math.isnan(bench.random_batch(1, (2, 2)).sum())
+
+
+def test_invalid_input_size_skips_every_backend_with_the_fix(ckpt: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch,ort", "--input", "40x40",
+                                 "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["skipped", "skipped"]
+    assert all("not divisible by 16" in r["reason"] and "32x32" in r["reason"] for r in rows)
+    assert not (tmp_path / "r.png").exists()  # nothing measured, nothing to plot

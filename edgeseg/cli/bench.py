@@ -145,17 +145,16 @@ def demo_cmd(
         raise ConfigError(f"--frames {frames} must be at least 1")
     path = model or demo_model()
     backend = open_backend(path)
-    out.mkdir(parents=True, exist_ok=True)
-    spec = "synthetic" if camera is None else str(camera)
-    source = open_source(spec, SourceOptions(synthetic_hw=(360, 480), synthetic_frames=frames))
     try:
-        sinks = open_sinks(SinkOptions(window=show, save=out / "demo.mp4", stats=out / "frames.jsonl",
-                                       progress=True, progress_total=frames), source.fps)
-    except BaseException:
-        source.close()
-        backend.close()
-        raise
-    try:
+        out.mkdir(parents=True, exist_ok=True)
+        spec = "synthetic" if camera is None else str(camera)
+        source = open_source(spec, SourceOptions(synthetic_hw=(360, 480), synthetic_frames=frames))
+        try:
+            sinks = open_sinks(SinkOptions(window=show, save=out / "demo.mp4", stats=out / "frames.jsonl",
+                                           progress=True, progress_total=frames), source.fps)
+        except BaseException:
+            source.close()
+            raise
         report = run_stream(backend, source, sinks, StreamOptions(max_frames=frames))
     finally:
         backend.close()

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Reproduce the model shipped in edgeseg/assets/ (the one `edgeseg demo` runs):
+#   1. train lite-unet on the built-in synthetic scenes (edgeseg train),
+#   2. export the best checkpoint to ONNX for onnxruntime (native unpool ops, verified on
+#      synthetic frames against PyTorch),
+#   3. copy the ONNX file and its model card into edgeseg/assets/.
+# Needs the training extra (torch): run `bash scripts/setup.sh` first. Re-running reuses a
+# finished training run in $RUN (delete it to retrain). CPU-only; see README "Demo model".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EDGESEG=${EDGESEG:-.venv/bin/edgeseg}
+RUN=${RUN:-runs/synthetic-lite-unet}
+INPUT=${INPUT:-96x128}
+ASSET=edgeseg/assets/demo-lite-unet.onnx
+
+if [ ! -f "$RUN/best/model.safetensors" ]; then
+  "$EDGESEG" train --out "$RUN" --model lite-unet --data synthetic --input "$INPUT" --loss ce \
+    --optimizer adamw --lr 0.002 --schedule poly --batch 8 --epochs 6 --synthetic-num 256 --seed 0 \
+    --threads 1 --checkpoint-every 16
+fi
+"$EDGESEG" export "$RUN/best/model.safetensors" -o "$RUN/best/model.onnx" --target onnxruntime \
+  --data synthetic --frames 20
+mkdir -p edgeseg/assets
+cp "$RUN/best/model.onnx" "$ASSET"
+cp "$RUN/best/model.onnx.json" "$ASSET.json"
+ls -l "$ASSET" "$ASSET.json"
