@@ -150,7 +150,7 @@ def eval_cmd(
     console.print(metrics_table(result.metrics, result.card.class_names, title=title))
     stem = out if out is not None else model.with_name(f"{model.stem}.eval-{split}")
     md = metrics_markdown(result.metrics, result.card.class_names, title=title)
-    md += f"\nScored at the {result.to_dict()['resolution']}; backend {result.backend.get('backend')}.\n"
+    md += f"\nScored at the {result.to_dict()['resolution']}; backend {result.backend.get('name')}.\n"
     json_path, md_path = write_report(stem, result.to_dict(), md)
     console.print(f"wrote {json_path} and {md_path}")
 

@@ -176,6 +176,11 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
             progress.train_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             bar.update(task, advance=1, loss=progress.loss_sum / progress.loss_count)
+            if not console.is_terminal and progress.step_in_epoch % max(1, run.steps_per_epoch // 10) == 0:
+                # logs (nohup, CI) get a line every tenth of an epoch instead of a live bar
+                console.print(f"  epoch {progress.epoch + 1} step {progress.step_in_epoch}/"
+                              f"{run.steps_per_epoch} loss {progress.loss_sum / progress.loss_count:.4f} "
+                              f"({progress.train_seconds:.0f} s)")
             if stop.requested:
                 save_last(run, cm, progress)
                 raise TrainingInterrupted(

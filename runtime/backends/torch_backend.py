@@ -55,7 +55,7 @@ class TorchBackend:
     def describe(self) -> dict[str, Any]:
         torch = self._torch
         info: dict[str, Any] = {
-            "backend": self.name, "device": str(self.device), "torch_version": torch.__version__,
+            "name": self.name, "device": str(self.device), "torch_version": torch.__version__,
             "threads": torch.get_num_threads(), "precision": "fp32",
         }
         if self.device.type == "cuda":
