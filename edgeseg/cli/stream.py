@@ -67,12 +67,12 @@ def stream_cmd(
     report: Annotated[Path | None, typer.Option(help="Summary report .json (+ .md next to it).")] = None,
     window: Annotated[bool | None, typer.Option(
         "--window/--headless",
-        help="Show a window / never show one. [default: when a display exists]")] = None,
+        help="Show a window / never show one. Default: when a display exists.")] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N processed frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime intra-op threads.")] = None,
     provider: Annotated[str | None, typer.Option(
-        help="onnxruntime providers, comma-separated: cpu, cuda, tensorrt. [default: cpu]")] = None,
+        help="onnxruntime providers, comma-separated: cpu (default), cuda, tensorrt.")] = None,
     device: Annotated[str | None, typer.Option(help="Torch checkpoints: auto, cpu or cuda.")] = None,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay colour weight.")] = 0.5,
     legend: Annotated[bool, typer.Option(help="Draw the class legend.")] = True,
@@ -80,7 +80,7 @@ def stream_cmd(
     camera_size: Annotated[str | None, typer.Option(
         help="Ask the camera for this frame size HxW (e.g. 720x1280).")] = None,
     synthetic_size: Annotated[str | None, typer.Option(
-        help="Synthetic source frame size HxW. [default: the model's input size]")] = None,
+        help="Synthetic source frame size HxW (default: the model input size).")] = None,
     synthetic_fps: Annotated[float | None, typer.Option(
         help="Make the synthetic source live at this rate (newest frame only, drops counted).")] = None,
     reconnect: Annotated[float, typer.Option(
