@@ -13,7 +13,8 @@ from edgeseg.io import atomic_path, write_json_atomic, write_text_atomic
 
 COLUMNS = (
     "epoch", "step", "lr", "train_loss", "train_miou", "train_dice", "val_loss", "val_miou",
-    "val_dice", "val_fg_iou", "val_fg_dice", "val_global_acc", "val_class_avg_acc",
+    "val_dice", "train_fg_iou", "train_fg_dice", "val_fg_iou", "val_fg_dice", "val_global_acc",
+    "val_class_avg_acc",
     "epoch_seconds", "train_images_per_s",
 )
 
@@ -46,12 +47,17 @@ def plot_curves(path: Path, history: list[dict[str, Any]], title: str) -> Path:
 
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    panels = (("loss", "loss"), ("dice", "Dice (mean over classes)"), ("miou", "IoU (mean over classes)"))
+    panels = (("loss", "loss"), ("dice", "Dice"), ("miou", "IoU"))
     for ax, (key, label) in zip(axes, panels, strict=True):
-        for split, style in (("train", "-o"), ("val", "-s")):
+        for split, style, color in (("train", "-o", "C0"), ("val", "-s", "C1")):
             ys = [r.get(f"{split}_{key}") for r in history]
             ys = [math.nan if y is None else y for y in ys]
-            ax.plot(epochs, ys, style, markersize=3, label=f"{split}_{key}")
+            ax.plot(epochs, ys, style, color=color, markersize=3, label=f"{split}_{key}")
+            fg = {"dice": "fg_dice", "miou": "fg_iou"}.get(key)
+            if fg and any(r.get(f"{split}_{fg}") is not None for r in history):
+                ys = [math.nan if r.get(f"{split}_{fg}") is None else r[f"{split}_{fg}"] for r in history]
+                ax.plot(epochs, ys, style.replace("-", "--"), color=color, markersize=3,
+                        label=f"{split}_{fg} (foreground)")
         ax.set_xlabel("epoch")
         ax.set_title(label)
         ax.grid(alpha=0.3)

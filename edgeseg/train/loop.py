@@ -208,6 +208,7 @@ def _row(run: Run, progress: st.Progress, cm: torch.Tensor, val_loss: float, val
     }
     if run.card.num_classes == 2:  # binary task: the foreground class is what papers report
         row["val_fg_iou"], row["val_fg_dice"] = float(val.iou[1]), float(val.dice[1])
+        row["train_fg_iou"], row["train_fg_dice"] = float(train.iou[1]), float(train.dice[1])
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
 
 
@@ -288,7 +289,7 @@ RESUME_OVERRIDES = ("max_steps", "workers", "device", "threads", "checkpoint_eve
 def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Console | None = None
           ) -> dict[str, Any]:
     """Train (or resume) the run in ``folder``; returns the run summary (also in ``log.json``)."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     folder = Path(folder)
     cfg = prepare_folder(cfg, folder, resume)
     run = build_run(cfg, folder)
