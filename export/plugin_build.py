@@ -35,7 +35,7 @@ LIB_DIRS = ("/usr/lib/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/usr/loc
             "/opt/tensorrt/lib", "/usr/lib")
 HEADER_HINT = (
     "TensorRT headers/libraries not found{where}; on a Jetson they come with JetPack 6 (sudo apt install "
-    "nvidia-jetpack, or libnvinfer-dev), on x86_64 unpack the TensorRT tar from developer.nvidia.com and "
+    "nvidia-jetpack, or libnvinfer-dev), on x86_64 unpack the TensorRT tar from NVIDIA's developer site and "
     "pass --trt-include <tar>/include --trt-lib <tar>/lib (pip's tensorrt wheels have no C++ headers)"
 )
 
@@ -154,6 +154,7 @@ def build_plugin(out_dir: Path | None = None, include: Path | None = None, lib: 
         target = out_dir / PLUGIN_LIB_NAME
         with atomic_path(target) as tmp:
             shutil.copyfile(Path(build) / PLUGIN_LIB_NAME, tmp)
+            tmp.chmod(0o755)  # mkstemp made it private; the library is loaded by other users too
     write_json_atomic(plugin_sidecar(target), {
         "tensorrt_version": install.version, "cuda_archs": list(archs), "sha256": sha256_file(target),
         "source_sha256": _source_hash(), "include_dir": str(install.include_dir),
@@ -182,6 +183,7 @@ def build_kernel_library(out: Path, archs: tuple[str, ...] = ("87",)) -> Path:
     with atomic_path(out) as tmp:
         _run([nvcc, "-std=c++17", "-O3", "-shared", "-Xcompiler", "-fPIC,-fvisibility=hidden", *gencode,
               "-o", str(tmp), str(src)], f"nvcc ({', '.join('sm_' + a for a in archs)})")
+        tmp.chmod(0o755)
     return out
 
 
