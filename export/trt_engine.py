@@ -113,8 +113,11 @@ def _opcheck_hint(onnx: Path, version: str) -> str:
 
     try:
         results = check_file(onnx, version)
-    except EdgesegError:
-        return ""
+    except EdgesegError:  # a version the op list does not name: use its family's list
+        try:
+            results = check_file(onnx, "11" if int(version.split(".")[0]) >= 11 else "10.3")
+        except EdgesegError:
+            return ""
     return "".join(f" ({r.summary()})" for r in results if not r.ok)
 
 

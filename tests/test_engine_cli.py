@@ -309,3 +309,21 @@ def test_trt_smoke_on_this_machine(tmp_path: Path) -> None:
     result = runner.invoke(app, ["trt-smoke", "--workdir", str(tmp_path / "smoke")])
     print(result.output)
     assert result.exit_code == 0, result.output
+
+
+def test_unsupported_ops_are_named_with_the_tensorrt_version(tmp_path: Path) -> None:
+    """What build-engine adds to a parse failure: the static op check for this TensorRT version."""
+    from edgeseg.export.trt_engine import _opcheck_hint
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])
+    nodes = [helper.make_node("MaxPool", ["input"], ["p", "i"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("MaxUnpool", ["p", "i"], ["logits"], kernel_shape=[2, 2], strides=[2, 2])]
+    path = tmp_path / "unpool.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [out]),
+                                opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    cases = (("10.3.0.30", "TensorRT 10.3"), ("10.13.0.35", "TensorRT 10.3"), ("11.4.0.106", "11"))
+    for version, label in cases:
+        hint = _opcheck_hint(path, version)
+        assert "MaxUnpool" in hint and "MaxPool" in hint and label in hint, (version, hint)
+    assert _opcheck_hint(make_onnx(tmp_path / "ok.onnx"), "10.3.0.30") == ""
