@@ -318,7 +318,7 @@ def _open_path(spec: str, options: SourceOptions, masks: MaskFolder | None) -> S
             return ImageFilesSource([path], str(path), masks)
         return VideoFileSource(path, masks, options.max_corrupt_run)
     if path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES or "/" in spec:
-        raise SourceError(f"source {spec!r} does not exist; check the path (expected {SOURCE_FORMS})")
+        raise SourceError(f"source {redact(spec)!r} does not exist; check the path (expected {SOURCE_FORMS})")
     raise SourceError(f"unknown source {redact(spec)!r}; expected {SOURCE_FORMS}")
 
 

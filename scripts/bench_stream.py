@@ -114,6 +114,34 @@ def throughput(model: Path, threads: int, frames: int, out: Path, rounds: int = 
                               for r in reports]}
 
 
+def stage_speedups(model: Path, reps: int = 50) -> dict[str, Any]:
+    """The OpenCV stages vs the plain numpy reference, same inputs, interleaved, one process."""
+    from edgeseg.runtime.stages import ArgmaxLabels, Preprocessor
+
+    from edgeseg.card import read_card
+    from edgeseg.preprocess import preprocess
+
+    card = read_card(model)
+    frame = open_source("synthetic", SourceOptions(synthetic_hw=FRAME_HW)).read().frame.image_bgr
+    logits = np.random.default_rng(0).normal(size=(1, card.num_classes, *card.input_hw)).astype(np.float32)
+    pairs = {"preprocess": (lambda: preprocess(frame, card), Preprocessor(card), frame),
+             "argmax": (lambda: logits[0].argmax(0).astype(np.uint8), ArgmaxLabels(), logits)}
+    out = {}
+    for name, (ref, fast, x) in pairs.items():
+        t_ref, t_fast = [], []
+        for _ in range(reps):
+            t = time.perf_counter()
+            ref()
+            t_ref.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            fast(x)
+            t_fast.append(time.perf_counter() - t)
+        r, f = float(np.median(t_ref)), float(np.median(t_fast))
+        out[name] = {"numpy_ms": round(1000 * r, 3), "opencv_ms": round(1000 * f, 3),
+                     "speedup": round(r / f, 2)}
+    return out
+
+
 def live_latency(model: Path, threads: int, frames: int, fps: float, out: Path) -> dict[str, Any]:
     backend = open_backend(model, threads=threads)
     opts = SourceOptions(synthetic_hw=FRAME_HW, synthetic_fps=fps, timeout_s=5.0)
@@ -174,6 +202,10 @@ def markdown(res: dict[str, Any]) -> str:
         f"- time outside inference: **{100 * t['outside_inference_share']:.1f} %** of wall time "
         f"({t['overhead_ms_per_frame']:.1f} ms per frame)", "",
         "| stage (ms) | mean | p50 | p90 | p99 |", "|---|---:|---:|---:|---:|", *rows, "",
+        "OpenCV stages vs the numpy reference (median of 50, same inputs, interleaved):", "",
+        "| stage | numpy ms | OpenCV ms | speedup |", "|---|---:|---:|---:|",
+        *[f"| {k} | {v['numpy_ms']} | {v['opencv_ms']} | {v['speedup']}x |" for k, v in res["stages"].items()
+          if isinstance(v, dict) and "speedup" in v], "",
         f"## Live source ({live['source_fps']:g} fps, faster than the model), {lr['frames']} frames", "",
         f"- pipeline {lr['fps']:.2f} FPS, {lr['dropped']} frames dropped (newest-frame slot)",
         f"- latency capture -> overlay shown, first 100 frames: mean {live['first_100_ms']['mean']} ms, "
@@ -200,7 +232,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300, help="throughput run length (all rounds)")
     ap.add_argument("--live-frames", type=int, default=1000)
     ap.add_argument("--live-fps", type=float, default=None, help="default: 3x the pipeline FPS, >= 30")
-    ap.add_argument("--parts", default="throughput,live",
+    ap.add_argument("--parts", default="stages,throughput,live",
                     help="parts to run; a part left out is read from OUT/<part>.json of an earlier run")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -208,12 +240,14 @@ def main() -> None:
     model, origin = build_model(args.out, args.checkpoint, args.onnx)
     print(f"model: {model} ({origin})", flush=True)
     res: dict[str, Any] = {"model": str(model), "model_origin": origin, "threads": args.threads}
-    for part in ("throughput", "live"):
+    for part in ("stages", "throughput", "live"):
         path = args.out / f"{part}.json"
         if part not in parts:
             res[part] = json.loads(path.read_text())
             continue
-        if part == "throughput":
+        if part == "stages":
+            res[part] = timed_part(stage_speedups, model)
+        elif part == "throughput":
             res[part] = timed_part(throughput, model, args.threads, args.frames, args.out)
         else:
             fps = args.live_fps or max(30.0, round(3 * res["throughput"]["fps"]))
