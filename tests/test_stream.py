@@ -100,6 +100,16 @@ def test_stream_synthetic_iou_matches_independent_scoring(tmp_path: Path) -> Non
     assert report["metrics"]["miou"] == pytest.approx(meter.compute().miou, abs=1e-3)
 
 
+def test_table_printed_and_duration_limit(tmp_path: Path) -> None:
+    model = write_tiny_onnx(tmp_path, input_hw=(48, 64))
+    res = invoke(model, "--source", "synthetic", "--duration", "0.5", "--report", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    for text in ("end-to-end FPS", "time outside inference", "per-stage latency", "IoU per class"):
+        assert text in res.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["stop_reason"] == "--duration 0.5 s reached" and 0.5 <= report["wall_s"] < 5
+
+
 def test_sigint_finalizes_video_and_report(tmp_path: Path) -> None:
     model = write_tiny_onnx(tmp_path, input_hw=(48, 64))
     out, stats, rep = tmp_path / "out.mp4", tmp_path / "s.jsonl", tmp_path / "r.json"
