@@ -56,8 +56,11 @@ class TrtBackend:
         try:
             self._open_engine()
             self._stream = cuda.Stream()
-        finally:
+        except BaseException:
             self._ctx.pop()
+            self._ctx.detach()
+            raise
+        self._ctx.pop()
         self._batch = 0
         self._device_mem: dict[str, Any] = {}
         self._host: dict[str, np.ndarray] = {}
