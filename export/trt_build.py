@@ -18,6 +18,7 @@ int8       Q/DQ ONNX + INT8 and FP16 flags, or   Q/DQ ONNX
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,9 +204,14 @@ def edgeseg_command(onnx: Path, out: Path, opts: BuildOptions) -> str:
 
 
 def check_output(out: Path) -> None:
+    """Refuse a bad engine path before the (long) build rather than after it."""
     if out.suffix != ".engine":
         raise ConfigError(f"engine output {out} must end with .engine (the runtime picks the backend by "
                           "suffix), e.g. model.fp16.engine")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError(f"output folder {folder} does not exist or is not writable; create it or choose "
+                          "another -o path")
 
 
 def build_engine(onnx: str | Path, out: str | Path, *, precision: str = "fp16", workspace_mb: int = 1024,

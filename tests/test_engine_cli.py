@@ -327,3 +327,9 @@ def test_unsupported_ops_are_named_with_the_tensorrt_version(tmp_path: Path) -> 
         hint = _opcheck_hint(path, version)
         assert "MaxUnpool" in hint and "MaxPool" in hint and label in hint, (version, hint)
     assert _opcheck_hint(make_onnx(tmp_path / "ok.onnx"), "10.3.0.30") == ""
+
+
+def test_missing_output_folder_refused_before_building(tmp_path: Path, no_tensorrt: None) -> None:
+    model = make_onnx(tmp_path / "m.onnx")
+    result = runner.invoke(app, ["build-engine", str(model), "-o", str(tmp_path / "nope" / "m.engine")])
+    assert result.exit_code == 2 and "does not exist" in result.output and "TensorRT" not in result.output
