@@ -76,6 +76,10 @@ def export_onnx(
     from edgeseg.checkpoint import load_checkpoint, resolve_checkpoint
     from edgeseg.models.registry import check_input_hw, get_spec
 
+    if opts.data is not None:  # fail fast on a bad dataset (opening decodes nothing)
+        from edgeseg.data import open_dataset
+
+        open_dataset(opts.data, opts.data_split)
     model, ckpt_card = load_checkpoint(checkpoint)
     if opts.threads is not None:
         import torch
@@ -99,12 +103,13 @@ def export_onnx(
     data = onnx_model.SerializeToString()
     log("verifying against PyTorch (onnxruntime, CPU)")
     results = verify(model, data, card, opts)
-    _enforce(results, opts)
+    forced = _enforce(results, opts)
     from edgeseg.export.opcheck import check_ops, trt_versions
 
     trt = {v: check_ops(onnx_model, v) for v in trt_versions()}
-    card = card.replace(extra={**ckpt_card.extra, "export": _facts(opts, results, trt)})
-    return write_onnx(out, data, card), card
+    facts = {**_facts(opts, results, trt), "forced_despite": forced}
+    card = card.replace(extra={**ckpt_card.extra, "export": facts})
+    return write_onnx(out, data, card)
 
 
 def _options(options: dict[str, Any]) -> ExportOptions:
@@ -225,17 +230,18 @@ def check_graph(model: Any) -> Any:
     return inferred
 
 
-def _enforce(results: list[Verification], opts: ExportOptions) -> None:
-    for r in results:
-        if r.argmax_agreement >= opts.min_agreement and r.finite:
-            continue
-        detail = (f"{r.source}: argmax agreement {100 * r.argmax_agreement:.3f}% < "
-                  f"{100 * opts.min_agreement:.3f}%, max abs diff {r.max_abs_diff:.3g}")
-        if opts.force:
-            warnings.warn(f"verification failed ({detail}); writing anyway (--force)", stacklevel=2)
-            continue
-        raise ExportError(f"verification failed ({detail}); the ONNX graph does not reproduce the "
-                          "PyTorch model — nothing written (pass --force to write it anyway)")
+def _enforce(results: list[Verification], opts: ExportOptions) -> list[str]:
+    """Raise unless every source reaches ``min_agreement``; with ``force`` return the failures."""
+    failures = [
+        f"{r.source}: argmax agreement {100 * r.argmax_agreement:.3f}% < "
+        f"{100 * opts.min_agreement:.3f}%, max abs diff {r.max_abs_diff:.3g}"
+        for r in results if r.argmax_agreement < opts.min_agreement or not r.finite
+    ]
+    if failures and not opts.force:
+        raise ExportError(f"verification failed ({'; '.join(failures)}); the ONNX graph does not "
+                          "reproduce the PyTorch model — nothing written (pass --force to write it "
+                          "anyway)")
+    return failures
 
 
 def _facts(opts: ExportOptions, results: list[Verification], trt: dict[str, Any]) -> dict[str, Any]:
@@ -255,9 +261,11 @@ def _facts(opts: ExportOptions, results: list[Verification], trt: dict[str, Any]
     }
 
 
-def write_onnx(out: Path, data: bytes, card: ModelCard) -> Path:
-    """Write the ONNX bytes and the card atomically (card first, then the file is renamed in)."""
+def write_onnx(out: Path, data: bytes, card: ModelCard) -> tuple[Path, ModelCard]:
+    """Write the ONNX bytes and the card atomically (card first, then the file is renamed in);
+    return the path and the card as written (with ``file_sha256``)."""
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
-        write_json_atomic(card_path(out), card.replace(file_sha256=sha256_file(tmp)).to_dict())
-    return out
+        card = card.replace(file_sha256=sha256_file(tmp))
+        write_json_atomic(card_path(out), card.to_dict())
+    return out, card

@@ -87,14 +87,18 @@ def export_cmd(
     from edgeseg.export.opcheck import check_ops, trt_versions
 
     console = Console(stderr=True)
-    path, card = export_onnx(
-        checkpoint, out, log=lambda m: console.print(f"[dim]{m}[/dim]", highlight=False),
-        unpool=default_unpool(target, unpool), opset=opset, input_hw=_hw(input),
-        dynamic_batch=dynamic_batch, simplify=simplify, data=data, data_split=split,
-        verify_frames=frames, min_agreement=min_agreement / 100.0, force=force, threads=threads,
-    )
+    with console.status("exporting") as status:  # a spinner on terminals, silent otherwise
+        path, card = export_onnx(
+            checkpoint, out, log=lambda m: status.update(m),
+            unpool=default_unpool(target, unpool), opset=opset, input_hw=_hw(input),
+            dynamic_batch=dynamic_batch, simplify=simplify, data=data, data_split=split,
+            verify_frames=frames, min_agreement=min_agreement / 100.0, force=force, threads=threads,
+        )
     out_console = Console()
     out_console.print(_verification_table(card.extra["export"]))
+    for failure in card.extra["export"]["forced_despite"]:
+        console.print(f"[yellow]warning: verification failed ({failure}); written because of "
+                      "--force[/yellow]", highlight=False)
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
