@@ -262,6 +262,48 @@ def measure(infer: Callable[[np.ndarray], Any], batch_nchw: np.ndarray, *, warmu
     return Timing(int(batch_nchw.shape[0]), tuple(seconds))
 
 
+def measure_interleaved(infers: list[Callable[[np.ndarray], Any]], batch_nchw: np.ndarray, *, warmup: int,
+                        iters: int, on_iter: Callable[[int], None] | None = None
+                        ) -> tuple[list[Timing], dict[int, BaseException]]:
+    """Time several backends round-robin: call i of backend 0, call i of backend 1, ... .
+
+    On a shared, noisy machine every backend then sees the same load over the same minutes, so
+    their ratios are fair even when absolute latencies drift. Returns one Timing per backend and
+    the exceptions of backends that raised (index -> exception; such a backend stops being called).
+    Ctrl-C returns the calls timed so far, every Timing marked interrupted.
+    """
+    if iters < 1 or warmup < 0:
+        raise ConfigError(f"--iters {iters} / --warmup {warmup}: need iters >= 1 and warmup >= 0")
+    seconds: list[list[float]] = [[] for _ in infers]
+    errors: dict[int, BaseException] = {}
+    interrupted = False
+
+    def call(j: int) -> float | None:
+        try:
+            t0 = time.perf_counter()
+            infers[j](batch_nchw)
+            return time.perf_counter() - t0
+        except Exception as e:  # one backend failing must not stop the others
+            errors[j] = e
+            return None
+
+    for j in range(len(infers)):
+        for _ in range(warmup):
+            if j not in errors:
+                call(j)
+    try:
+        for i in range(iters):
+            for j in range(len(infers)):
+                if j not in errors and (dt := call(j)) is not None:
+                    seconds[j].append(dt)
+            if on_iter is not None:
+                on_iter(i + 1)
+    except KeyboardInterrupt:
+        interrupted = True
+    n = int(batch_nchw.shape[0])
+    return [Timing(n, tuple(s), interrupted=interrupted) for s in seconds], errors
+
+
 # ----------------------------------------------------------------------------- model facts
 
 def onnx_gflops(path: str | os.PathLike[str]) -> float | None:

@@ -101,8 +101,10 @@ def machine_line(result: BenchResult) -> str:
 
 def to_markdown(result: BenchResult, command: str) -> str:
     cfg = result.config
+    order = ("interleaved: the backends of each model and input were called round-robin"
+             if cfg.interleave else "sequential: one backend after the other")
     lines = ["# edgeseg bench", "", f"`{command}`", "", f"Machine: {machine_line(result)}.", "",
-             f"{cfg.warmup} warm-up + {cfg.iters} timed calls per row; latency per batch; "
+             f"{cfg.warmup} warm-up + {cfg.iters} timed calls per row ({order}); latency per batch; "
              "speed-ups are ratios of p50 latencies in this run. peak MB: peak resident memory of the "
              "bench process during the row; +MB: that peak minus the resident memory just before the "
              "backend was opened (negative when memory of earlier rows was returned meanwhile).", ""]
@@ -154,7 +156,8 @@ def write_outputs(result: BenchResult, stem: Path, command: str) -> list[Path]:
             "config": {"warmup": result.config.warmup, "iters": result.config.iters,
                        "batches": list(result.config.batches), "threads": result.config.threads,
                        "data": result.config.data, "split": result.config.split,
-                       "calib": result.config.calib, "ratios": "p50 latency"},
+                       "calib": result.config.calib, "ratios": "p50 latency",
+                       "timing": "interleaved" if result.config.interleave else "sequential"},
             "rows": result.rows}
     json_path, md_path = write_report(stem, data, to_markdown(result, command))
     csv_path = write_text_atomic(stem.with_name(stem.name + ".csv"), to_csv(result.rows))

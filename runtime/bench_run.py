@@ -38,7 +38,9 @@ Log = Callable[[str], None]
 @dataclass(frozen=True)
 class BenchConfig:
     """What to run. ``inputs`` None = each model's own input size. ``threads`` None = all cores
-    (the same number is given to torch and onnxruntime)."""
+    (the same number is given to torch and onnxruntime). ``interleave``: time the backends of one
+    model and input round-robin (:mod:`edgeseg.runtime.bench_interleave`) instead of one after
+    the other."""
 
     models: tuple[Path, ...]
     backends: tuple[BackendSpec, ...]
@@ -52,6 +54,7 @@ class BenchConfig:
     split: str = "val"
     data_num: int | None = None
     calib: str | None = None
+    interleave: bool = False
 
 
 @dataclass
@@ -101,22 +104,21 @@ def run_bench(cfg: BenchConfig, result: BenchResult, log: Log | None = None,
     facts: dict[tuple[Path, tuple[int, int]], dict[str, Any]] = {}
     try:
         while pending:
-            model, hw, spec = pending[0]
-            rows = [base_row(model, cards[model], spec, hw, b) for b in cfg.batches]
+            model, hw, _ = pending[0]
+            n = len(cfg.backends) if cfg.interleave else 1  # one group: every backend of (model, hw)
+            group = {spec: [base_row(model, cards[model], spec, hw, b) for b in cfg.batches]
+                     for _, _, spec in pending[:n]}
             if (model, hw) not in facts:
                 facts[(model, hw)] = model_facts(model, cards[model], hw)
-            for row in rows:
-                row.update(facts[(model, hw)])
+            for rows in group.values():
+                for row in rows:
+                    row.update(facts[(model, hw)])
             try:
-                bad_size = input_problem(cards[model], hw)
-                if bad_size is not None:
-                    for row in rows:
-                        row.update(status="skipped", reason=bad_size)
-                else:
-                    _run_combo(cfg, resolver, model, spec, hw, rows, result, on_iter)
+                _run_group(cfg, resolver, model, cards[model], hw, group, result, on_iter)
             finally:
-                result.rows.extend(rows)
-                pending.pop(0)
+                for rows in group.values():
+                    result.rows.extend(rows)
+                del pending[:n]
     except KeyboardInterrupt:
         result.interrupted = True
         for row in result.rows:
@@ -144,43 +146,81 @@ def input_problem(card: ModelCard, hw: tuple[int, int]) -> str | None:
     return None
 
 
-def _run_combo(cfg: BenchConfig, resolver: ArtifactResolver, model: Path, spec: BackendSpec,
-               hw: tuple[int, int], rows: list[dict[str, Any]], result: BenchResult,
+def _run_group(cfg: BenchConfig, resolver: ArtifactResolver, model: Path, card: ModelCard,
+               hw: tuple[int, int], group: dict[BackendSpec, list[dict[str, Any]]], result: BenchResult,
                on_iter: Callable[[str, int, int], None] | None) -> None:
-    """Resolve, open, time every batch, score, close; row statuses say what happened."""
+    """Every backend of ``group`` (one, or all of one model and input when interleaving)."""
+    bad_size = input_problem(card, hw)
+    if bad_size is not None:
+        for rows in group.values():
+            for row in rows:
+                row.update(status="skipped", reason=bad_size)
+        return
+    if cfg.interleave:
+        from edgeseg.runtime.bench_interleave import run_interleaved
+
+        run_interleaved(cfg, resolver, model, hw, group, result, on_iter)
+        return
+    for spec, rows in group.items():
+        _run_combo(cfg, resolver, model, spec, hw, rows, result, on_iter)
+
+
+def error_line(e: BaseException) -> str:
+    """An error as one row reason: an EdgesegError's line, else type + first line."""
+    if isinstance(e, EdgesegError):
+        return str(e)
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return f"{type(e).__name__}: {first[:300]}"
+
+
+def open_rows(cfg: BenchConfig, resolver: ArtifactResolver, model: Path, spec: BackendSpec,
+              hw: tuple[int, int], rows: list[dict[str, Any]], result: BenchResult) -> Any | None:
+    """Resolve and open the file ``spec`` runs; None (rows marked skipped/failed) when it cannot."""
     reason = unavailable(spec)
     resolved = Resolved(None, reason) if reason else resolver.resolve(model, spec, hw)
     if resolved.path is None:
         for row in rows:
             row.update(status="skipped", reason=resolved.skip or "")
-        return
+        return None
     for row in rows:
         row.update(artifact=str(resolved.path), artifact_note=resolved.note,
                    file_mb=round(resolved.path.stat().st_size / 1e6, 3))
-    backend = None
     try:
-        gc.collect()  # earlier rows' objects are released before the baseline
-        bench.reset_peak_rss()
-        base_mb = bench.rss_mb()
         backend = open_for(spec, resolved.path, hw, cfg.threads)
-        runs_on = runs_on_of(backend, spec, result.machine)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # a backend library error: report it on the row, go on with the rest
+        _fail(rows, error_line(e))
+        return None
+    runs_on = runs_on_of(backend, spec, result.machine)
+    for row in rows:
+        row["runs_on"] = runs_on
+    return backend
+
+
+def _run_combo(cfg: BenchConfig, resolver: ArtifactResolver, model: Path, spec: BackendSpec,
+               hw: tuple[int, int], rows: list[dict[str, Any]], result: BenchResult,
+               on_iter: Callable[[str, int, int], None] | None) -> None:
+    """Resolve, open, time every batch, score, close; row statuses say what happened."""
+    gc.collect()  # earlier rows' objects are released before the baseline
+    bench.reset_peak_rss()
+    base_mb = bench.rss_mb()
+    backend = open_rows(cfg, resolver, model, spec, hw, rows, result)
+    if backend is None:
+        return
+    try:
         for row in rows:
-            row["runs_on"] = runs_on
             _time_row(cfg, backend, spec, hw, row, base_mb, on_iter)
         if cfg.data is not None and rows[0]["status"] == "ok":
             miou = score_miou(backend, cfg)
             for row in rows:
                 row["miou"] = miou
-    except EdgesegError as e:
-        _fail(rows, str(e))
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # a backend library error: report it on the row, go on with the rest
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        _fail(rows, f"{type(e).__name__}: {first[:300]}")
+        _fail(rows, error_line(e))
     finally:
-        if backend is not None:
-            backend.close()
+        backend.close()
 
 
 def _fail(rows: list[dict[str, Any]], reason: str) -> None:
@@ -192,10 +232,7 @@ def _fail(rows: list[dict[str, Any]], reason: str) -> None:
 def _time_row(cfg: BenchConfig, backend: Any, spec: BackendSpec, hw: tuple[int, int], row: dict[str, Any],
               base_mb: float | None, on_iter: Callable[[str, int, int], None] | None) -> None:
     batch = int(row["batch"])
-    fixed = fixed_batch(backend)
-    if fixed is not None and fixed != batch:
-        row.update(status="skipped", reason=f"{Path(row['artifact']).name} has a fixed batch of {fixed}; "
-                                            "re-export it with --dynamic-batch")
+    if not batch_fits(backend, row):
         return
     bench.reset_peak_rss()
     bench.reset_gpu_memory(backend)
@@ -218,6 +255,16 @@ def _time_row(cfg: BenchConfig, backend: Any, spec: BackendSpec, hw: tuple[int, 
     if timing.interrupted:
         row["reason"] = f"Ctrl-C after {len(timing.seconds)} of {cfg.iters} timed calls"
         raise KeyboardInterrupt
+
+
+def batch_fits(backend: Any, row: dict[str, Any]) -> bool:
+    """False (row skipped with the fix) when the file's batch size is fixed to another value."""
+    fixed = fixed_batch(backend)
+    if fixed is not None and fixed != int(row["batch"]):
+        row.update(status="skipped", reason=f"{Path(row['artifact']).name} has a fixed batch of {fixed}; "
+                                            "re-export it with --dynamic-batch")
+        return False
+    return True
 
 
 def open_for(spec: BackendSpec, path: Path, hw: tuple[int, int], threads: int | None) -> Any:

@@ -233,3 +233,35 @@ def test_invalid_input_size_skips_every_backend_with_the_fix(ckpt: Path, tmp_pat
     assert [r["status"] for r in rows] == ["skipped", "skipped"]
     assert all("not divisible by 16" in r["reason"] and "32x32" in r["reason"] for r in rows)
     assert not (tmp_path / "r.png").exists()  # nothing measured, nothing to plot
+
+
+def test_interleaved_run_times_every_backend(ckpt: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch,ort,ort-fp16,trt-int8", "--batch",
+                                 "1,2", "--iters", "3", "--warmup", "1", "--threads", "1", "--interleave",
+                                 "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["config"]["timing"] == "interleaved" and "round-robin" in (tmp_path / "r.md").read_text()
+    ok = [r for r in data["rows"] if r["status"] == "ok"]
+    assert {(r["backend"], r["batch"]) for r in ok} == {(b, n) for b in ("torch", "ort", "ort-fp16")
+                                                         for n in (1, 2)}
+    assert all(r["iters"] == 3 and r["host_delta_mb"] is not None for r in ok)
+    assert _row(data, "ort-fp16", 2)["speedup_vs_fp32"] is not None
+    assert _row(data, "trt-int8")["status"] in ("skipped", "ok")
+
+
+def test_measure_interleaved_isolates_a_failing_backend() -> None:
+    calls = {"bad": 0}
+
+    def good(x: np.ndarray) -> np.ndarray:
+        return x + 1
+
+    def bad(x: np.ndarray) -> None:
+        calls["bad"] += 1
+        if calls["bad"] > 2:
+            raise RuntimeError("device lost")
+
+    timings, errors = bench.measure_interleaved([good, bad, good], bench.random_batch(1, (4, 4)),
+                                                warmup=1, iters=5)
+    assert [len(t.seconds) for t in timings] == [5, 1, 5]
+    assert list(errors) == [1] and "device lost" in str(errors[1])

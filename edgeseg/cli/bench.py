@@ -37,6 +37,9 @@ def bench_cmd(
     warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 10,
     threads: Annotated[int | None, typer.Option(
         help="CPU threads for torch and onnxruntime alike (default: all logical CPUs).")] = None,
+    interleave: Annotated[bool, typer.Option(
+        "--interleave", help="Time the backends of each model and input round-robin (fair ratios on "
+                             "a shared, noisy machine).")] = False,
     out: Annotated[Path, typer.Option(
         help="Output stem: STEM.json, .md, .csv, .png; prepared ONNX files go to STEM.artifacts/.")
     ] = Path("bench"),
@@ -63,13 +66,15 @@ def bench_cmd(
     cfg = BenchConfig(models=tuple(models), backends=tuple(specs), work_dir=Path(f"{out}.artifacts"),
                       inputs=None if inputs is None else tuple(inputs),
                       batches=tuple(bench.parse_batches(batch)), warmup=warmup, iters=iters,
-                      threads=threads, data=data, split=split, data_num=data_num, calib=calib)
+                      threads=threads, data=data, split=split, data_num=data_num, calib=calib,
+                      interleave=interleave)
     console, err = Console(), Console(stderr=True)
     result = BenchResult(cfg, bench.machine_facts(threads))
     command = _command(models, {"--backends": backends, "--input": input, "--batch": batch,
                                 "--data": data, "--split": split if data else None, "--data-num": data_num,
                                 "--calib": calib, "--iters": iters, "--warmup": warmup,
                                 "--threads": threads, "--out": out})
+    command += " --interleave" if interleave else ""
     try:
         with _progress(err) as (bar, task):
             run_bench(cfg, result, log=lambda m: err.print(f"[dim]{m}[/dim]"),
