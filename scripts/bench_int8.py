@@ -33,12 +33,14 @@ def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", type=Path)
     p.add_argument("--set", dest="calib_set", type=Path, required=True)
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", default=None, help="labelled dataset to score on (not with --latency-only)")
     p.add_argument("--split", default="val")
     p.add_argument("--methods", default="entropy,minmax,percentile")
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--num", type=int, default=None, help="score only the first N images")
+    p.add_argument("--latency-only", action="store_true",
+                   help="skip scoring (e.g. an untrained model): time FP32/FP16/INT8 of the first method")
     p.add_argument("-o", "--out", type=Path, required=True)
     return p.parse_args()
 
@@ -84,14 +86,16 @@ def latency(files: dict[str, Path], hw: tuple[int, int], runs: int, threads: int
 
 def _markdown(res: dict[str, Any]) -> str:
     lines = [f"# INT8 / FP16 on onnxruntime CPU: {res['model']}", "",
-             f"Calibration set {res['calibration_set']} ({res['set_images']} images); "
-             f"scored on {res['data']} ({res['split']}, {res['images']} images).", "",
-             "| file | mIoU (%) | drop vs FP32 (points) | argmax disagreement (%) |", "|---|---:|---:|---:|"]
-    for lab, a in res["accuracy"].items():
-        lines.append(f"| {lab} | {a['miou'] * 100:.2f} | {a['drop_points']:+.2f} | "
-                     f"{a['disagreement'] * 100:.3f} |")
-    lines += ["", f"Best method (smallest |mIoU change|): **{res['best_method']}**.", "",
-              f"Latency, onnxruntime {res['onnxruntime']} CPU, {res['threads']} threads, batch 1, "
+             f"Calibration set {res['calibration_set']} ({res['set_images']} images).", ""]
+    if res["accuracy"]:
+        lines += [f"Scored on {res['data']} ({res['split']}, {res['images']} images).", "",
+                  "| file | mIoU (%) | drop vs FP32 (points) | argmax disagreement (%) |",
+                  "|---|---:|---:|---:|"]
+        for lab, a in res["accuracy"].items():
+            lines.append(f"| {lab} | {a['miou'] * 100:.2f} | {a['drop_points']:+.2f} | "
+                         f"{a['disagreement'] * 100:.3f} |")
+        lines += ["", f"Best method (smallest |mIoU change|): **{res['best_method']}**.", ""]
+    lines += [f"Latency, onnxruntime {res['onnxruntime']} CPU, {res['threads']} threads, batch 1, "
               f"{res['runs']} interleaved rounds ({res['cpu']}):", "",
               "| file | median (ms) | p90 (ms) | ratio vs FP32 |", "|---|---:|---:|---:|"]
     for lab, t in res["latency"].items():
@@ -99,20 +103,11 @@ def _markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    import onnxruntime
-    from edgeseg.calib.calib_set import load_calib_set
+def accuracy(files: dict[str, Path], methods: list[str], a: argparse.Namespace, folder: Path
+             ) -> tuple[dict[str, Any], str, int]:
+    """Precision report over all files -> (per-label accuracy, best method, images scored)."""
     from edgeseg.calib.precision import precision_report, write_precision_report
-    from edgeseg.calib.quantize import QuantConfig, calibrate
 
-    from edgeseg.card import read_card
-    from edgeseg.report import write_report
-
-    a = _args()
-    folder = a.out.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
-    files = make_models(a.model, a.calib_set, methods, folder)
     rep = precision_report(list(files.values()), a.data, a.split, threads=a.threads, num=a.num)
     write_precision_report(rep, folder / f"{a.out.name}.precision")
     acc = {lab: {"miou": rep.metrics[lab].miou, "drop_points": rep.drop_points(lab),
@@ -121,6 +116,25 @@ def main() -> None:
     # a property to select on); ties go to the lower argmax disagreement
     best = min(methods, key=lambda m: (round(abs(acc[f"INT8 ({m})"]["drop_points"]), 2),
                                        acc[f"INT8 ({m})"]["disagreement"]))
+    return acc, best, rep.images
+
+
+def main() -> None:
+    import onnxruntime
+    from edgeseg.calib.calib_set import load_calib_set
+    from edgeseg.calib.quantize import QuantConfig, calibrate
+
+    from edgeseg.card import read_card
+    from edgeseg.report import write_report
+
+    a = _args()
+    if not a.latency_only and a.data is None:
+        raise SystemExit("--data is required unless --latency-only")
+    folder = a.out.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()][: 1 if a.latency_only else None]
+    files = make_models(a.model, a.calib_set, methods, folder)
+    acc, best, images = ({}, methods[0], 0) if a.latency_only else accuracy(files, methods, a, folder)
     stem = a.model.name.removesuffix(".onnx")
     full, _ = calibrate(a.model, a.calib_set, folder / f"{stem}.int8-{best}-full.onnx",
                         QuantConfig(method=best, placement="full"))
@@ -129,7 +143,7 @@ def main() -> None:
     card = read_card(a.model)
     res = {"model": str(a.model), "architecture": card.architecture, "input_hw": list(card.input_hw),
            "calibration_set": str(a.calib_set), "set_images": len(load_calib_set(a.calib_set).images),
-           "data": a.data, "split": a.split, "images": rep.images, "accuracy": acc, "best_method": best,
+           "data": a.data, "split": a.split, "images": images, "accuracy": acc, "best_method": best,
            "latency": latency(timed, card.input_hw, a.runs, a.threads), "runs": a.runs,
            "threads": a.threads, "onnxruntime": onnxruntime.__version__,
            "cpu": platform.processor() or platform.machine()}
