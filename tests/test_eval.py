@@ -44,8 +44,8 @@ def test_checkpoint_eval_reproduces_training_validation(run: Path) -> None:
                                    "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert "IoU" in res.output
-    report = json.loads((run / "best" / "model.eval-val.json").read_text())
-    md = (run / "best" / "model.eval-val.md").read_text()
+    report = json.loads((run / "best" / "model.safetensors.eval-val.json").read_text())
+    md = (run / "best" / "model.safetensors.eval-val.md").read_text()
     rows = list(csv.DictReader((run / "log.csv").open()))
     best_val = max(float(r["val_miou"]) for r in rows)
     assert report["metrics"]["miou"] == pytest.approx(best_val, abs=2e-3)
@@ -59,7 +59,7 @@ def test_onnx_eval_runs_without_torch_and_agrees(run: Path, tmp_path: Path) -> N
     from edgeseg.export.onnx_export import export_onnx
 
     onnx_path, _ = export_onnx(run / "best" / "model.safetensors", tmp_path / "model.onnx",
-                               simplify=False, verify_frames=0, random_inputs=1, threads=1)
+                               simplify=False, verify_frames=1, random_inputs=1, threads=1)
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from edgeseg.cli.main import main\n"
@@ -96,7 +96,7 @@ def test_dataset_with_other_classes_is_refused(run: Path, tmp_path: Path) -> Non
     res = CliRunner().invoke(app, ["eval", str(run / "best" / "model.safetensors"), "--data", str(data),
                                    "--split", "all"])
     assert res.exit_code == 2 and res.output.count("error:") == 1, res.output
-    assert not list((run / "best").glob("model.eval-all.*"))
+    assert not list((run / "best").glob("model.safetensors.eval-all.*"))
 
 
 def test_unknown_artifact_type_is_one_line(tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def eval_cmd(
     model: Annotated[Path, typer.Argument(help="Artifact: model.safetensors, .onnx or .engine.")],
     data: Annotated[str, typer.Option(help="Dataset folder, list file, or 'synthetic'.")],
     split: Annotated[str, typer.Option(help="Split to score.")] = "val",
-    out: Annotated[Path | None, typer.Option(help="Report stem (writes STEM.json + STEM.md).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report stem (default MODEL.eval-SPLIT).")] = None,
     device: Annotated[Device, typer.Option(help="Checkpoints only: torch device.")] = Device.auto,
     threads: Annotated[int | None, typer.Option(help="CPU threads of the backend.")] = None,
     num: Annotated[int | None, typer.Option(help="Synthetic data only: number of scenes.")] = None,
@@ -148,7 +148,7 @@ def eval_cmd(
     title = f"{model.name} on {data} ({split}, {result.images} images, {result.card.input_hw[0]}x" \
             f"{result.card.input_hw[1]})"
     console.print(metrics_table(result.metrics, result.card.class_names, title=title))
-    stem = out if out is not None else model.with_name(f"{model.stem}.eval-{split}")
+    stem = out if out is not None else model.with_name(f"{model.name}.eval-{split}")
     md = metrics_markdown(result.metrics, result.card.class_names, title=title)
     md += f"\nScored at the {result.to_dict()['resolution']}; backend {result.backend.get('name')}.\n"
     json_path, md_path = write_report(stem, result.to_dict(), md)
