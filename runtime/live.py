@@ -282,7 +282,7 @@ def _camera_error(index: int, count: int) -> SourceError:
 
 
 def open_camera(index: int, options: SourceOptions, masks: MaskFolder | None) -> LiveSource:
-    def opener() -> Grabber:
+    def opener() -> CvGrabber:
         cap = cv2.VideoCapture(index)
         if not cap.isOpened():
             cap.release()
@@ -308,7 +308,7 @@ def open_url(url: str, options: SourceOptions, masks: MaskFolder | None) -> Live
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms,
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(max(options.timeout_s * 2, 5.0) * 1000)]
 
-    def opener() -> Grabber:
+    def opener() -> CvGrabber:
         cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
@@ -338,7 +338,7 @@ def open_gstreamer(pipeline: str, options: SourceOptions, masks: MaskFolder | No
         raise SourceError("this OpenCV build has no GStreamer support (cv2.getBuildInformation() says "
                           "GStreamer: NO); on a Jetson use JetPack's python3-opencv, or pass a camera/file")
 
-    def opener() -> Grabber:
+    def opener() -> CvGrabber:
         cap = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
         if not cap.isOpened():
             cap.release()

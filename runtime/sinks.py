@@ -115,7 +115,7 @@ class VideoSink(_Base):
     def write(self, image_bgr: np.ndarray, frame: Frame) -> None:
         h, w = image_bgr.shape[:2]
         if self._writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
+            fourcc = cv2.VideoWriter.fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
             self._writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, (w, h))
             if not self._writer.isOpened():
                 raise SourceError(f"cannot write video {self.path} ({VIDEO_CODECS[self.path.suffix.lower()]} "

@@ -84,7 +84,8 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
     pre, argmax, scorer = Preprocessor(card), ArgmaxLabels(), GroundTruthScorer(card)
     overlay = Overlay(card.class_names, card.class_colors, opts.overlay)
     backend.infer(np.zeros((1, 3, *card.input_hw), np.float32))  # warm-up, not measured
-    stop, outputs, started = StopSignal(), {}, datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stop, started = StopSignal(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+    outputs: dict[str, str] = {}
     rec, reason, miou = StreamRecorder(), "", None
     with stop.installed():
         try:
