@@ -132,6 +132,55 @@ def test_sigint_finalizes_video_and_report(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def _camera_server(port: int = 0) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "mjpeg_server.py"), str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    return proc, int(proc.stdout.readline())
+
+
+def _wait_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        lines = len(path.read_text().splitlines()) if path.exists() else 0
+        if lines >= n:
+            return lines
+        time.sleep(0.05)
+    raise AssertionError(f"only {path.read_text().count(chr(10)) if path.exists() else 0} of {n} frames")
+
+
+def test_network_camera_drops_reconnects_then_gives_up(tmp_path: Path) -> None:
+    """A real MJPEG-over-HTTP camera (local process) goes away mid-run and comes back: the stream
+    reconnects; when it goes away for good the run stops cleanly with everything written."""
+    model = write_tiny_onnx(tmp_path, input_hw=(48, 64))
+    server, port = _camera_server()
+    out, stats, rep = tmp_path / "out.mp4", tmp_path / "s.jsonl", tmp_path / "r.json"
+    url = f"http://viewer:s3cret@127.0.0.1:{port}/stream.mjpg"
+    cmd = [sys.executable, "-m", "edgeseg.cli.main", "stream", str(model), "--source", url,
+           "--save", str(out), "--stats", str(stats), "--report", str(rep), "--reconnect", "8",
+           "--headless", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        before = _wait_lines(stats, 10, proc)
+        server.kill()
+        server.wait()
+        server, _ = _camera_server(port)  # back on the same address
+        _wait_lines(stats, before + 10, proc)
+        server.kill()
+        server.wait()
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        server.kill()
+        proc.kill()
+    assert proc.returncode == 1, output
+    report = json.loads(rep.read_text())
+    assert report["reconnects"] >= 1 and report["source"]["live"]
+    assert report["stop_reason"].startswith("error:") and "not back within 8 s" in report["stop_reason"]
+    assert video_frames(out) == report["frames"] == len(stats.read_text().splitlines())
+    for text in (output, rep.read_text(), (tmp_path / "r.md").read_text()):
+        assert "s3cret" not in text
+    assert "viewer:***@127.0.0.1" in report["source"]["description"]
+
+
 def test_source_lost_mid_run_stops_cleanly(tmp_path: Path) -> None:
     model = write_tiny_onnx(tmp_path, input_hw=(48, 64))
     frames = [np.full((48, 64, 3), 10 * i, np.uint8) for i in range(5)]
