@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,5 +90,6 @@ def verify(model: Any, onnx_bytes: bytes, card: ModelCard, opts: Any) -> list[Ve
     results = [compare(model, session, random_inputs(card, opts.random_inputs, batch), "random")]
     if opts.data:
         frames = data_inputs(card, opts.data, opts.data_split, opts.verify_frames)
-        results.append(compare(model, session, frames, f"{opts.data} ({opts.data_split})"))
+        label = f"{Path(str(opts.data)).name or opts.data} ({opts.data_split})"
+        results.append(compare(model, session, frames, label))
     return results
