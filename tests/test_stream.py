@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from edgeseg.card import ModelCard, card_path
 from edgeseg.cli.main import app
-from edgeseg.errors import BackendError
+from edgeseg.errors import BackendError, DataError
 from edgeseg.metrics import ConfusionMeter
 from edgeseg.preprocess import preprocess
 
@@ -274,6 +274,33 @@ def test_argmax_matches_numpy_with_ties() -> None:
     other = rng.normal(size=(1, 7, 20, 30)).astype(np.float32)
     np.testing.assert_array_equal(argmax(other), other[0].argmax(0))
     np.testing.assert_array_equal(argmax(other[:, :1]), (other[0, 0] > 0).astype(np.uint8))
+
+
+@pytest.mark.parametrize(("k", "ignore"), [(11, 11), (5, None), (2, None), (16, 3), (20, 19)])
+def test_ground_truth_scorer_matches_confusion_matrix(k: int, ignore: int | None) -> None:
+    from edgeseg.runtime.stages import GroundTruthScorer
+
+    from edgeseg.metrics import confusion_matrix
+
+    rng = np.random.default_rng(k)
+    names = tuple(f"c{i}" for i in range(k))
+    card = ModelCard("x", {}, names, ((0, 0, 0),) * k, (37, 53), ignore_index=ignore)
+    scorer = GroundTruthScorer(card)
+    total = np.zeros((k, k), np.int64)
+    for _ in range(3):
+        pred = rng.integers(0, k, (37, 53)).astype(np.uint8)
+        target = rng.integers(0, k + (ignore is not None), (37, 53)).astype(np.uint8)
+        if ignore is not None:
+            target[target == k] = ignore
+        expect = confusion_matrix(pred, target, k, ignore)
+        np.testing.assert_array_equal(scorer.update(pred, target), expect)
+        total += expect
+    np.testing.assert_array_equal(scorer.meter.matrix, total)
+    binary = GroundTruthScorer(ModelCard("x", {}, ("bg", "fg"), ((0, 0, 0),) * 2, (4, 4)))
+    np.testing.assert_array_equal(binary.update(np.eye(4, dtype=np.uint8), np.eye(4, dtype=np.uint8) * 255),
+                                  [[12, 0], [0, 4]])
+    with pytest.raises(DataError, match=r"30\]? outside the class range"):
+        scorer.update(pred, np.full((37, 53), 30, np.uint8))
 
 
 def test_overlay_colours_and_buffer_reuse() -> None:
