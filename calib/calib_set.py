@@ -38,6 +38,7 @@ candidates do (``class_coverage``), so the effect is visible.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,8 +190,6 @@ def make_calib_set(data: str | Path, out: str | Path, *, num: int, preprocess: P
 
 
 def _common_root(paths: list[Path]) -> str:
-    import os
-
     return os.path.commonpath([str(p.parent) for p in paths])
 
 

@@ -125,9 +125,11 @@ def check_inputs(model: Any, card: ModelCard, cset: CalibSet, cfg: QuantConfig) 
     if card.precision != "fp32" or card.artifact != "onnx":
         raise CalibrationError(f"calibration needs an FP32 ONNX model; this card says {card.artifact} "
                                f"{card.precision}; calibrate the FP32 file from edgeseg export")
-    if len(model.graph.input) != 1:
-        raise CalibrationError(f"model has {len(model.graph.input)} inputs; expected one image input")
-    inp = model.graph.input[0]
+    weights = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in weights]  # old IRs list weights too
+    if len(inputs) != 1:
+        raise CalibrationError(f"model has {len(inputs)} inputs; expected one image input")
+    inp = inputs[0]
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
     if len(dims) != 4 or dims[1] != 3:
         raise CalibrationError(f"model input {inp.name!r} has shape {dims}; edgeseg calibrates "
