@@ -18,9 +18,10 @@ if [ ! -f "$RUN/best/model.safetensors" ]; then
     --optimizer adamw --lr 0.002 --schedule poly --batch 8 --epochs 6 --synthetic-num 256 --seed 0 \
     --threads 1 --checkpoint-every 16
 fi
-"$EDGESEG" export "$RUN/best/model.safetensors" -o "$RUN/best/model.onnx" --target onnxruntime \
+mkdir -p "$RUN/export" edgeseg/assets
+"$EDGESEG" export "$RUN/best/model.safetensors" -o "$RUN/export/model.onnx" --target onnxruntime \
   --data synthetic --frames 20
-mkdir -p edgeseg/assets
-cp "$RUN/best/model.onnx" "$ASSET"
-cp "$RUN/best/model.onnx.json" "$ASSET.json"
+cp "$RUN/export/model.onnx" "$ASSET"
+cp "$RUN/export/model.onnx.json" "$ASSET.json"
+chmod 644 "$ASSET" "$ASSET.json"
 ls -l "$ASSET" "$ASSET.json"
