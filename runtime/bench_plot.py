@@ -39,11 +39,15 @@ def plot_latency_miou(rows: list[dict[str, Any]], out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     with_miou = [p for p in pts if p.get("miou") is not None]
     if with_miou:
+        markers = {"torch": "o", "onnxruntime": "s", "tensorrt": "^"}
         for p in with_miou:
-            x, y = p["latency_ms"]["p50"], 100 * p["miou"]
-            ax.scatter(x, y, s=40)
-            ax.annotate(f"{p['architecture']} {p['backend']} {p['input']}", (x, y), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
+            ax.scatter(p["latency_ms"]["p50"], 100 * p["miou"], s=45, marker=markers.get(p["runtime"], "D"),
+                       label=f"{p['architecture']} {p['backend']} {p['input']}")
+        ys = [100 * p["miou"] for p in with_miou]
+        if max(ys) - min(ys) < 2.0:  # do not blow tiny differences up to the full height
+            mid = (max(ys) + min(ys)) / 2
+            ax.set_ylim(mid - 1.5, mid + 1.5)
+        ax.legend(fontsize=7, loc="best")
         ax.set_ylabel("mIoU (%)")
         ax.set_xlabel("latency p50 per call, smallest batch (ms)")
         ax.set_title("edgeseg bench: latency vs mIoU")
