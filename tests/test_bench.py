@@ -265,3 +265,33 @@ def test_measure_interleaved_isolates_a_failing_backend() -> None:
                                                 warmup=1, iters=5)
     assert [len(t.seconds) for t in timings] == [5, 1, 5]
     assert list(errors) == [1] and "device lost" in str(errors[1])
+
+
+def test_tegrastats_power_is_sampled_during_timed_calls(run: tuple[Path, dict, object], tmp_path: Path,
+                                                        monkeypatch) -> None:
+    """A Jetson-like PATH: a tegrastats that prints recorded Jetson Nano lines (3000 mW input rail)."""
+    import os
+    import stat
+    import sys
+
+    fake = tmp_path / "bin" / "tegrastats"
+    fake.parent.mkdir()
+    nano = ("RAM 1456/3956MB (lfb 458x4MB) SWAP 0/1978MB (cached 0MB) CPU [7%@102,3%@102,4%@102,3%@102] "
+            "EMC_FREQ 0%@1600 GR3D_FREQ 0%@76 APE 25 PLL@24C CPU@26C PMIC@100C GPU@25.5C AO@31C "
+            "thermal@25.75C POM_5V_IN 3000/3000 POM_5V_GPU 0/0 POM_5V_CPU 170/170")
+    fake.write_text(f"#!{sys.executable}\nimport time\nwhile True:\n    print({nano!r}, flush=True)\n"
+                    "    time.sleep(0.005)\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    _, data, _ = run
+    onnx_path = Path(_row(data, "ort")["artifact"])
+    result = runner.invoke(app, ["bench", str(onnx_path), "--backends", "ort", "--iters", "400", "--warmup",
+                                 "20", "--threads", "1", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "r.json").read_text())["rows"][0]
+    power = row["power"]
+    assert power is not None and power["samples"] >= 1, row
+    assert power["avg_power_w"] == 3.0 and power["power_basis"] == "POM_5V_IN"
+    # W x ms = mJ: 3 W over the mean time of one batch-1 call
+    assert power["energy_per_frame_mj"] == pytest.approx(3.0 * row["latency_ms"]["mean"], rel=0.05)
+    assert "avg_power_w" in (tmp_path / "r.csv").read_text().splitlines()[0]
