@@ -223,3 +223,20 @@ def test_bad_data_is_one_line_error(tmp_path: Path, problem: str) -> None:
     lines = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in res.output, res.output
     assert not (tmp_path / "r" / "last").exists()
+
+
+def test_init_starts_from_checkpoint_weights_and_refuses_other_models(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    train(_cfg(max_steps=2, synthetic_num=8), first, console=_quiet())
+    init = first / "last" / "model.safetensors"
+    tuned = tmp_path / "tuned"
+    train(_cfg(max_steps=1, synthetic_num=8, lr=1e-12, init=str(init)), tuned, console=_quiet())
+    a, b = load_file(str(init)), load_file(str(tuned / "last" / "model.safetensors"))
+    convs = [k for k in a if k.endswith("weight") and a[k].ndim == 4]
+    assert convs and all(torch.allclose(a[k], b[k], atol=1e-6) for k in convs)
+    card = json.loads((tuned / "last" / "model.json").read_text())
+    parent = json.loads((first / "last" / "model.json").read_text())
+    assert card["extra"]["init_sha256"] == parent["file_sha256"]
+    with pytest.raises(ModelError, match="--init"):
+        train(_cfg(max_steps=1, synthetic_num=8, model_args={"deep_skip": False}, init=str(init)),
+              tmp_path / "other", console=_quiet())

@@ -83,6 +83,7 @@ def train_cmd(
     checkpoint_every: Annotated[int | None, typer.Option(help="Save last/ every N steps (50).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     synthetic_num: Annotated[int | None, typer.Option(help="Synthetic train scenes (256).")] = None,
+    init: Annotated[str | None, typer.Option(help="Start from a checkpoint's weights.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly.")] = False,
 ) -> None:
     """Train a model; checkpoints in OUT/best and OUT/last, logs and curves in OUT."""
@@ -93,7 +94,7 @@ def train_cmd(
                    weight_decay=weight_decay, schedule=schedule, batch=batch, epochs=epochs,
                    workers=workers, device=device, seed=seed, max_steps=max_steps, val_split=val_split,
                    train_split=train_split, checkpoint_every=checkpoint_every, threads=threads,
-                   synthetic_num=synthetic_num)
+                   synthetic_num=synthetic_num, init=init)
     if input is not None:
         given["input_hw"] = parse_hw(input)
     if model_arg is not None:

@@ -32,6 +32,8 @@ class TrainConfig:
     always spans ``epochs`` so a run cut short by ``max_steps`` follows the same curve.
     ``checkpoint_every``: also save ``last/`` every N steps inside an epoch (0: epoch ends only).
     ``data``: a dataset folder / list file, or "synthetic" (``synthetic_num`` frames).
+    ``init``: start from the weights of this checkpoint (same model, arguments and classes;
+    fine-tuning) instead of a random initialization; optimizer and schedule start fresh.
     """
 
     model: str
@@ -56,6 +58,7 @@ class TrainConfig:
     threads: int | None = None
     deterministic: bool = True
     synthetic_num: int = 256
+    init: str | None = None
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)

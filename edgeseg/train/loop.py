@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edgeseg.checkpoint import check_state, save_checkpoint
-from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.errors import ConfigError, EdgesegError, ModelError
 from edgeseg.io import write_json_atomic
 from edgeseg.metrics import SegMetrics
 from edgeseg.train import state as st
@@ -265,6 +265,20 @@ def _restore(run: Run) -> tuple[torch.Tensor, st.Progress]:
     return restored.confusion.to(run.device), restored.progress
 
 
+def warm_start(run: Run, path: Path) -> None:
+    """Load the weights of checkpoint ``path`` (same architecture, arguments and classes)."""
+    from edgeseg.checkpoint import load_checkpoint
+
+    model, card = load_checkpoint(path)
+    if (card.architecture, card.arch_args, card.class_names) != (
+            run.card.architecture, run.card.arch_args, run.card.class_names):
+        raise ModelError(f"--init {path} is a {card.architecture} {card.arch_args} for classes "
+                         f"{list(card.class_names)}, but this run trains a {run.card.architecture} "
+                         f"{run.card.arch_args} for {list(run.card.class_names)}; use a matching checkpoint")
+    run.model.load_state_dict(model.state_dict())
+    run.card = run.card.replace(extra={**run.card.extra, "init": str(path), "init_sha256": card.file_sha256})
+
+
 def prepare_folder(cfg: TrainConfig, folder: Path, resume: bool) -> TrainConfig:
     """Create the run folder (new run) or read its config (resume). Returns the config to use."""
     if resume:
@@ -299,6 +313,9 @@ def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Cons
         cm, progress = _restore(run)
         console.print(f"resuming {folder} at epoch {progress.epoch + 1} step {progress.step_in_epoch} "
                       f"(global step {progress.global_step})")
+    elif cfg.init is not None:
+        warm_start(run, Path(cfg.init))
+        console.print(f"starting from the weights of {cfg.init}")
     run.model.train()
     with _graceful_stop() as stop:
         while progress.epoch < cfg.epochs:
