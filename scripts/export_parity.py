@@ -48,36 +48,43 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data", default=None, help="dataset (default: ../shared/datasets/camvid)")
     ap.add_argument("--out", default="export_parity", help="report stem (.json + .md)")
+    ap.add_argument("--models", default=None, help="comma-separated subset (default: all five)")
     args = ap.parse_args()
     from edgeseg.export.onnx_export import export_onnx
 
-    from edgeseg.models.registry import parse_hw
+    from edgeseg.models.registry import get_spec, parse_hw
     from edgeseg.report import write_report
 
     hw = parse_hw(args.input)
     camvid = REPO.parent / "shared" / "datasets" / "camvid"
     data = args.data or (str(camvid) if camvid.is_dir() else "synthetic")
     md = [f"inputs: {data} (val), {args.frames} frames at {hw[0]}x{hw[1]}; random: 2 N(0,1) tensors", "",
-          "| model | unpool | frames: argmax agreement | frames: max abs diff | frames: mean abs diff "
-          "| random: agreement | random: max abs diff | export s |",
-          "|---|---|---:|---:|---:|---:|---:|---:|"]
+          "| model | input | unpool | frames: argmax agreement | frames: max abs diff "
+          "| frames: mean abs diff | random: agreement | random: max abs diff | export s |",
+          "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        wanted = args.models.split(",") if args.models else None
         for name, mode in CASES:
-            ckpt = make_checkpoint(Path(tmp), name, hw)
+            if wanted is not None and name not in wanted:
+                continue
+            m = get_spec(name).multiple  # UNets need multiples of 16: 360x480 -> 368x480
+            size = (-(-hw[0] // m) * m, -(-hw[1] // m) * m)
+            ckpt = make_checkpoint(Path(tmp), name, size)
             t0 = time.perf_counter()
             _, card = export_onnx(ckpt, Path(tmp) / f"{name}-{mode}.onnx", unpool=mode, data=data,
                                   verify_frames=args.frames, threads=args.threads, min_agreement=0.0)
             rand, frames = card.extra["export"]["verification"]
-            rows.append({"model": name, "unpool": card.unpool_mode, "random": rand, "frames": frames,
-                         "seconds": time.perf_counter() - t0})
-            md.append(f"| {name} | {card.unpool_mode} | {100 * frames['argmax_agreement']:.4f} % | "
+            rows.append({"model": name, "input_hw": list(size), "unpool": card.unpool_mode,
+                         "random": rand, "frames": frames, "seconds": time.perf_counter() - t0})
+            md.append(f"| {name} | {size[0]}x{size[1]} | {card.unpool_mode} | "
+                      f"{100 * frames['argmax_agreement']:.4f} % | "
                       f"{frames['max_abs_diff']:.1e} | {frames['mean_abs_diff']:.1e} | "
                       f"{100 * rand['argmax_agreement']:.4f} % | {rand['max_abs_diff']:.1e} | "
                       f"{rows[-1]['seconds']:.0f} |")
             print(md[-1], flush=True)
     write_report(Path(args.out), {"input_hw": list(hw), "data": data, "rows": rows}, "\n".join(md))
-    print("\n".join(md[:4]))
+    print("\n".join(md))
 
 
 if __name__ == "__main__":
