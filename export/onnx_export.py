@@ -73,27 +73,13 @@ def export_onnx(
     log = log or (lambda _msg: None)
     out = Path(out)
     check_output_path(out)
-    from edgeseg.checkpoint import load_checkpoint, resolve_checkpoint
-    from edgeseg.models.registry import check_input_hw, get_spec
-
     if opts.data is not None:  # fail fast on a bad dataset (opening decodes nothing)
         from edgeseg.data import open_dataset
 
         open_dataset(opts.data, opts.data_split)
-    model, ckpt_card = load_checkpoint(checkpoint)
-    if opts.threads is not None:
-        import torch
-
-        torch.set_num_threads(opts.threads)
-    spec = get_spec(ckpt_card.architecture)
-    mode = opts.unpool if spec.has_unpool else "none"
-    hw = opts.input_hw or ckpt_card.input_hw
-    check_input_hw(ckpt_card.architecture, hw)
-    in_ch = int(ckpt_card.arch_args.get("in_channels", 3))
-    card = ckpt_card.replace(
-        artifact="onnx", unpool_mode=mode, input_hw=hw, precision="fp32", file_sha256=None,
-        parent_sha256=ckpt_card.file_sha256 or sha256_file(resolve_checkpoint(checkpoint)),
-    )
+    model, ckpt_card, card = load_for_export(checkpoint, opts)
+    hw, mode = card.input_hw, card.unpool_mode
+    in_ch = int(card.arch_args.get("in_channels", 3))
     log(f"exporting {card.architecture} {hw[0]}x{hw[1]}, unpool {mode}, opset {opts.opset}")
     onnx_model = torch_to_onnx(model, (1, in_ch, *hw), mode, opts)
     if opts.simplify:
@@ -110,6 +96,33 @@ def export_onnx(
     facts = {**_facts(opts, results, trt), "forced_despite": forced}
     card = card.replace(extra={**ckpt_card.extra, "export": facts})
     return write_onnx(out, data, card)
+
+
+def load_for_export(
+    checkpoint: str | os.PathLike[str], opts: ExportOptions
+) -> tuple[Any, ModelCard, ModelCard]:
+    """Load the checkpoint; return (model, checkpoint card, ONNX card without hash/extra).
+
+    The ONNX card: unpool mode ``opts.unpool`` (``none`` for models without unpool), the input
+    size (``opts.input_hw`` or the checkpoint's, checked against the model's stride) and
+    ``parent_sha256`` = the checkpoint's SHA-256.
+    """
+    from edgeseg.checkpoint import load_checkpoint, resolve_checkpoint
+    from edgeseg.models.registry import check_input_hw, get_spec
+
+    model, ckpt_card = load_checkpoint(checkpoint)
+    if opts.threads is not None:
+        import torch
+
+        torch.set_num_threads(opts.threads)
+    mode = opts.unpool if get_spec(ckpt_card.architecture).has_unpool else "none"
+    hw = opts.input_hw or ckpt_card.input_hw
+    check_input_hw(ckpt_card.architecture, hw)
+    card = ckpt_card.replace(
+        artifact="onnx", unpool_mode=mode, input_hw=hw, precision="fp32", file_sha256=None,
+        parent_sha256=ckpt_card.file_sha256 or sha256_file(resolve_checkpoint(checkpoint)),
+    )
+    return model, ckpt_card, card
 
 
 def _options(options: dict[str, Any]) -> ExportOptions:
