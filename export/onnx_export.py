@@ -166,11 +166,18 @@ def check_output_path(out: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
-    """Silence fd 1 while torch's exporter runs: on failure it dumps the whole TorchScript graph."""
+    """Silence fd 1 while torch's exporter runs: on failure it dumps the whole TorchScript graph.
+
+    Process-wide (it is a file descriptor): other threads' stdout is muted for that time too.
+    """
     import sys
 
     sys.stdout.flush()
-    saved = os.dup(1)
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all (daemon): nothing to silence
+        yield
+        return
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 1)
         try:
