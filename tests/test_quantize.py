@@ -224,3 +224,16 @@ def test_exported_segnet_both_modes(tmp_path: Path) -> None:
     x = preprocess(cv2.imread(str(data / "im001.png")), read_card(tmp_path / "m.native.onnx"))
     a, b = _run(outs["native"], x), _run(plugin_to_native(outs["plugin"]), x)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("mode", ["native", "plugin"])
+def test_unpool_output_takes_y_range(mode: str) -> None:
+    from _calib_models import tiny_unpool_model
+    from edgeseg.calib.graph import unpool_boundaries
+    from edgeseg.calib.quantize import with_unpool_ranges
+
+    model = tiny_unpool_model(mode)
+    assert unpool_boundaries(model) == [("r1", "r2", "u1")]
+    # a histogram method's range for the zero-dominated unpool output (measured: 1.3 vs 24.0)
+    ranges = with_unpool_ranges(model, {"r1": (0.0, 9.9), "r2": (0.0, 24.0), "u1": (0.0, 1.3)})
+    assert ranges["u1"] == (0.0, 24.0) and ranges["r1"] == (0.0, 9.9)
