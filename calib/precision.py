@@ -6,10 +6,11 @@ against the FP32 file, and the **argmax disagreement rate** of every file agains
 non-ignored pixels whose predicted class differs) — the cost of each precision, measured before a
 Jetson is involved.
 
-Every file runs in onnxruntime on the CPU (the runtime's :class:`OrtBackend`, so plugin-mode files
-work) on each image in turn; scoring follows ``edgeseg eval`` exactly (:mod:`edgeseg.evaluate`:
-model input size, masks resized with nearest neighbour). The files must share classes, input size
-and preprocessing (checked from their cards).
+Every file runs through the runtime's backend for its suffix (``.onnx``: onnxruntime on the CPU,
+plugin-mode files included; ``.engine``: TensorRT on a GPU, so engines can be compared with the
+ONNX files on the target) on each image in turn; scoring follows ``edgeseg eval`` exactly
+(:mod:`edgeseg.evaluate`: model input size, masks resized with nearest neighbour). The files must
+share classes, input size and preprocessing (checked from their cards).
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def precision_report(models: list[str | Path], data: str | Path, split: str = "v
         raise CalibrationError(f"precision-report compares files; got {len(models)}, expected the FP32 ONNX "
                                "and at least one of its FP16/INT8 versions")
     paths = [Path(m) for m in models]
-    backends = [open_backend(p, threads=threads) for p in paths]
+    # engines (TensorRT) take no thread count; .onnx and checkpoints do
+    backends = [open_backend(p, **({} if p.suffix == ".engine" else {"threads": threads})) for p in paths]
     try:
         cards = [b.card for b in backends]
         ref = _check_compatible(cards, paths)
