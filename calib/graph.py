@@ -2,7 +2,7 @@
 
 Torch-free (onnx + numpy). Two unpool forms can appear in an exported model (DESIGN.md §4):
 
-* ``plugin``: one custom node (op ``MaxUnpool2x2``, domain ``edgeseg``; inputs x, y).
+* ``plugin``: one custom node (``OP_NAME`` in ``OP_DOMAIN`` of ``edgeseg.export.unpool``; inputs x, y).
 * ``native``: standard ops, window Reshape/Transpose -> ArgMax (first max) -> Equal -> Cast ->
   Mul(y) -> Reshape/Transpose back (and Slice/Pad for odd sizes).
 
