@@ -14,8 +14,8 @@ INPUT=${INPUT:-96x128}
 ASSET=edgeseg/assets/demo-lite-unet.onnx
 
 if [ ! -f "$RUN/best/model.safetensors" ]; then
-  "$EDGESEG" train --out "$RUN" --model lite-unet --data synthetic --input "$INPUT" --loss ce \
-    --optimizer adamw --lr 0.002 --schedule poly --batch 8 --epochs 6 --synthetic-num 256 --seed 0 \
+  "$EDGESEG" train --out "$RUN" --model lite-unet --data synthetic --input "$INPUT" --loss weighted-ce \
+    --optimizer adamw --lr 0.004 --schedule poly --batch 8 --epochs 8 --synthetic-num 256 --seed 0 \
     --threads 1 --checkpoint-every 16
 fi
 mkdir -p "$RUN/export" edgeseg/assets
