@@ -183,6 +183,7 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
                               f"({progress.train_seconds:.0f} s)")
             if stop.requested:
                 save_last(run, cm, progress)
+                write_logs(run.folder, progress.history, summary(run, progress))
                 raise TrainingInterrupted(
                     f"interrupted at epoch {progress.epoch + 1} step {progress.step_in_epoch} (global "
                     f"step {progress.global_step}); state saved in {run.folder / st.LAST}; continue "
