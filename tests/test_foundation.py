@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from edgeseg.export.unpool.reference import max_unpool2x2_ref
 
 from edgeseg.card import ModelCard, card_path, read_card, write_card
 from edgeseg.errors import ConfigError, EdgesegError, ModelError
-from edgeseg.export.unpool.reference import max_unpool2x2_ref
 from edgeseg.io import atomic_path
 
 

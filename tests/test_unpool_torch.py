@@ -7,7 +7,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
-
 from edgeseg.export.unpool.reference import max_unpool2x2_ref  # noqa: E402
 from edgeseg.export.unpool.torch_op import max_pool2x2, max_unpool2x2, unpool_mode  # noqa: E402
 
