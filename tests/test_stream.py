@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from edgeseg.card import ModelCard, card_path
 from edgeseg.cli.main import app
-from edgeseg.errors import BackendError, DataError
+from edgeseg.errors import BackendError, ConfigError, DataError
 from edgeseg.metrics import ConfusionMeter
 from edgeseg.preprocess import preprocess
 
@@ -374,3 +374,11 @@ def test_stream_exported_model_matches_torch(tmp_path: Path, arch: str, unpool: 
             labels = model(torch.from_numpy(preprocess(frame.image_bgr, card))).argmax(1)[0].numpy()
         shown = cv2.imread(str(tmp_path / "png" / f"{frame.name}.png"))
         assert (shown == palette[labels]).all(axis=2).mean() > 0.999
+
+
+def test_plugin_option_only_for_engines(tmp_path):
+    from edgeseg.cli.stream import _backend_kwargs
+
+    assert _backend_kwargs(Path("m.engine"), None, None, None, Path("lib.so")) == {"plugin": Path("lib.so")}
+    with pytest.raises(ConfigError, match="--plugin does not apply to .onnx"):
+        _backend_kwargs(Path("m.onnx"), None, None, None, Path("lib.so"))

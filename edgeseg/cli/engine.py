@@ -206,7 +206,9 @@ def trt_smoke_cmd(
         if ckpt else None
     q_onnx = _smoke_step(rows, "INT8 Q/DQ (calibrate)", lambda: _quantize(onnx, workdir, data)) \
         if onnx else None
-    for prec, src in (("fp16", onnx), ("int8", q_onnx)):
+    # TensorRT 11 builds FP16 only from an FP16 ONNX (strongly typed); 10.x accepts it as well.
+    h_onnx = _smoke_step(rows, "FP16 ONNX (convert)", lambda: _to_fp16(onnx, workdir)) if onnx else None
+    for prec, src in (("fp16", h_onnx), ("int8", q_onnx)):
         eng = workdir / f"model.{prec}.engine"
         if trt and lib and src and _smoke_step(rows, f"build {prec} engine", lambda p=prec, s=src, e=eng: (
                 build_engine(s, e, precision=p, plugin=lib)[0], str(e))):
@@ -220,7 +222,8 @@ def trt_smoke_cmd(
 
 
 CALIB_IMAGES = 32  # the minimum the entropy calibrator accepts; a smoke test, not a deployment
-SMOKE_STEPS = ("TensorRT", "export (plugin unpool)", "INT8 Q/DQ (calibrate)", "build fp16 engine",
+SMOKE_STEPS = ("TensorRT", "export (plugin unpool)", "INT8 Q/DQ (calibrate)", "FP16 ONNX (convert)",
+               "build fp16 engine",
                "fp16 engine vs onnxruntime", "build int8 engine", "int8 engine vs onnxruntime")
 
 
@@ -243,6 +246,13 @@ def _export(ckpt: Path, out: Path, hw: tuple[int, ...]) -> tuple[Path, str]:
 
     path, card = export_onnx(ckpt, out, unpool="plugin", input_hw=hw)
     return path, f"{path} ({card.unpool_mode} unpool)"
+
+
+def _to_fp16(onnx: Path, workdir: Path) -> tuple[Path, str]:
+    from edgeseg.calib.fp16 import convert_fp16
+
+    path, _ = convert_fp16(onnx, workdir / "model.fp16.onnx")
+    return path, str(path)
 
 
 def _quantize(onnx: Path, workdir: Path, data: str) -> tuple[Path, str]:

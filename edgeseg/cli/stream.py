@@ -15,13 +15,13 @@ import typer
 
 from edgeseg.errors import ConfigError
 
-BACKEND_OPTIONS = {".onnx": ("threads", "provider"), ".safetensors": ("device",), ".engine": ()}
+BACKEND_OPTIONS = {".onnx": ("threads", "provider"), ".safetensors": ("device",), ".engine": ("plugin",)}
 
 
 def _backend_kwargs(model: Path, threads: int | None, provider: str | None,
-                    device: str | None) -> dict[str, Any]:
+                    device: str | None, plugin: Path | None = None) -> dict[str, Any]:
     """Options of the backend MODEL's suffix selects; an option it does not take is an error."""
-    given = {"threads": threads, "provider": provider, "device": device}
+    given = {"threads": threads, "provider": provider, "device": device, "plugin": plugin}
     allowed = BACKEND_OPTIONS.get(model.suffix, ())
     for name, value in given.items():
         if value is not None and name not in allowed and model.suffix in BACKEND_OPTIONS:
@@ -34,6 +34,8 @@ def _backend_kwargs(model: Path, threads: int | None, provider: str | None,
         kwargs["providers"] = provider
     if device is not None:
         kwargs["device"] = device
+    if plugin is not None:
+        kwargs["plugin"] = plugin
     return kwargs
 
 
@@ -74,6 +76,8 @@ def stream_cmd(
     provider: Annotated[str | None, typer.Option(
         help="onnxruntime providers, comma-separated: cpu (default), cuda, tensorrt.")] = None,
     device: Annotated[str | None, typer.Option(help="Torch checkpoints: auto, cpu or cuda.")] = None,
+    plugin: Annotated[Path | None, typer.Option(
+        help="TensorRT engines: edgeseg plugin library (default: the one the engine card names).")] = None,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay colour weight.")] = 0.5,
     legend: Annotated[bool, typer.Option(help="Draw the class legend.")] = True,
     hud: Annotated[bool, typer.Option(help="Draw FPS / latency / mIoU.")] = True,
@@ -99,7 +103,7 @@ def stream_cmd(
     spec = _source_spec(camera, source)
     _check_report_path(report)
     overlay = OverlayOptions(alpha=alpha, legend=legend, hud=hud)
-    backend = open_backend(model, **_backend_kwargs(model, threads, provider, device))
+    backend = open_backend(model, **_backend_kwargs(model, threads, provider, device, plugin))
     try:
         hw = parse_hw(synthetic_size) if synthetic_size else backend.card.input_hw
         cam_hw = parse_hw(camera_size) if camera_size else None
