@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _calib_models import CLASSES, HW, write_images
+from _calib_models import HW, write_images
 from edgeseg.calib.calib_set import (
     Preprocess,
     class_balanced_order,
@@ -136,4 +136,3 @@ def test_camvid_class_balanced_beats_random(camvid_dir: Path, tmp_path: Path) ->
     for rare in ("Bicyclist", "Pedestrian"):
         share_all = cov[rare]["all_images"] / 367
         assert cov[rare]["chosen_images"] / 30 > share_all
-    assert CLASSES  # helper import used

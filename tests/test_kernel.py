@@ -190,6 +190,7 @@ def test_kernel_bandwidth_vs_copy(kernel_lib: Path) -> None:
         return start.elapsed_time(end) / reps / 1e3
 
     out = torch.empty_like(x)
+    assert _launch(dll, x, y, out, torch) == 0  # a failing launch must not be timed
     t_kernel = timed(lambda: _launch(dll, x, y, out, torch))
     t_copy = timed(lambda: dst.copy_(src))
     gbs_kernel, gbs_copy = moved / t_kernel / 1e9, moved / t_copy / 1e9

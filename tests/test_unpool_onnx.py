@@ -17,6 +17,8 @@ from edgeseg.export.unpool.ort_op import session_options
 from edgeseg.export.unpool.reference import max_unpool2x2_ref
 from onnx import helper
 
+from edgeseg.errors import BackendError
+
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 from edgeseg.export.unpool.torch_op import max_pool2x2, max_unpool2x2, unpool_mode  # noqa: E402
@@ -98,7 +100,7 @@ def test_dynamic_batch_plugin_mode():
 
 def test_session_options_threads():
     assert session_options(threads=2).intra_op_num_threads == 2
-    with pytest.raises(Exception, match="threads=0"):
+    with pytest.raises(BackendError, match="threads=0"):
         session_options(threads=0)
 
 
