@@ -114,9 +114,10 @@ class TrtBackend:
         """(Re)allocate pinned host and device buffers for ``batch`` and bind every I/O tensor."""
         for mem in self._device_mem.values():
             mem.free()
+        # Forget the freed buffers first: a rejected shape must not leave them bound for reuse.
+        self._device_mem, self._host, self._batch = {}, {}, 0
         if not self._context.set_input_shape(self._input, (batch, *self._in_chw)):
             raise BackendError(f"{self.path.name} rejects input shape {(batch, *self._in_chw)}")
-        self._device_mem, self._host = {}, {}
         for name in (self._input, *self._outputs):
             shape = tuple(dims_list(self._context.get_tensor_shape(name)))
             host = self._cuda.pagelocked_empty(shape, self._dtypes[name])
@@ -171,8 +172,9 @@ class TrtBackend:
         try:
             for mem in self._device_mem.values():
                 mem.free()
-            self._device_mem = {}
+            self._device_mem, self._host = {}, {}  # pinned host buffers belong to this context too
             del self._context, self._engine, self._runtime  # TensorRT objects free their GPU memory
+            del self._stream  # destroyed while its context is current, not after detach()
         finally:
             self._ctx.pop()
             self._ctx.detach()
