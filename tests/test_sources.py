@@ -251,9 +251,11 @@ def test_live_timeout_then_stall_error() -> None:
 
 def test_synthetic_live_paces_and_drops() -> None:
     opts = SourceOptions(synthetic_hw=(32, 48), synthetic_fps=200.0, synthetic_frames=40)
+    start = time.perf_counter()
     src = open_source("synthetic", opts)
     assert src.live
     frames, end = read_all(src)
     assert end.status is ReadStatus.END
+    assert time.perf_counter() - start >= 0.95 * 39 / 200  # paced: frame k is not produced before k / fps
     assert frames[0].mask is not None
     assert len(frames) + src.counters().dropped == 40
