@@ -298,8 +298,14 @@ def open_camera(index: int, options: SourceOptions, masks: MaskFolder | None) ->
             first = opener()
     except SourceError:
         raise _camera_error(index, options.probe_cameras) from None
+    return _live(first, opener, f"camera {index}", options, masks)
+
+
+def _live(first: CvGrabber, opener: Callable[[], CvGrabber], desc: str, options: SourceOptions,
+          masks: MaskFolder | None) -> LiveSource:
+    """Wrap an opened OpenCV capture (and its re-opener) as a live source with its reported FPS."""
     fps = float(first.cap.get(cv2.CAP_PROP_FPS) or 0.0) or None
-    return LiveSource(first, opener, f"camera {index}", options, masks, fps)
+    return LiveSource(first, opener, desc, options, masks, fps)
 
 
 def open_url(url: str, options: SourceOptions, masks: MaskFolder | None) -> LiveSource:
@@ -318,8 +324,7 @@ def open_url(url: str, options: SourceOptions, masks: MaskFolder | None) -> Live
 
     with quiet_opencv():
         first = opener()
-    fps = float(first.cap.get(cv2.CAP_PROP_FPS) or 0.0) or None
-    return LiveSource(first, opener, desc, options, masks, fps)
+    return _live(first, opener, desc, options, masks)
 
 
 def gstreamer_available() -> bool:
@@ -348,5 +353,4 @@ def open_gstreamer(pipeline: str, options: SourceOptions, masks: MaskFolder | No
 
     with quiet_opencv():
         first = opener()
-    fps = float(first.cap.get(cv2.CAP_PROP_FPS) or 0.0) or None
-    return LiveSource(first, opener, desc, options, masks, fps)
+    return _live(first, opener, desc, options, masks)
