@@ -6,13 +6,18 @@
   architectures it was built for; the loader refuses a library built for another TensorRT).
 * :func:`build_kernel_library` compiles ``libedgeseg_unpool_kernel.so`` with nvcc alone (no
   TensorRT): what CI compiles per GPU architecture and what the GPU test loads with ctypes.
+* :func:`compile_kernel_cubin` compiles the kernel's device code with NVRTC (a libnvrtc from any
+  CUDA, e.g. the ``nvidia-cuda-nvrtc-cu12`` wheel) to a cubin: how CI builds for sm_72 (Jetson
+  Xavier), which CUDA 13's nvcc no longer targets, and checks the CUDA 12.6 (JetPack 6) compiler.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -187,5 +192,81 @@ def build_kernel_library(out: Path, archs: tuple[str, ...] = ("87",)) -> Path:
     return out
 
 
-__all__ = ["KERNEL_LIB_NAME", "PLUGIN_LIB_NAME", "TrtInstall", "build_kernel_library", "build_plugin",
-           "cuda_archs", "find_tensorrt", "parse_trt_version", "plugin_source_dir"]
+# Every kernel instantiation the host launcher can call (dtype x index type x paired loads).
+KERNEL_INSTANCES = tuple(f"unpool2x2Kernel<{t}, {i}, {p}>" for t in ("float", "__half")
+                         for i in ("unsigned int", "long") for p in ("true", "false"))
+EM_CUDA = 190  # ELF e_machine of a cubin
+
+
+@dataclass(frozen=True)
+class Cubin:
+    """A device-code image compiled by NVRTC."""
+
+    image: bytes
+    arch: int               # the SM the ELF header names (e_flags), e.g. 72
+    nvrtc_version: str      # '12.6'
+    kernels: dict[str, str]  # instantiation -> mangled symbol present in the image
+
+
+def cubin_arch(image: bytes) -> int:
+    """The SM a cubin is for, from its ELF header (e_machine EM_CUDA; the SM is e_flags' low byte up
+    to ELF ABI version 7 (CUDA <= 12), bits 8-15 from ABI version 8 (CUDA 13))."""
+    if image[:4] != b"\x7fELF" or image[4] != 2 or struct.unpack_from("<H", image, 18)[0] != EM_CUDA:
+        raise EngineError("not a 64-bit CUDA ELF image (cubin)")
+    flags = struct.unpack_from("<I", image, 48)[0]
+    return (flags >> 8) & 0xFF if image[8] >= 8 else flags & 0xFF
+
+
+def compile_kernel_cubin(arch: str, nvrtc_lib: Path, include: Path) -> Cubin:
+    """Compile unpool_kernel.cu's device code for ``sm_<arch>`` with NVRTC into a cubin.
+
+    ``nvrtc_lib``: a libnvrtc.so (e.g. ``nvidia/cuda_nvrtc/lib/libnvrtc.so.12`` of the pip wheel);
+    ``include``: a CUDA include folder with cuda_fp16.h (``nvidia/cuda_runtime/include``). NVRTC
+    skips the host part (``#ifndef __CUDACC_RTC__``); every kernel instantiation the launcher uses is
+    requested by name, so a template that fails to compile for the target fails here.
+    """
+    try:
+        nvrtc = ctypes.CDLL(str(nvrtc_lib))
+    except OSError as e:
+        raise EngineError(f"cannot load NVRTC {nvrtc_lib} ({e}); install nvidia-cuda-nvrtc-cu12") from None
+    nvrtc.nvrtcGetErrorString.restype = ctypes.c_char_p
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+    version = f"{major.value}.{minor.value}"
+
+    def check(code: int, what: str, log: str = "") -> None:
+        if code != 0:
+            reason = nvrtc.nvrtcGetErrorString(code).decode()
+            detail = f": {log}" if log else ""
+            raise EngineError(f"NVRTC {version} {what} for sm_{arch} failed ({reason}){detail}")
+
+    src = plugin_source_dir() / "unpool_kernel.cu"
+    prog = ctypes.c_void_p()
+    check(nvrtc.nvrtcCreateProgram(ctypes.byref(prog), src.read_bytes(), src.name.encode(), 0, None, None),
+          "create")
+    try:
+        for name in KERNEL_INSTANCES:
+            check(nvrtc.nvrtcAddNameExpression(prog, name.encode()), f"name {name}")
+        opts = [f"--gpu-architecture=sm_{arch}".encode(), b"-std=c++17", f"-I{include}".encode()]
+        code = nvrtc.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
+        size = ctypes.c_size_t()
+        nvrtc.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        check(code, "compile", " | ".join(log.value.decode(errors="replace").strip().splitlines()[:3]))
+        check(nvrtc.nvrtcGetCUBINSize(prog, ctypes.byref(size)), "cubin size")
+        image = ctypes.create_string_buffer(size.value)
+        check(nvrtc.nvrtcGetCUBIN(prog, image), "cubin")
+        kernels = {}
+        for name in KERNEL_INSTANCES:
+            lowered = ctypes.c_char_p()
+            check(nvrtc.nvrtcGetLoweredName(prog, name.encode(), ctypes.byref(lowered)), f"lowered {name}")
+            kernels[name] = (lowered.value or b"").decode()
+    finally:
+        nvrtc.nvrtcDestroyProgram(ctypes.byref(prog))
+    return Cubin(image.raw, cubin_arch(image.raw), version, kernels)
+
+
+__all__ = ["KERNEL_LIB_NAME", "PLUGIN_LIB_NAME", "Cubin", "TrtInstall", "build_kernel_library",
+           "build_plugin", "compile_kernel_cubin", "cubin_arch", "cuda_archs", "find_tensorrt",
+           "parse_trt_version", "plugin_source_dir"]

@@ -26,4 +26,13 @@ if [ ! -f .cache/trt-stubs/tensorrt_libs/__init__.pyi ]; then
     && .venv/bin/python scripts/check_trt_api.py --patch-stubs .cache/trt-stubs \
     || echo "warning: could not install tensorrt-stubs (the TensorRT mypy test will skip)"
 fi
+# sm_72 (Jetson Xavier) and the JetPack 6 compiler: CUDA 13's nvcc dropped sm_72, so
+# tests/test_kernel.py also compiles the kernel's device code with CUDA 12.6's NVRTC (the JetPack 6.1/6.2
+# CUDA) from NVIDIA's pip wheels, unpacked into .cache/cuda12 (not the venv: a torch CUDA build may pin
+# another nvrtc). A failure only skips those tests.
+if [ ! -f .cache/cuda12/nvidia/cuda_nvrtc/lib/libnvrtc.so.12 ]; then
+  .venv/bin/python -m pip install -q --no-deps --target .cache/cuda12 \
+    "nvidia-cuda-nvrtc-cu12==12.6.85" "nvidia-cuda-runtime-cu12==12.6.77" \
+    || echo "warning: could not install CUDA 12.6 NVRTC (the sm_72 kernel compile test will skip)"
+fi
 echo "edgeseg set up in .venv ($(.venv/bin/edgeseg version))"

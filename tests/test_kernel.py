@@ -3,6 +3,9 @@
 * compile: ``libedgeseg_unpool_kernel.so`` with nvcc for sm_72 (Xavier), sm_87 (Orin), sm_90
   (H100) and sm_110 (Jetson Thor, CUDA 13), one compile per architecture; an architecture the
   installed nvcc no longer lists is skipped with the reason (CUDA 13.0 dropped sm_72).
+* compile with CUDA 12.6's NVRTC (the JetPack 6.1/6.2 compiler, from NVIDIA's pip wheels that
+  scripts/setup.sh unpacks into .cache/cuda12): the device code for sm_72 (Xavier) and sm_87 (Orin),
+  every kernel instantiation present in the cubin, the cubin's ELF header naming the SM.
 * C launcher on the CPU: argument checks and empty tensors need no GPU, so they run everywhere.
 * the CMake project (``edgeseg build-plugin``'s path) against the TensorRT test double in
   tests/trt_mock, and loading the resulting ``libedgeseg_plugins.so`` (registration paths).
@@ -13,13 +16,20 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeseg.export.plugin_build import build_kernel_library, plugin_source_dir
+from edgeseg.export.plugin_build import (
+    KERNEL_INSTANCES,
+    build_kernel_library,
+    compile_kernel_cubin,
+    cubin_arch,
+    plugin_source_dir,
+)
 from edgeseg.export.unpool.reference import max_unpool2x2_ref
 
 NVCC = shutil.which("nvcc")
@@ -66,8 +76,8 @@ def kernel_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("arch", ["72", "87", "90", "110"])
 def test_kernel_compiles(arch: str, tmp_path: Path) -> None:
     if arch not in supported_archs():
-        pytest.skip(f"nvcc here does not support sm_{arch} (CUDA 13 dropped sm_72/Xavier; Jetson Xavier "
-                    "stays on JetPack 5 / CUDA 11.4, JetPack 6 targets Orin sm_87)")
+        pytest.skip(f"nvcc here does not support sm_{arch} (CUDA 13 dropped sm_72/Xavier; its device code is "
+                    "compiled by test_kernel_device_code_compiles_with_cuda12_nvrtc with CUDA 12.6 NVRTC)")
     lib = build_kernel_library(tmp_path / "libedgeseg_unpool_kernel.so", (arch,))
     symbols = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True,
                              check=True).stdout
@@ -76,6 +86,52 @@ def test_kernel_compiles(arch: str, tmp_path: Path) -> None:
     if shutil.which("cuobjdump"):  # not part of every CUDA install (absent on the CI hosts)
         elves = subprocess.run(["cuobjdump", "--list-elf", str(lib)], capture_output=True, text=True).stdout
         assert f"sm_{arch}" in elves
+
+
+CUDA12 = Path(os.environ.get("EDGESEG_CUDA12_DIR", Path(__file__).parents[1] / ".cache" / "cuda12"))
+NVRTC12 = CUDA12 / "nvidia" / "cuda_nvrtc" / "lib" / "libnvrtc.so.12"
+
+
+@pytest.mark.parametrize("arch", ["72", "87"])
+def test_kernel_device_code_compiles_with_cuda12_nvrtc(arch: str) -> None:
+    if not NVRTC12.is_file():
+        pytest.skip(f"CUDA 12.6 NVRTC not found at {NVRTC12} (scripts/setup.sh unpacks the "
+                    "nvidia-cuda-nvrtc-cu12 wheel there; or set EDGESEG_CUDA12_DIR)")
+    cubin = compile_kernel_cubin(arch, NVRTC12, CUDA12 / "nvidia" / "cuda_runtime" / "include")
+    assert cubin.nvrtc_version.startswith("12.")
+    assert cubin.arch == int(arch)  # the ELF header says sm_72 / sm_87, not just the flag we passed
+    assert set(cubin.kernels) == set(KERNEL_INSTANCES)
+    for symbol in cubin.kernels.values():  # every instantiation the launcher calls is in the image
+        assert symbol.encode() in cubin.image
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["87", "90", "110"])
+def test_cubin_arch_reads_cuda13_elf_headers(arch: str, tmp_path: Path) -> None:
+    """nvcc 13 writes ELF ABI version 8 (SM in e_flags bits 8-15), NVRTC 12 version 7 (low byte)."""
+    if arch not in supported_archs():
+        pytest.skip(f"nvcc here does not support sm_{arch}")
+    out = tmp_path / "k.cubin"
+    subprocess.run([str(NVCC), "-cubin", f"-arch=sm_{arch}", "-std=c++17", "-o", str(out),
+                    str(plugin_source_dir() / "unpool_kernel.cu")], check=True)
+    assert cubin_arch(out.read_bytes()) == int(arch)
+
+
+def test_nvrtc_errors_name_the_compiler_and_arch() -> None:
+    from edgeseg.errors import EngineError
+
+    if not NVRTC12.is_file():
+        pytest.skip(f"CUDA 12.6 NVRTC not found at {NVRTC12} (run scripts/setup.sh)")
+    with pytest.raises(EngineError, match=r"NVRTC 12\.\d+ compile for sm_110 failed"):
+        # sm_110 (Jetson Thor) needs CUDA 13: NVRTC 12 refuses it
+        compile_kernel_cubin("110", NVRTC12, CUDA12 / "nvidia" / "cuda_runtime" / "include")
+
+
+def test_cubin_arch_refuses_other_files() -> None:
+    from edgeseg.errors import EngineError
+
+    with pytest.raises(EngineError, match="not a 64-bit CUDA ELF"):
+        cubin_arch(b"\x7fELF" + bytes(60))
 
 
 def test_c_launcher_checks_arguments_without_gpu(kernel_lib: Path) -> None:

@@ -4,18 +4,21 @@
 // so the odd last row/column is covered too: complete windows route y to their first maximum,
 // partial edge windows write zeros. Every output element is written exactly once (no memset
 // pass), which keeps the kernel at one read of x, one read of y and one write of out.
+//
+// The device part (everything up to the kernel) also compiles alone under NVRTC (__CUDACC_RTC__):
+// CI uses CUDA 12.6's NVRTC to build it for sm_72 (Xavier), which CUDA 13's nvcc no longer targets.
+#include <cuda_fp16.h>
+
+#ifndef __CUDACC_RTC__
 #include "unpool_kernel.h"
 
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#endif
 
 namespace
 {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = int64_t{1} << 20; // grid-stride loop covers larger tensors
 
 template <typename T>
 struct Elem;
@@ -130,6 +133,16 @@ __global__ void unpool2x2Kernel(T const* __restrict__ x, T const* __restrict__ y
     }
 }
 
+} // namespace
+
+#ifndef __CUDACC_RTC__ // ---- host side: launcher and C entry points -------------------------------
+
+namespace
+{
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = int64_t{1} << 20; // grid-stride loop covers larger tensors
+
 template <typename T, typename Index>
 cudaError_t launchTyped(void const* x, void const* y, void* out, int64_t planes, int64_t height, int64_t width,
     cudaStream_t stream)
@@ -204,3 +217,5 @@ extern "C" int edgeseg_unpool_kernel_abi_version(void)
 {
     return 1;
 }
+
+#endif // __CUDACC_RTC__
