@@ -13,6 +13,9 @@ namespace
 struct Registry final : IPluginRegistry
 {
     std::vector<std::pair<std::string, IPluginCreatorInterface*>> entries;
+    // Deprecated V2-creator overloads: this registry holds V3 creators only.
+    bool registerCreator(IPluginCreator&, AsciiChar const* const) noexcept override { return false; }
+    bool deregisterCreator(IPluginCreator const&) noexcept override { return false; }
     static std::string key(char const* n, char const* v, char const* ns)
     {
         return std::string(n) + "/" + v + "/" + ns;
