@@ -3,6 +3,8 @@
 Pipeline (each step a short function; nothing touches the output path until all pass)::
 
     load checkpoint -> torch.onnx.export (TorchScript exporter, unpool mode native|plugin)
+    [native, opset >= 13: exported as plugin nodes, each rewritten into standard ops by
+     edgeseg.calib.graph.plugin_to_native: SpaceToDepth -> ArgMax -> one-hot * y -> DepthToSpace]
     -> onnxsim -> onnx.checker (full) + strict shape inference
     -> verification: PyTorch (training-mode unpool with real indices) vs onnxruntime
     -> TensorRT op check (10.3, 11.x) -> atomic write of model.onnx + model.onnx.json
@@ -24,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseg.calib.graph import NATIVE_MIN_OPSET, plugin_to_native
 from edgeseg.export.onnx_verify import Verification, verify
 from edgeseg.export.unpool import OP_DOMAIN, OP_DOMAIN_VERSION
 
@@ -188,12 +191,20 @@ def _quiet_stdout() -> Iterator[None]:
 
 
 def torch_to_onnx(model: Any, shape_nchw: tuple[int, ...], mode: str, opts: ExportOptions) -> Any:
-    """Run the TorchScript exporter in ``mode`` ("native" | "plugin" | "none"); return ModelProto."""
+    """Run the TorchScript exporter in ``mode`` ("native" | "plugin" | "none"); return ModelProto.
+
+    ``native`` at opset >= 13 is exported with plugin nodes, each rewritten by ``plugin_to_native``
+    (one SpaceToDepth/DepthToSpace pair instead of the 6-D transposes torch's reshape/permute gives,
+    2.3x faster in onnxruntime); below opset 13 torch's own export of ``native_unpool`` is kept.
+    """
     import onnx
     import torch
     from edgeseg.export.unpool.torch_op import unpool_mode
 
     dyn = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if opts.dynamic_batch else None
+    rewrite = mode == "native" and opts.opset >= NATIVE_MIN_OPSET
+    if rewrite:
+        mode = "plugin"  # then each plugin node -> the SpaceToDepth/DepthToSpace native form (below)
     custom = {OP_DOMAIN: OP_DOMAIN_VERSION} if mode == "plugin" else None
     buf = io.BytesIO()
     try:
@@ -207,7 +218,8 @@ def torch_to_onnx(model: Any, shape_nchw: tuple[int, ...], mode: str, opts: Expo
             )
     except Exception as e:  # torch raises OnnxExporterError/SymbolicValueError/RuntimeError
         raise ExportError(_explain_export_failure(e, opts.opset)) from None
-    return onnx.load_from_string(buf.getvalue())
+    model = onnx.load_from_string(buf.getvalue())
+    return plugin_to_native(model) if rewrite else model
 
 
 def _explain_export_failure(e: Exception, opset: int) -> str:

@@ -138,3 +138,49 @@ def test_reference_first_maximum_wins():
     y = np.array([[[[5, 7]]]], dtype=np.float32)
     expected = np.array([[[[5, 0, 0, 7], [0, 0, 0, 0]]]], dtype=np.float32)
     np.testing.assert_array_equal(max_unpool2x2_ref(x, y), expected)
+
+
+def export_edgeseg(mode: str, shape: tuple[int, ...], opset: int = 17,
+                   dynamic: bool = False) -> onnx.ModelProto:
+    """Through edgeseg's exporter (native at opset >= 13: plugin export + plugin_to_native)."""
+    from edgeseg.export.onnx_export import INPUT_NAME, ExportOptions, check_graph, torch_to_onnx
+
+    opts = ExportOptions(unpool=mode, opset=opset, dynamic_batch=dynamic)
+    model = check_graph(torch_to_onnx(PoolUnpool(), shape, mode, opts))
+    assert model.graph.input[0].name == INPUT_NAME
+    return model
+
+
+def run_named(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), session_options(threads=1),
+                                providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def test_edgeseg_native_export_is_space_to_depth_form():
+    ops = [n.op_type for n in export_edgeseg("native", (1, 2, 8, 8)).graph.node]
+    assert ops.count("SpaceToDepth") == 1 and ops.count("DepthToSpace") == 1 and ops.count("ArgMax") == 1
+    assert "Transpose" not in ops and "MaxUnpool" not in ops
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 10), (1, 2, 7, 9), (1, 1, 2, 3)])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_edgeseg_native_export_matches_max_unpool2d_bit_exactly(shape, ties, dynamic):
+    rng = np.random.default_rng(sum(shape) + 2 * ties + dynamic)
+    x = rng.standard_normal(shape).astype(np.float32)
+    if ties:
+        x = np.round(x)
+    model = export_edgeseg("native", shape, dynamic=dynamic)
+    np.testing.assert_array_equal(run_named(model, x), torch_reference(x))
+    if dynamic:  # another batch size through the same file
+        x3 = np.concatenate([x, -x, x * 2])
+        np.testing.assert_array_equal(run_named(model, x3), torch_reference(x3))
+
+
+def test_edgeseg_native_export_below_opset_13_keeps_torch_form():
+    model = export_edgeseg("native", (1, 2, 8, 8), opset=11)
+    ops = {n.op_type for n in model.graph.node}
+    assert "ArgMax" in ops and "SpaceToDepth" not in ops
+    x = np.random.default_rng(3).standard_normal((1, 2, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(run_named(model, x), torch_reference(x))
