@@ -1,13 +1,16 @@
-"""onnxruntime CPU latency of res-segnet with three unpool graphs, as ratios from ONE run.
+"""onnxruntime CPU latency of res-segnet with four unpool graphs, as ratios from ONE run.
 
-* native          — edgeseg native mode: window reshape, first ArgMax, one-hot, multiply (standard ops)
+* native          — edgeseg native mode: SpaceToDepth, first ArgMax over the 4 window elements,
+                    one-hot, multiply, DepthToSpace (standard ops; what ``edgeseg export`` writes)
+* native-torch-form — the same function as torch exports ``native_unpool`` itself (6-D window
+                    reshape/transpose; what edgeseg wrote before, and still writes below opset 13)
 * plugin-reference — edgeseg plugin mode: one MaxUnpool2x2 node, run by the onnxruntime-extensions
                     Python op (numpy reference). NOT the TensorRT plugin's speed: the Python op
                     converts every output to a Python list.
 * standard        — what a generic exporter would emit: MaxPool with the Indices output +
                     ONNX MaxUnpool (TensorRT cannot parse this graph).
 
-The three graphs come from one random-init res-segnet (BatchNorm warmed on noise) and are
+The graphs come from one random-init res-segnet (BatchNorm warmed on noise) and are
 checked against each other before timing. Runs are interleaved (round robin) so that machine load
 hits all graphs alike; medians and ratios to native are printed and written as JSON + Markdown.
 
@@ -42,10 +45,11 @@ def build_model(hw: tuple[int, int]) -> Any:
     return model.eval()
 
 
-def export(model: Any, hw: tuple[int, int], mode: str) -> onnx.ModelProto:
+def export(model: Any, hw: tuple[int, int], mode: str, opset: int = 17) -> onnx.ModelProto:
     from edgeseg.export.onnx_export import ExportOptions, check_graph, simplify, torch_to_onnx
 
-    return check_graph(simplify(torch_to_onnx(model, (1, 3, *hw), mode, ExportOptions(unpool=mode))))
+    opts = ExportOptions(unpool=mode, opset=opset)
+    return check_graph(simplify(torch_to_onnx(model, (1, 3, *hw), mode, opts)))
 
 
 def to_standard_unpool(plugin: onnx.ModelProto) -> onnx.ModelProto:
@@ -110,8 +114,9 @@ def main() -> None:
     hw = parse_hw(args.input)
     model = build_model(hw)
     plugin = export(model, hw, "plugin")
-    models = {"native": export(model, hw, "native"), "plugin-reference": plugin,
-              "standard": to_standard_unpool(plugin)}
+    models = {"native": export(model, hw, "native"),
+              "native-torch-form": export(model, hw, "native", opset=12),
+              "plugin-reference": plugin, "standard": to_standard_unpool(plugin)}
     sess = sessions(models, args.threads)
     x = np.random.default_rng(0).standard_normal((1, 3, *hw)).astype(np.float32)
     outs = {name: s.run(None, {"input": x})[0] for name, s in sess.items()}
