@@ -5,7 +5,7 @@
 // partial edge windows write zeros. Every output element is written exactly once (no memset
 // pass), which keeps the kernel at one read of x, one read of y and one write of out.
 //
-// The device part (everything up to the kernel) also compiles alone under NVRTC (__CUDACC_RTC__):
+// The device part (everything up to and including the kernel) also compiles alone under NVRTC:
 // CI uses CUDA 12.6's NVRTC to build it for sm_72 (Xavier), which CUDA 13's nvcc no longer targets.
 #include <cuda_fp16.h>
 
