@@ -2,6 +2,7 @@
 // registration (static, getCreators, initEdgesegPlugins), creator fields, capability interfaces,
 // type/format/shape rules and the kernel call made by enqueue (kernel replaced by a recorder).
 // Built and run by tests/test_trt_static.py; prints "ok" and exits 0, or names the failed check.
+#include "mock_registry.h"
 #include "unpool_kernel.h"
 #include "unpool_plugin.h"
 
@@ -12,49 +13,9 @@
 
 using namespace nvinfer1;
 
-// ---- test doubles -----------------------------------------------------------------------------
+// ---- test doubles (the registry: mock_registry.h) -------------------------------------------
 namespace
 {
-struct Registry final : IPluginRegistry
-{
-    std::vector<std::pair<std::string, IPluginCreatorInterface*>> entries;
-    // Deprecated V2-creator overloads: this registry holds V3 creators only.
-    bool registerCreator(IPluginCreator&, AsciiChar const* const) noexcept override { return false; }
-    bool deregisterCreator(IPluginCreator const&) noexcept override { return false; }
-    static std::string key(char const* n, char const* v, char const* ns) { return std::string(n) + "/" + v + "/" + ns; }
-    bool registerCreator(IPluginCreatorInterface& c, AsciiChar const* const ns) noexcept override
-    {
-        auto& v3 = static_cast<IPluginCreatorV3One&>(c);
-        std::string const k = key(v3.getPluginName(), v3.getPluginVersion(), ns);
-        for (auto const& e : entries)
-            if (e.first == k)
-                return false; // TensorRT refuses duplicates too
-        entries.emplace_back(k, &c);
-        return true;
-    }
-    IPluginCreatorInterface* getCreator(AsciiChar const* const n, AsciiChar const* const v, AsciiChar const* const ns) noexcept override
-    {
-        for (auto const& e : entries)
-            if (e.first == key(n, v, ns))
-                return e.second;
-        return nullptr;
-    }
-    bool deregisterCreator(IPluginCreatorInterface const& c) noexcept override
-    {
-        for (auto it = entries.begin(); it != entries.end(); ++it)
-            if (it->second == &c)
-            {
-                entries.erase(it);
-                return true;
-            }
-        return false;
-    }
-};
-Registry& registry()
-{
-    static Registry r;
-    return r;
-}
 struct Call
 {
     int64_t n, c, h, w;
