@@ -151,12 +151,6 @@ def export_edgeseg(mode: str, shape: tuple[int, ...], opset: int = 17,
     return model
 
 
-def run_named(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    sess = ort.InferenceSession(model.SerializeToString(), session_options(threads=1),
-                                providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
-
-
 def test_edgeseg_native_export_is_space_to_depth_form():
     ops = [n.op_type for n in export_edgeseg("native", (1, 2, 8, 8)).graph.node]
     assert ops.count("SpaceToDepth") == 1 and ops.count("DepthToSpace") == 1 and ops.count("ArgMax") == 1
@@ -172,10 +166,10 @@ def test_edgeseg_native_export_matches_max_unpool2d_bit_exactly(shape, ties, dyn
     if ties:
         x = np.round(x)
     model = export_edgeseg("native", shape, dynamic=dynamic)
-    np.testing.assert_array_equal(run_named(model, x), torch_reference(x))
+    np.testing.assert_array_equal(run(model, x), torch_reference(x))
     if dynamic:  # another batch size through the same file
         x3 = np.concatenate([x, -x, x * 2])
-        np.testing.assert_array_equal(run_named(model, x3), torch_reference(x3))
+        np.testing.assert_array_equal(run(model, x3), torch_reference(x3))
 
 
 def test_edgeseg_native_export_below_opset_13_keeps_torch_form():
@@ -183,4 +177,4 @@ def test_edgeseg_native_export_below_opset_13_keeps_torch_form():
     ops = {n.op_type for n in model.graph.node}
     assert "ArgMax" in ops and "SpaceToDepth" not in ops
     x = np.random.default_rng(3).standard_normal((1, 2, 8, 8)).astype(np.float32)
-    np.testing.assert_array_equal(run_named(model, x), torch_reference(x))
+    np.testing.assert_array_equal(run(model, x), torch_reference(x))
