@@ -253,11 +253,16 @@ def _torch_version() -> str | None:
 # ---- recorded boards ---------------------------------------------------------------------------
 
 def _install(data: dict[str, Any] | None, folder: Path) -> OpenCvInstall | None:
+    """An OpenCV from python.json: ``build_info`` names a recorded getBuildInformation() text, or
+    ``video_io`` states the fields (version, gstreamer, v4l2, ffmpeg) where no text was recorded."""
     if data is None:
         return None
-    info = (folder / data["build_info"]).read_text(encoding="utf-8")
-    return OpenCvInstall(data["python"], data["file"], data.get("pip_dist"), parse_build_info(info),
-                         data.get("numpy"))
+    if "build_info" in data:
+        build = parse_build_info((folder / data["build_info"]).read_text(encoding="utf-8"))
+    else:
+        io = data["video_io"]
+        build = OpenCvBuild(io.get("version"), io.get("gstreamer"), io.get("v4l2"), io.get("ffmpeg"))
+    return OpenCvInstall(data["python"], data["file"], data.get("pip_dist"), build, data.get("numpy"))
 
 
 def recorded_facts(folder: Path) -> Facts:
@@ -281,7 +286,7 @@ def recorded_facts(folder: Path) -> Facts:
         onnxruntime=py.get("onnxruntime"), ort_providers=tuple(py.get("ort_providers", ())),
         tensorrt=py.get("tensorrt"), tensorrt_error=py.get("tensorrt_error"),
         plugin=PluginFacts(**{**plugin, "others": tuple(plugin.get("others", ()))}) if plugin else None,
-        cuda_driver=py.get("cuda_driver"), cuda_runtime=_cuda_runtime(host),
+        cuda_driver=py.get("cuda_driver"), cuda_runtime=py.get("cuda_runtime") or _cuda_runtime(host),
         gpus=tuple(tuple(g) for g in py.get("gpus", ())),  # type: ignore[misc]
         l4t=release.splitlines()[0].strip() if release else None,
         jetson_model=model.strip("\x00\n ") if model else None, nvpmodel=nvp[1] if nvp else None,
@@ -341,12 +346,10 @@ def _tensorrt_checks(f: Facts, jetson: bool) -> list[Check]:
     if major < MIN_TENSORRT_MAJOR:
         fix = ("upgrade to JetPack 6.1 or newer (L4T R36.4: TensorRT 10.3)" if jetson
                else "install TensorRT 10.x or 11.x")
-        rows = [Check("TensorRT", "fail", f.tensorrt, f"the edgeseg plugin (IPluginV3) needs TensorRT "
+        # No plugin row: build-plugin cannot succeed before TensorRT is upgraded.
+        return [Check("TensorRT", "fail", f.tensorrt, f"the edgeseg plugin (IPluginV3) needs TensorRT "
                       f">= {MIN_TENSORRT_MAJOR}.0; {fix}")]
-    else:
-        rows = [Check("TensorRT", "ok", f.tensorrt)]
-    rows.append(_plugin_check(f.plugin, f.tensorrt))
-    return rows
+    return [Check("TensorRT", "ok", f.tensorrt), _plugin_check(f.plugin, f.tensorrt)]
 
 
 def _plugin_check(p: PluginFacts | None, trt: str) -> Check:
@@ -395,6 +398,9 @@ def _jetson_checks(f: Facts) -> list[Check]:
     elif not l4t.startswith("36."):
         rows.append(Check("L4T / JetPack", "fail", f"L4T R{l4t}", "edgeseg needs JetPack 6.1+ (L4T R36.4, "
                           "TensorRT 10.3); flash it with SDK Manager"))
+    elif tuple(int(x) for x in l4t.split(".")[:2]) < (36, 4):
+        rows.append(Check("L4T / JetPack", "warn", f"L4T R{l4t} = JetPack {jp}", "JetPack 6.0 ships "
+                          "TensorRT 8.6; engines with the edgeseg plugin need JetPack 6.1+ (L4T R36.4)"))
     else:
         rows.append(Check("L4T / JetPack", "ok", f"L4T R{l4t} = JetPack {jp}"))
     if f.nvpmodel is None:
@@ -416,8 +422,9 @@ def _opencv_checks(f: Facts, jetson: bool) -> list[Check]:
                                                                         f.executable))]
     b: OpenCvBuild = cv.build
     origin = f"pip {cv.pip_dist}" if cv.pip_dist else "system/other build"
-    io = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in
-                   (("GStreamer", b.has_gstreamer), ("V4L2", b.has_v4l2), ("FFmpeg", b.has_ffmpeg)))
+    io = ", ".join(f"{k} {'?' if raw is None else 'yes' if yes else 'NO'}" for k, raw, yes in
+                   (("GStreamer", b.gstreamer, b.has_gstreamer), ("V4L2", b.v4l2, b.has_v4l2),
+                    ("FFmpeg", b.ffmpeg, b.has_ffmpeg)))
     found = f"{b.version} ({origin}; {io})"
     if b.has_gstreamer:
         return [Check("OpenCV", "ok", found)]
