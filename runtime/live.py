@@ -63,13 +63,21 @@ class CvGrabber:
 
 @contextlib.contextmanager
 def quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own warnings (they can echo device paths or URLs) for a block."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    """Silence OpenCV's own warnings (they can echo device paths or URLs) for a block.
+
+    Distribution builds without the logging bindings (Debian's OpenCV 4.6 has no
+    ``cv2.utils.logging``) cannot be silenced from Python; the block then runs as it is.
+    """
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        logging.setLogLevel(level)
 
 
 class LiveSource:

@@ -8,6 +8,7 @@ still written), 2 for bad input.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -120,7 +121,15 @@ def stream_cmd(
         except BaseException:
             src.close()
             raise
-        result = run_stream(backend, src, sinks, StreamOptions(max_frames, duration, overlay))
+        try:
+            result = run_stream(backend, src, sinks, StreamOptions(max_frames, duration, overlay))
+        except BaseException:
+            # run_stream closes them once its loop runs; a failure while it sets up must too (a live
+            # source's reader thread left running aborts the interpreter at exit).
+            for closer in (*(s.close for s in sinks), src.close):
+                with contextlib.suppress(Exception):
+                    closer()
+            raise
     finally:
         backend.close()
     _finish(result, report, quiet)
