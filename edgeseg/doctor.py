@@ -12,7 +12,6 @@ Two halves (torch-free; nothing heavy is imported at module load):
 
 from __future__ import annotations
 
-import ctypes
 import json
 import platform
 import re
@@ -152,24 +151,11 @@ def _cuda_runtime(host: Host) -> str | None:
 
 
 def _cuda_driver() -> tuple[str | None, tuple[tuple[str, str], ...]]:
-    """Driver API version and GPUs via libcuda (ctypes): ('12.6', (('Orin', '8.7'),))."""
-    from edgeseg.export.trt_common import device_info
+    """Driver API version and GPUs ('12.6', (('Orin', '8.7'),)); the calls live in trt_common."""
+    from edgeseg.export.trt_common import cuda_driver, device_info
 
-    try:
-        cuda = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return None, ()
-    version, count = ctypes.c_int(), ctypes.c_int()
-    if cuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
-        return None, ()
-    driver = f"{version.value // 1000}.{version.value % 1000 // 10}"
-    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return driver, ()
-    gpus = []
-    for i in range(count.value):
-        info = device_info(i)
-        gpus.append((info.name, info.compute_capability))
-    return driver, tuple(gpus)
+    driver, count = cuda_driver()
+    return driver, tuple((d.name, d.compute_capability) for d in map(device_info, range(count)))
 
 
 def plugin_facts(tensorrt_version: str) -> PluginFacts:

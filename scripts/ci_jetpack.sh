@@ -110,7 +110,7 @@ COLUMNS=150 "$JV/bin/edgeseg" doctor -o "$OUT/doctor-jetpack-like.json" || true
 step "runtime tests against onnxruntime $ORT_JETSON (system OpenCV $("$JV/bin/python" -c 'import cv2; print(cv2.__version__)'))"
 "$JV/bin/python" -m pytest -q -p no:cacheprovider tests/test_sources.py tests/test_camera_uri.py \
   tests/test_doctor.py tests/test_runtime_notorch.py tests/test_report.py tests/test_trt_backend.py \
-  tests/test_tegrastats.py
+  tests/test_tegrastats.py tests/test_opencv_compat.py
 
 step "3. Python 3.10 (JetPack 6's Python) with onnxruntime $ORT_JETSON"
 PY310=$(ls -d /root/.pyenv/versions/3.10.*/bin/python3 2>/dev/null | tail -1 || true)
