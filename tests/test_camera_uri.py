@@ -105,6 +105,7 @@ def test_file_uri_reads_like_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert open_source("file://imgs/1.png").read().frame.name == "1"  # type: ignore[union-attr]
 
 
+@pytest.mark.slow  # loads the demo model first (seconds on a loaded 2-core host)
 def test_stream_cli_csi_refusal_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     demo = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "demo-lite-unet.onnx"
     monkeypatch.setattr(live, "gstreamer_available", lambda: True)
