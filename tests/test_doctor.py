@@ -186,8 +186,11 @@ def test_cli_doctor_board_writes_json_and_markdown(tmp_path: Path) -> None:
 
 
 def test_cli_doctor_bad_input_is_one_line(tmp_path: Path) -> None:
+    board = BOARDS / "agx-orin-jp62"
     for args, expect in ((["--board", str(tmp_path)], "not a recorded board folder"),
-                         (["-o", str(tmp_path / "x.txt")], "must end in .json")):
+                         (["-o", str(tmp_path / "x.txt")], "must end in .json"),
+                         (["-o", str(tmp_path / "no" / "x.json")], "does not exist"),
+                         (["--board", str(board), "-o", str(board / "python.json")], "which is an input")):
         result = CliRunner().invoke(app, ["doctor", *args])
         assert result.exit_code == 2 and expect in result.output
         assert result.output.count("\n") == 1 and "Traceback" not in result.output

@@ -26,13 +26,18 @@ def doctor_cmd(
     from rich.table import Table
 
     from edgeseg.doctor import as_markdown, diagnose, facts_dict, gather, recorded_facts, summary
-    from edgeseg.io import write_json_atomic
+    from edgeseg.io import write_json_atomic, write_text_atomic
 
     if out is not None and out.suffix != ".json":
         raise ConfigError(f"--out {out.name} must end in .json (a Markdown copy goes next to it)")
+    if out is not None and not out.resolve().parent.is_dir():
+        raise ConfigError(f"--out folder {out.parent} does not exist; create it or choose another path")
     if board is not None and not (board / "python.json").is_file():
         raise ConfigError(f"--board {board} is not a recorded board folder (no python.json); pass one of "
                           "tests/data/jetson/*")
+    if board is not None and out is not None and out.resolve().is_relative_to(board.resolve()):
+        raise ConfigError(f"--out {out} is inside the recorded board folder {board}, which is an input; "
+                          "write it elsewhere, e.g. -o doctor.json")
     facts = recorded_facts(board) if board is not None else gather()
     rows = diagnose(facts)
     title = f"edgeseg doctor ({board.name if board else 'this machine'})"
@@ -47,8 +52,7 @@ def doctor_cmd(
     console.print(summary(rows), highlight=False)
     if out is not None:
         write_json_atomic(out, {"checks": [r.__dict__ for r in rows], "facts": facts_dict(facts)})
-        md = out.with_suffix(".md")
-        md.write_text(as_markdown(rows, title), encoding="utf-8")
+        md = write_text_atomic(out.with_suffix(".md"), as_markdown(rows, title))
         console.print(f"wrote {out}, {md}", highlight=False)
     if any(r.status == "fail" for r in rows):
         raise typer.Exit(1)
