@@ -258,7 +258,15 @@ def with_unpool_ranges(model: Any, ranges: dict[str, tuple[float, float]]) -> di
 @contextlib.contextmanager
 def _ort_cache(ranges: dict[str, tuple[float, float]], method: str) -> Iterator[Path]:
     """The ranges written in onnxruntime's own calibration-cache format (a temporary file)."""
-    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+    try:
+        from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+    except ImportError:  # older onnxruntime, e.g. 1.23.2, the newest a Jetson (aarch64/cp310) gets
+        import onnxruntime
+
+        raise CalibrationError(
+            f"onnxruntime {onnxruntime.__version__} cannot take precomputed calibration ranges "
+            "(no save_tensors_data); calibrate where onnxruntime is newer (1.32 is tested, e.g. the "
+            "workstation) and copy model.int8.onnx with its .json to this machine") from None
 
     data = {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()}
     with tempfile.TemporaryDirectory(prefix="edgeseg-ranges-") as tmp:

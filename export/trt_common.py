@@ -1,7 +1,8 @@
 """What the TensorRT builder and the TensorRT runtime backend share (torch-free; tensorrt lazy).
 
 * :func:`require_tensorrt` — import ``tensorrt`` or fail with how to install it (Jetson / x86).
-* :func:`device_info` — GPU name and compute capability from the CUDA driver (ctypes, no pycuda).
+* :func:`device_info`, :func:`cuda_driver` — GPU name, compute capability, driver version and GPU
+  count from the CUDA driver (ctypes, no pycuda); with TrtBackend's pycuda calls the only CUDA calls.
 * :func:`load_plugin_library` — load ``libedgeseg_plugins.so`` into TensorRT's plugin registry once
   per process, refusing a missing library or one built for another TensorRT.
 * :func:`check_engine_card` — refuse an engine built for another TensorRT / GPU, with the
@@ -103,6 +104,21 @@ def device_info(index: int = 0) -> DeviceInfo:
     cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, dev)  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
     cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
     return DeviceInfo(name.value.decode(errors="replace"), f"{major.value}.{minor.value}")
+
+
+def cuda_driver() -> tuple[str | None, int]:
+    """(driver API version 'major.minor', number of GPUs) from libcuda; (None, 0) without a driver."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None, 0
+    version, count = ctypes.c_int(), ctypes.c_int()
+    if cuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return None, 0
+    driver = f"{version.value // 1000}.{version.value % 1000 // 10}"  # 12060 -> '12.6'
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return driver, 0
+    return driver, count.value
 
 
 # ---- the plugin library -------------------------------------------------------------------------

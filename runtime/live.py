@@ -14,6 +14,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -62,13 +63,21 @@ class CvGrabber:
 
 @contextlib.contextmanager
 def quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own warnings (they can echo device paths or URLs) for a block."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    """Silence OpenCV's own warnings (they can echo device paths or URLs) for a block.
+
+    Distribution builds without the logging bindings (Debian's OpenCV 4.6 has no
+    ``cv2.utils.logging``) cannot be silenced from Python; the block then runs as it is.
+    """
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        logging.setLogLevel(level)
 
 
 class LiveSource:
@@ -334,14 +343,24 @@ def gstreamer_available() -> bool:
     return False
 
 
+def no_gstreamer_message() -> str:
+    """Why GStreamer sources cannot open here and the exact fix (a pip OpenCV shadowing the system's
+    GStreamer build gets the uninstall command)."""
+    import sys
+
+    from edgeseg.opencv_info import current_opencv, gstreamer_fix, system_opencv, venv_info
+
+    fix = gstreamer_fix(current_opencv(), system_opencv(), venv_info(), python=sys.executable)
+    return f"GStreamer sources need an OpenCV with GStreamer: {fix}"
+
+
 def open_gstreamer(pipeline: str, options: SourceOptions, masks: MaskFolder | None) -> LiveSource:
     desc = redact(pipeline)
     if "appsink" not in pipeline:
         raise SourceError(f"GStreamer pipeline {desc!r} has no appsink; end it with "
                           "'! videoconvert ! video/x-raw,format=BGR ! appsink drop=1'")
     if not gstreamer_available():
-        raise SourceError("this OpenCV build has no GStreamer support (cv2.getBuildInformation() says "
-                          "GStreamer: NO); on a Jetson use JetPack's python3-opencv, or pass a camera/file")
+        raise SourceError(no_gstreamer_message())
 
     def opener() -> CvGrabber:
         cap = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
@@ -354,3 +373,45 @@ def open_gstreamer(pipeline: str, options: SourceOptions, masks: MaskFolder | No
     with quiet_opencv():
         first = opener()
     return _live(first, opener, desc, options, masks)
+
+
+def open_csi(uri: str, options: SourceOptions, masks: MaskFolder | None) -> LiveSource:
+    """``csi://N``: the Argus pipeline for sensor N at ``camera_hw``/``camera_fps`` (see camera_uri)."""
+    from edgeseg.runtime.camera_uri import check_argus, csi_pipeline, parse_csi
+
+    sensor = parse_csi(uri)
+    if not gstreamer_available():  # checked first: without it the Argus element cannot be used at all
+        raise SourceError(f"{uri}: " + no_gstreamer_message())
+    check_argus(uri)
+    pipeline = csi_pipeline(sensor, options.camera_hw, options.camera_fps)
+    source = open_gstreamer(pipeline, options, masks)
+    source.description = f"{uri} ({pipeline.split(' ! ')[1]})"
+    return source
+
+
+def open_v4l2(uri: str, options: SourceOptions, masks: MaskFolder | None) -> LiveSource:
+    """``v4l2:///dev/videoN`` or ``/dev/videoN``: a V4L2 device by path, OpenCV's V4L2 backend."""
+    from edgeseg.runtime.camera_uri import missing_device_error, v4l2_device
+
+    device = v4l2_device(uri) if uri.lower().startswith("v4l2://") else Path(uri)
+    if not device.exists():
+        raise missing_device_error(device)
+
+    def opener() -> CvGrabber:
+        cap = cv2.VideoCapture(str(device), cv2.CAP_V4L2)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"camera {device} exists but did not open (busy in another program, or no "
+                              f"permission: add yourself to the video group: sudo usermod -aG video $USER, "
+                              "then log in again)")
+        if options.camera_hw is not None:
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, options.camera_hw[0])
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, options.camera_hw[1])
+        if options.camera_fps is not None:
+            cap.set(cv2.CAP_PROP_FPS, options.camera_fps)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return CvGrabber(cap)
+
+    with quiet_opencv():
+        first = opener()
+    return _live(first, opener, str(device), options, masks)

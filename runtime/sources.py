@@ -5,13 +5,19 @@
 | spec                                   | source                         | read on     |
 |----------------------------------------|--------------------------------|-------------|
 | ``camera:N`` or ``N`` (``--camera N``) | V4L2/USB camera N              | a thread    |
+| ``v4l2:///dev/videoN``, ``/dev/videoN`` | V4L2 device by path            | a thread    |
+| ``csi://N``                            | Jetson CSI camera (Argus)      | a thread    |
 | ``rtsp://…``, ``http(s)://…``, …       | network stream (FFmpeg)        | a thread    |
 | a string with ``!`` and ``appsink``    | GStreamer pipeline             | a thread    |
 | ``synthetic``                          | moving shapes with exact masks | caller (1)  |
 | a video file                           | decoded frame by frame         | caller      |
 | an image folder, a glob or one image   | images in sorted order         | caller      |
+| ``file://PATH``                        | the same as PATH               | caller      |
 
 (1) or a thread, live-like, with ``SourceOptions.synthetic_fps``.
+
+The URI forms follow jetson-inference (``csi://0``, ``v4l2:///dev/video0``, ``file://``); see
+:mod:`edgeseg.runtime.camera_uri`.
 
 Live sources (threads) keep only the newest frame, so latency never builds up; frames the
 consumer did not take in time are counted as dropped. Files are read frame by frame (none
@@ -40,8 +46,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".h264", ".wmv")
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 SOURCE_FORMS = (
-    "--camera N, a video file, an image folder or glob, an rtsp:// or http(s):// URL, "
-    "a GStreamer pipeline ending in '! appsink', or 'synthetic'"
+    "--camera N, csi://N, v4l2:///dev/videoN, a video file (or file://PATH), an image folder or glob, "
+    "an rtsp:// or http(s):// URL, a GStreamer pipeline ending in '! appsink', or 'synthetic'"
 )
 
 
@@ -99,6 +105,8 @@ class SourceOptions:
     like the frames (image stem, or ``000123`` = frame index for videos and cameras).
     ``synthetic_fps``: None = file-like (every frame processed); a rate = live-like producer
     thread at that rate keeping the newest frame. ``synthetic_frames``: None = endless.
+    ``camera_hw`` / ``camera_fps``: frame size (height, width) and rate asked of cameras; None =
+    the driver's default (``csi://``: 720x1280 at 30 fps).
     """
 
     timeout_s: float = 2.0
@@ -111,6 +119,7 @@ class SourceOptions:
     synthetic_fps: float | None = None
     synthetic_frames: int | None = None
     camera_hw: tuple[int, int] | None = None
+    camera_fps: float | None = None
     probe_cameras: int = 6
     max_corrupt_run: int = 50
 
@@ -340,6 +349,15 @@ def open_source(spec: str, options: SourceOptions | None = None) -> Source:
         return SyntheticSource(options)
     if "!" in spec:
         return live.open_gstreamer(spec, options, masks)
+    lowered = spec.lower()
+    if lowered.startswith("csi://"):
+        return live.open_csi(spec, options, masks)
+    if lowered.startswith("v4l2://") or re.fullmatch(r"/dev/video\d+", spec):
+        return live.open_v4l2(spec, options, masks)
+    if lowered.startswith("file://"):
+        from edgeseg.runtime.camera_uri import file_path
+
+        return _open_path(file_path(spec), options, masks)
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", spec)
     if scheme:
         if scheme.group(1).lower() not in URL_SCHEMES:

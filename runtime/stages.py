@@ -25,6 +25,10 @@ class Preprocessor:
     """BGR uint8 HxWx3 frame of any size -> float32 (1,3,h,w) network input per the card."""
 
     def __init__(self, card: ModelCard) -> None:
+        self._card = card
+        self._params: cv2.dnn.Image2BlobParams | None = None
+        if not hasattr(cv2.dnn, "Image2BlobParams"):  # OpenCV < 4.8 (Debian 12's 4.6): numpy path
+            return
         h, w = card.input_hw
         mean = [255.0 * m for m in card.mean]
         scale = [1.0 / (255.0 * s) for s in card.std]
@@ -37,6 +41,10 @@ class Preprocessor:
         self._params = params
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        if self._params is None:
+            from edgeseg.preprocess import preprocess
+
+            return preprocess(frame_bgr, self._card)
         return cv2.dnn.blobFromImageWithParams(frame_bgr, self._params)
 
 

@@ -191,6 +191,9 @@ def trt_smoke_cmd(
     data: Annotated[str, typer.Option(help="Frames for calibration and comparison.")] = "synthetic",
     frames: Annotated[int, typer.Option(help="Frames compared per engine.")] = 8,
     input_hw: Annotated[str, typer.Option("--input", help="Input HxW.")] = "96x128",
+    onnx_file: Annotated[Path | None, typer.Option(
+        "--onnx", help="Start from this plugin-unpool ONNX + card (exported elsewhere) instead of exporting "
+                       "here: no torch needed on the board.")] = None,
 ) -> None:
     """Once per Jetson/GPU: build plugin, export, build FP16 + INT8 engines, compare with onnxruntime."""
     from edgeseg.export.trt_build import build_engine
@@ -201,13 +204,21 @@ def trt_smoke_cmd(
     rows: list[SmokeRow] = []
     trt = _smoke_step(rows, "TensorRT", _trt_info)
     lib = plugin or (_smoke_step(rows, "build plugin", lambda: _built(workdir)) if trt else None)
-    ckpt = checkpoint or _smoke_step(rows, "checkpoint", lambda: _random_checkpoint(workdir / "ckpt", hw))
-    onnx = _smoke_step(rows, "export (plugin unpool)", lambda: _export(ckpt, workdir / "model.onnx", hw)) \
-        if ckpt else None
-    q_onnx = _smoke_step(rows, "INT8 Q/DQ (calibrate)", lambda: _quantize(onnx, workdir, data)) \
-        if onnx else None
+    if onnx_file is not None:  # torch-free: the export ran on another machine
+        onnx = _smoke_step(rows, "export (plugin unpool)", lambda: _given_onnx(onnx_file))
+    else:
+        ckpt = checkpoint or _smoke_step(rows, "checkpoint", lambda: _random_checkpoint(workdir / "ckpt", hw))
+        onnx = _smoke_step(rows, "export (plugin unpool)",
+                           lambda: _export(ckpt, workdir / "model.onnx", hw)) if ckpt else None
+    # With --onnx, the INT8/FP16 files made next to it on the export machine are used when present:
+    # a Jetson's onnxruntime (1.23.2, the newest aarch64/cp310 wheel) cannot take edgeseg's
+    # precomputed calibration ranges (quantize_static gained calibration_cache_path later).
+    given = onnx_file is not None
+    q_onnx = _smoke_step(rows, "INT8 Q/DQ (calibrate)", lambda: _sibling(onnx, ".int8.onnx", given)
+                         or _quantize(onnx, workdir, data)) if onnx else None
     # TensorRT 11 builds FP16 only from an FP16 ONNX (strongly typed); 10.x accepts it as well.
-    h_onnx = _smoke_step(rows, "FP16 ONNX (convert)", lambda: _to_fp16(onnx, workdir)) if onnx else None
+    h_onnx = _smoke_step(rows, "FP16 ONNX (convert)", lambda: _sibling(onnx, ".fp16.onnx", given)
+                         or _to_fp16(onnx, workdir)) if onnx else None
     for prec, src in (("fp16", h_onnx), ("int8", q_onnx)):
         eng = workdir / f"model.{prec}.engine"
         if trt and lib and src and _smoke_step(rows, f"build {prec} engine", lambda p=prec, s=src, e=eng: (
@@ -246,6 +257,29 @@ def _export(ckpt: Path, out: Path, hw: tuple[int, ...]) -> tuple[Path, str]:
 
     path, card = export_onnx(ckpt, out, unpool="plugin", input_hw=hw)
     return path, f"{path} ({card.unpool_mode} unpool)"
+
+
+def _given_onnx(onnx: Path) -> tuple[Path, str]:
+    """An ONNX exported elsewhere (e.g. by trt-smoke on a workstation): it must use the plugin unpool."""
+    from edgeseg.card import read_card
+    from edgeseg.errors import ConfigError
+
+    card = read_card(onnx)
+    if card.artifact != "onnx" or card.unpool_mode != "plugin":
+        raise ConfigError(f"--onnx {onnx} is an {card.artifact} file with unpool mode {card.unpool_mode!r}; "
+                          "trt-smoke checks the plugin, so it needs plugin unpool: run edgeseg trt-smoke on "
+                          "a machine with torch and copy its model.onnx + model.onnx.json")
+    return onnx, f"{onnx} (given, {card.unpool_mode} unpool)"
+
+
+def _sibling(onnx: Path, suffix: str, given: bool) -> tuple[Path, str] | None:
+    """``model.int8.onnx`` / ``model.fp16.onnx`` next to a given ``model.onnx`` (with its card), if any."""
+    path = onnx.with_suffix(suffix)
+    from edgeseg.card import card_path
+
+    if not given or not path.is_file() or not card_path(path).is_file():
+        return None
+    return path, f"{path} (given)"
 
 
 def _to_fp16(onnx: Path, workdir: Path) -> tuple[Path, str]:

@@ -8,6 +8,7 @@ still written), 2 for bad input.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,8 +59,9 @@ def stream_cmd(
     model: Annotated[Path, typer.Argument(help="Model file with its card: .onnx, .engine or .safetensors.")],
     camera: Annotated[int | None, typer.Option(help="Camera index (default 0 when no --source).")] = None,
     source: Annotated[str | None, typer.Option(
-        help="Video file, image folder or glob, rtsp:// or http(s):// URL, GStreamer pipeline ending in "
-             "appsink, or 'synthetic' (moving shapes with exact masks).")] = None,
+        help="csi://N (Jetson CSI camera), v4l2:///dev/videoN, video file (or file://PATH), image folder "
+             "or glob, rtsp:// or http(s):// URL, GStreamer pipeline ending in appsink, or 'synthetic' "
+             "(moving shapes with exact masks).")] = None,
     masks: Annotated[Path | None, typer.Option(
         help="Folder of ground-truth label maps named like the frames (image stem or 000123 = frame "
              "index) for running IoU.")] = None,
@@ -82,7 +84,9 @@ def stream_cmd(
     legend: Annotated[bool, typer.Option(help="Draw the class legend.")] = True,
     hud: Annotated[bool, typer.Option(help="Draw FPS / latency / mIoU.")] = True,
     camera_size: Annotated[str | None, typer.Option(
-        help="Ask the camera for this frame size HxW (e.g. 720x1280).")] = None,
+        help="Ask the camera for this frame size HxW (e.g. 720x1280; csi:// default 720x1280).")] = None,
+    camera_fps: Annotated[float | None, typer.Option(
+        min=1.0, help="Ask the camera for this frame rate (csi:// default 30).")] = None,
     synthetic_size: Annotated[str | None, typer.Option(
         help="Synthetic source frame size HxW (default: the model input size).")] = None,
     synthetic_fps: Annotated[float | None, typer.Option(
@@ -108,7 +112,8 @@ def stream_cmd(
         hw = parse_hw(synthetic_size) if synthetic_size else backend.card.input_hw
         cam_hw = parse_hw(camera_size) if camera_size else None
         src = open_source(spec, SourceOptions(timeout_s=timeout, reconnect_s=reconnect, masks_dir=masks,
-                                              synthetic_hw=hw, synthetic_fps=synthetic_fps, camera_hw=cam_hw))
+                                              synthetic_hw=hw, synthetic_fps=synthetic_fps, camera_hw=cam_hw,
+                                              camera_fps=camera_fps))
         sink_opts = SinkOptions(window=window, save=save, save_frames=save_frames, stats=stats,
                                 progress=not quiet, progress_total=max_frames)
         try:
@@ -116,7 +121,15 @@ def stream_cmd(
         except BaseException:
             src.close()
             raise
-        result = run_stream(backend, src, sinks, StreamOptions(max_frames, duration, overlay))
+        try:
+            result = run_stream(backend, src, sinks, StreamOptions(max_frames, duration, overlay))
+        except BaseException:
+            # run_stream closes them once its loop runs; a failure while it sets up must too (a live
+            # source's reader thread left running aborts the interpreter at exit).
+            for closer in (*(s.close for s in sinks), src.close):
+                with contextlib.suppress(Exception):
+                    closer()
+            raise
     finally:
         backend.close()
     _finish(result, report, quiet)

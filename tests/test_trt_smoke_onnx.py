@@ -1,0 +1,32 @@
+"""trt-smoke --onnx: start from an ONNX exported elsewhere (no torch on the board)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from edgeseg.cli.main import app
+
+DEMO = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "demo-lite-unet.onnx"
+
+
+def test_trt_smoke_refuses_an_onnx_without_the_plugin_unpool(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["trt-smoke", "--onnx", str(DEMO), "--workdir", str(tmp_path / "w")],
+                                env={"COLUMNS": "400"})
+    assert result.exit_code == 1
+    flat = " ".join(result.output.split())
+    assert "with unpool mode 'none'; trt-smoke checks the plugin, so it needs plugin unpool" in flat
+    assert "checkpoint" not in result.output  # no torch export was attempted
+
+
+def test_trt_smoke_uses_int8_and_fp16_files_next_to_the_given_onnx(tmp_path: Path) -> None:
+    from edgeseg.cli.engine import _sibling
+
+    onnx = tmp_path / "model.onnx"
+    for name in ("model.onnx", "model.int8.onnx", "model.int8.onnx.json", "model.fp16.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    int8 = tmp_path / "model.int8.onnx"
+    assert _sibling(onnx, ".int8.onnx", True) == (int8, f"{int8} (given)")
+    assert _sibling(onnx, ".fp16.onnx", True) is None  # no card: calibrated/converted here instead
+    assert _sibling(onnx, ".int8.onnx", False) is None  # without --onnx the smoke makes its own
