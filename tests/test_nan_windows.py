@@ -129,26 +129,34 @@ def test_torch_form_below_opset_13_equals_max_unpool2d(tmp_path: Path) -> None:
     np.testing.assert_array_equal(_run(model, {"x": x, "y": y}), torch_truth(x, y))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("dtype", [np.float32, np.float16])
-def test_kernel_window_function_equals_max_unpool2d(dtype: type, tmp_path: Path) -> None:
-    """unpool_kernel.cu's unpoolWindow (the code every GPU thread runs), host-compiled."""
+@pytest.fixture(scope="module")
+def host_kernel(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    """tests/kernel_host/unpool_host.cu (includes unpool_kernel.cu) built for the CPU with nvcc."""
     from edgeseg.export.plugin_build import plugin_source_dir
 
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc (CUDA toolkit) is not installed")
-    lib = tmp_path / "unpool_host.so"
+    lib = tmp_path_factory.mktemp("nan-kernel") / "unpool_host.so"
     subprocess.run([nvcc, "-std=c++17", "-O1", "-shared", "-Xcompiler", "-fPIC", f"-I{plugin_source_dir()}",
                     "-gencode=arch=compute_87,code=sm_87",
                     str(Path(__file__).parent / "kernel_host" / "unpool_host.cu"), "-o", str(lib)],
                    check=True)
-    fn = ctypes.CDLL(str(lib)).edgeseg_unpool2x2_host
+    return ctypes.CDLL(str(lib))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_kernel_window_function_equals_max_unpool2d(dtype: type, host_kernel: ctypes.CDLL) -> None:
+    """unpool_kernel.cu's unpoolWindow (the code every GPU thread runs), host-compiled; the paired
+    (vector) and scalar paths, 32- and 64-bit indexing."""
+    fn = host_kernel.edgeseg_unpool2x2_host
     fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 4 + [ctypes.c_int] * 3
     x, y = (a.astype(dtype) for a in nan_windows())
     truth = torch_truth(x, y)
     for pairs, index64 in itertools.product((0, 1), (0, 1)):
         out = np.full(x.shape, -7.0, dtype)
-        assert fn(x.ctypes.data, y.ctypes.data, out.ctypes.data, *x.shape, int(dtype == np.float16), pairs,
-                  index64) == 0
+        code = fn(x.ctypes.data, y.ctypes.data, out.ctypes.data, *x.shape, int(dtype == np.float16), pairs,
+                  index64)
+        assert code == 0
         np.testing.assert_array_equal(out, truth, err_msg=f"pairs={pairs} index64={index64}")

@@ -105,6 +105,7 @@ def test_no_handwritten_tensorrt_headers_remain() -> None:
             assert '#include "NvInfer' not in source.read_text(), source.name  # <NvInfer...> (-isystem)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", VERSIONS)
 def test_plugin_driver_on_real_abi(folder: str, tmp_path: Path) -> None:
     """plugin_driver.cpp + unpool_plugin.cpp against the real headers of this version, -Werror."""
