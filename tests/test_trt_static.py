@@ -59,8 +59,8 @@ def test_every_trt_name_exists_in_its_class() -> None:
 
 
 def test_check_is_scoped_by_class() -> None:
-    """Positive controls: a name present elsewhere (INT8 in DataType, UINT8 in BuilderFlag's
-    neighbours, num_errors on OnnxParser) does not make it present in another class."""
+    """Positive controls: a name bound on another class (INT8 and UINT8 on DataType, num_errors on
+    OnnxParser) does not make it present on this one (BuilderFlag in 11.1, ParserError)."""
     _rows_or_skip()
     api10 = chk.binding_api(chk.SOURCES / "v10.3.0" / "python" / "src")
     api11 = chk.binding_api(chk.SOURCES / "v11.1" / "python" / "src")
