@@ -4,8 +4,9 @@ Torch-free (onnx + numpy). Two unpool forms can appear in an exported model (DES
 
 * ``plugin``: one custom node (``OP_NAME`` in ``OP_DOMAIN`` of ``edgeseg.export.unpool``; inputs x, y).
 * ``native``: standard ops, SpaceToDepth -> Reshape (N,4,C,h,w) -> ArgMax over the 4 window
-  elements (first max) -> Equal -> Cast -> Mul(y) -> Reshape -> DepthToSpace (DCR), and Slice/Pad for
-  odd sizes. ``edgeseg export --unpool native`` writes this form (:func:`plugin_to_native` applied to
+  elements (first max; a window with NaNs takes its last NaN, from IsNaN -> ArgMax ->
+  GatherElements -> Where) -> Equal -> Cast -> Mul(y) -> Reshape -> DepthToSpace (DCR), and Slice/Pad
+  for odd sizes. ``edgeseg export --unpool native`` writes this form (:func:`plugin_to_native` applied to
   the plugin export). Files from earlier versions have Reshape/Transpose windows instead; both are
   recognised.
 
@@ -32,6 +33,8 @@ NATIVE_MIN_OPSET = 13
 _WINDOW_OPS = frozenset({"Reshape", "Transpose", "Slice", "SpaceToDepth"})
 _ROUTE_OPS = frozenset({"Equal", "Cast", "Mul", "Unsqueeze", "Reshape", "Transpose", "Pad", "Where",
                         "Expand", "Squeeze", "Slice", "DepthToSpace"})
+# The NaN-window side branch (IsNaN -> Cast -> Mul -> ArgMax -> GatherElements) feeding the Where.
+_NAN_OPS = frozenset({"IsNaN", "Cast", "Mul", "ArgMax", "GatherElements"})
 
 
 def is_plugin_node(node: onnx.NodeProto) -> bool:
@@ -71,6 +74,8 @@ def native_unpool_groups(model: onnx.ModelProto) -> list[tuple[set[str], str, st
     prod, cons = _producers(model), _consumers(model)
     groups = []
     for am in (n for n in model.graph.node if n.op_type == "ArgMax"):
+        if prod.get(am.input[0]) is None or prod[am.input[0]].op_type not in _WINDOW_OPS:
+            continue  # the NaN branch's ArgMax: collected with its unpool below
         names, x = {am.name}, am.input[0]
         node = prod.get(x)
         while node is not None and node.op_type in _WINDOW_OPS:
@@ -86,8 +91,24 @@ def native_unpool_groups(model: onnx.ModelProto) -> list[tuple[set[str], str, st
                     if c.op_type == "Mul":
                         chain, y = _layout_chain(c, prod, names)
                         names.update(chain)
+                    if c.op_type == "Where":
+                        names.update(_nan_branch(c, prod, names))
         groups.append((names, x, y, _group_output(model, names, cons)))
     return groups
+
+
+def _nan_branch(where: onnx.NodeProto, prod: dict[str, onnx.NodeProto], names: set[str]) -> set[str]:
+    """Nodes of the NaN-window branch that feeds ``where`` (empty for forms without one)."""
+    found: set[str] = set()
+    stack = [prod[i] for i in where.input
+             if i in prod and prod[i].op_type in ("ArgMax", "GatherElements")]
+    while stack:
+        node = stack.pop()
+        if node.name in names or node.name in found or node.op_type not in _NAN_OPS:
+            continue
+        found.add(node.name)
+        stack.extend(prod[i] for i in node.input if i in prod)
+    return found
 
 
 def native_unpool_node_names(model: onnx.ModelProto) -> set[str]:
@@ -148,6 +169,11 @@ def _const(graph: onnx.GraphProto, name: str, values: list[int] | np.ndarray) ->
     return name
 
 
+def _const_f32(graph: onnx.GraphProto, name: str, values: np.ndarray) -> str:
+    graph.initializer.append(numpy_helper.from_array(np.asarray(values, dtype=np.float32), name))
+    return name
+
+
 def _native_nodes(graph: onnx.GraphProto, x: str, y: str, out: str, chw: tuple[int, int, int],
                   p: str) -> list[onnx.NodeProto]:
     """Standard-op unpool (x (N,C,H,W), y (N,C,H//2,W//2)) -> ``out``; names prefixed with ``p``.
@@ -155,9 +181,12 @@ def _native_nodes(graph: onnx.GraphProto, x: str, y: str, out: str, chw: tuple[i
     SpaceToDepth puts window element k = 2*row + col of channel c at depth k*C + c (blocks first), so
     a Reshape to (N,4,C,h,w) lines the 4 window elements up on axis 1 in row-major order; ArgMax
     (first max) over it, one-hot, times y, and DepthToSpace in DCR mode (its exact inverse) puts
-    each value back. One op per layout change instead of the 6-D transposes of torch's
-    reshape/permute form (README: onnxruntime timings); both map to single TensorRT layers. The
-    one-hot multiply (as in torch's native form) rather than Where(one-hot, y, 0): Where is 1.5x
+    each value back. NaN windows (PyTorch's rule: the LAST NaN; export/unpool/reference.py) are
+    decided without relying on ArgMax's NaN behaviour, which ONNX leaves unspecified: the NaN mask
+    weighted 1..4 has its maximum at the last NaN, and where that element is NaN, its index wins.
+    One op per layout change instead of the 6-D transposes of torch's reshape/permute form
+    (README: onnxruntime timings); both map to single TensorRT layers. The one-hot multiply (as in
+    torch's native form) rather than Where(one-hot, y, 0): Where is 1.5x
     slower in onnxruntime; the difference is only for non-finite y (y * 0 = NaN), where the model's
     output is already broken.
     """
@@ -171,12 +200,19 @@ def _native_nodes(graph: onnx.GraphProto, x: str, y: str, out: str, chw: tuple[i
                                                 _const(graph, p + "ends", [2 * h, 2 * w]),
                                                 _const(graph, p + "axes", [2, 3])], [p + "xc"], p + "slice"))
         xin = p + "xc"
+    rank = _const_f32(graph, p + "rank", np.arange(1, 5).reshape(1, 4, 1, 1, 1))  # weights of the NaN mask
     nodes += [
         helper.make_node("SpaceToDepth", [xin], [p + "s2d"], p + "s2d", blocksize=2),
         helper.make_node("Reshape", [p + "s2d", _const(graph, p + "s5", [-1, 4, c, h, w])], [p + "win"],
                          p + "win"),
-        helper.make_node("ArgMax", [p + "win"], [p + "am"], p + "argmax", axis=1, keepdims=1,
+        helper.make_node("ArgMax", [p + "win"], [p + "amv"], p + "argmax", axis=1, keepdims=1,
                          select_last_index=0),
+        helper.make_node("IsNaN", [p + "win"], [p + "nan"], p + "isnan"),
+        helper.make_node("Cast", [p + "nan"], [p + "nanf"], p + "nancast", to=TensorProto.FLOAT),
+        helper.make_node("Mul", [p + "nanf", rank], [p + "nanw"], p + "nanrank"),
+        helper.make_node("ArgMax", [p + "nanw"], [p + "amn"], p + "lastnan", axis=1, keepdims=1),
+        helper.make_node("GatherElements", [p + "nan", p + "amn"], [p + "hasnan"], p + "hasnan", axis=1),
+        helper.make_node("Where", [p + "hasnan", p + "amn", p + "amv"], [p + "am"], p + "pick"),
         helper.make_node("Equal", [p + "am", _const(graph, p + "k", np.arange(4).reshape(1, 4, 1, 1, 1))],
                          [p + "eq"], p + "eq"),
         helper.make_node("Cast", [p + "eq"], [p + "oh"], p + "cast", to=TensorProto.FLOAT),

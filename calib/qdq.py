@@ -2,7 +2,8 @@
 
 The contract checked by :func:`check_qdq` (DESIGN.md §5): every QuantizeLinear/DequantizeLinear
 is int8 with zero-point 0; weight DequantizeLinear nodes are per output channel (1-D scale of the
-channel count, ``axis`` set); activation scales are per tensor (scalars); no bias is quantized
+channel count, ``axis`` written explicitly and naming the consumer's output-channel axis: 0 for
+Conv weights, 1 for ConvTranspose); activation scales are per tensor (scalars); no bias is quantized
 (no int32 DequantizeLinear); no unpool node reads a dequantized tensor.
 """
 
@@ -70,8 +71,29 @@ def insert_qdq(model: Any, typed: Any, ranges_file: Path, method: Any, placement
         out = onnx.load(str(dst))
     float_inputs_for(out, unpool)
     _strip_inferred(out, model)
+    write_axes(out)
     check_qdq(out)
     return out
+
+
+def write_axes(model: Any) -> int:
+    """Write ``axis`` on every per-channel (1-D scale) Q/DQ node that leaves it to the default.
+
+    ONNX's default is 1, which is what onnxruntime computed with; TensorRT 10.3's DequantizeLinear
+    importer takes a missing axis as 0 for per-channel scales. Writing it removes the ambiguity.
+    Returns how many nodes got one.
+    """
+    from onnx import helper, numpy_helper
+
+    one_d = {t.name for t in model.graph.initializer if len(t.dims) == 1}
+    shapes = {t.name: numpy_helper.to_array(t).shape for t in model.graph.initializer if t.name in one_d}
+    added = 0
+    for node in model.graph.node:
+        if (node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 1
+                and node.input[1] in shapes and _axis(node) is None):
+            node.attribute.append(helper.make_attribute("axis", 1))  # ONNX's default, made explicit
+            added += 1
+    return added
 
 
 def _require_cache_support(quantize_static: Any) -> None:
@@ -121,6 +143,7 @@ def check_qdq(model: Any) -> dict[str, int]:
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     problems: list[str] = []
     counts = {"weight_dq_per_channel": 0, "activation_q": 0, "activation_dq": 0}
+    consumers = {i: n for n in model.graph.node for i in n.input}
     for node in model.graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
@@ -132,8 +155,8 @@ def check_qdq(model: Any) -> dict[str, int]:
         if node.op_type == "DequantizeLinear" and src is not None:
             if src.dtype == np.int32:
                 problems.append(f"{node.name}: bias is quantized")
-            elif src.ndim > 1 and (scale is None or scale.ndim != 1 or scale.size != src.shape[_axis(node)]):
-                problems.append(f"{node.name}: weight scale is not per output channel")
+            elif src.ndim > 1 and (problem := _per_channel_problem(node, src, scale, consumers)):
+                problems.append(f"{node.name}: {problem}")
             else:
                 counts["weight_dq_per_channel"] += 1
             continue
@@ -147,8 +170,32 @@ def check_qdq(model: Any) -> dict[str, int]:
     return counts
 
 
-def _axis(node: Any) -> int:
-    return next((a.i for a in node.attribute if a.name == "axis"), 1)
+def _axis(node: Any) -> int | None:
+    """The node's ``axis`` attribute, None when it is not written."""
+    return next((a.i for a in node.attribute if a.name == "axis"), None)
+
+
+# Output-channel axis of the weight each op reads through its second input.
+_CHANNEL_AXIS = {"Conv": 0, "ConvTranspose": 1}
+
+
+def _per_channel_problem(node: Any, weight: np.ndarray, scale: np.ndarray | None,
+                         consumers: dict[str, Any]) -> str | None:
+    """Why a weight DequantizeLinear is not per output channel with an explicit axis, or None."""
+    axis = _axis(node)
+    if scale is None or scale.ndim != 1:
+        return "weight scale is not per output channel"
+    if axis is None:
+        return "per-channel axis is not written (ONNX reads a missing axis as 1, TensorRT 10.3 as 0)"
+    axis %= weight.ndim
+    if scale.size != weight.shape[axis]:
+        return f"weight scale has {scale.size} values for axis {axis} of size {weight.shape[axis]}"
+    user = consumers.get(node.output[0])
+    reads_weight = user is not None and list(user.input[1:2]) == [node.output[0]]
+    want = _CHANNEL_AXIS.get(user.op_type) if reads_weight else None
+    if want is not None and axis != want:
+        return f"per-channel axis {axis} is not the output-channel axis {want} of {user.op_type}"
+    return None
 
 
 def _unpool_reads_dq(model: Any) -> list[str]:

@@ -3,7 +3,8 @@
 Every node of the graph (subgraphs included) is classified for each TensorRT version:
 
 * default ONNX domain: the op must be in that version's supported list, obey the listed
-  restrictions (``MaxPool`` without its Indices output) and the model opset must be within the
+  restrictions (``MaxPool`` without its Indices output: 10.3 refuses any second output, even an
+  unnamed one, 11.x a named one) and the model opset must be within the
   version's range;
 * any other domain: the parser looks up a plugin by op name + ``plugin_version`` (default "1") +
   ``plugin_namespace`` (default ""); only the edgeseg unpool plugin is known here, and its
@@ -125,13 +126,15 @@ def _plugin_problem(node: Any) -> str | None:
     return None
 
 
-def _node_problem(node: Any, supported: frozenset[str]) -> str | None:
+def _node_problem(node: Any, supported: frozenset[str], maxpool_rule: str) -> str | None:
+    """Why the parser rejects ``node``, or None. ``maxpool_rule``: ``any`` (10.3 refuses a MaxPool
+    with any second output, even an unnamed one) or ``named`` (11.x: only a named one)."""
     if node.domain not in DEFAULT_DOMAINS:
         return _plugin_problem(node)
     if node.op_type not in supported:
         return "not supported by this parser"
-    if node.op_type == "MaxPool" and len([o for o in node.output if o]) > 1:
-        return load_support()["restrictions"]["MaxPool"]
+    if node.op_type == "MaxPool" and len(node.output) > 1 and (maxpool_rule == "any" or any(node.output[1:])):
+        return load_support()["restrictions"]["MaxPool"][maxpool_rule]
     return None
 
 
@@ -141,7 +144,7 @@ def check_ops(model: Any, version: str) -> OpCheck:
     supported = frozenset(spec["supported"])
     found: Counter[tuple[str, str]] = Counter()
     for node in _nodes(model.graph):
-        reason = _node_problem(node, supported)
+        reason = _node_problem(node, supported, spec["maxpool_second_output"])
         if reason is not None:
             found[(_op_key(node), reason)] += 1
     problems = [OpProblem(op, n, reason) for (op, reason), n in sorted(found.items())]

@@ -141,8 +141,12 @@ def _source_hash() -> str:
 
 
 def build_plugin(out_dir: Path | None = None, include: Path | None = None, lib: Path | None = None,
-                 cuda_arch: str | None = None, jobs: int = 2) -> Path:
-    """Build ``libedgeseg_plugins.so`` for the local TensorRT; return its path (atomic, with sidecar)."""
+                 cuda_arch: str | None = None, jobs: int = 2, werror: bool = False) -> Path:
+    """Build ``libedgeseg_plugins.so`` for the local TensorRT; return its path (atomic, with sidecar).
+
+    ``werror``: compile edgeseg's sources with -Wall -Wextra -Werror (TensorRT's headers are SYSTEM
+    includes, so only warnings in our code fail the build); CI sets it.
+    """
     install = find_tensorrt(include, lib)
     _check_python_tensorrt(install.version)
     archs = cuda_archs(cuda_arch)
@@ -154,7 +158,8 @@ def build_plugin(out_dir: Path | None = None, include: Path | None = None, lib: 
         _run([cmake, "-S", str(plugin_source_dir()), "-B", build, "-DCMAKE_BUILD_TYPE=Release",
               f"-DCMAKE_CUDA_COMPILER={nvcc}",
               f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}", f"-DEDGESEG_TRT_INCLUDE={install.include_dir}",
-              f"-DEDGESEG_TRT_NVINFER={install.nvinfer}"], "CMake configure")
+              f"-DEDGESEG_TRT_NVINFER={install.nvinfer}", f"-DEDGESEG_WERROR={'ON' if werror else 'OFF'}"],
+             "CMake configure")
         _run([cmake, "--build", build, "--target", "edgeseg_plugins", "-j", str(jobs)], "CMake build")
         target = out_dir / PLUGIN_LIB_NAME
         with atomic_path(target) as tmp:

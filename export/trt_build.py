@@ -18,6 +18,7 @@ int8       Q/DQ ONNX + INT8 and FP16 flags, or   Q/DQ ONNX
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from edgeseg.export.unpool import OP_NAME
 
 from edgeseg.card import PRECISIONS, ModelCard, card_path, read_card
 from edgeseg.errors import CalibrationError, ConfigError, EngineError
-from edgeseg.io import atomic_path, sha256_bytes, sha256_file, write_json_atomic
+from edgeseg.io import atomic_path, sha256_bytes, sha256_file
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 _FLOAT16 = 10  # onnx.TensorProto.FLOAT16
@@ -245,14 +246,26 @@ def build_engine(onnx: str | Path, out: str | Path, *, precision: str = "fp16", 
 
 
 def write_engine(out: Path, plan: bytes, card: ModelCard) -> None:
-    """Write the plan and then its card, each atomically; no plan is left without its card."""
+    """Write the plan and its card; afterwards both are new, or (on failure) neither is half-written.
+
+    Both go to temporary files first, so a failed write (disk full) leaves an older engine and its
+    card untouched. Then the older card is removed, the plan renamed into place and the card after
+    it; if that last rename fails the new plan is removed too. No card is ever left describing a
+    plan that is not there, and no plan without its card.
+    """
     card = card.replace(file_sha256=sha256_bytes(plan))
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(plan)
+    side = card_path(out)
+    committed = False
     try:
-        write_json_atomic(card_path(out), card.to_dict())
+        with atomic_path(side) as tmp_card:
+            tmp_card.write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+            with atomic_path(out) as tmp_plan:
+                tmp_plan.write_bytes(plan)
+                side.unlink(missing_ok=True)  # the older card must not outlive the older plan
+            committed = True
     except BaseException:
-        out.unlink(missing_ok=True)
+        if committed:
+            out.unlink(missing_ok=True)
         raise
 
 

@@ -3,7 +3,8 @@
 Only documented API that exists in both TensorRT 10.3 and 11.4 is used, except the names in
 :data:`TRT10_ONLY_NAMES`, which TensorRT 11 removed and which are reached only when
 ``plan.strongly_typed`` is False (TensorRT 10.x, weakly typed builds). tests/test_trt_static.py
-checks every ``trt.*`` name of this module against the 10.3 and 11.4 binaries.
+checks every TensorRT name of this module in its class, against the 10.3.0 and 11.1 binding sources
+(scripts/check_trt_api.py).
 """
 
 from __future__ import annotations

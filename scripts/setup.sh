@@ -10,8 +10,9 @@ PY=${PYTHON:-python3}
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[train,dev]"
 # TensorRT static checks (tests/test_trt_static.py, scripts/check_trt_api.py): TensorRT cannot be
-# installed here, so fetch the API-name binaries of TensorRT 10.3 / 11.4 (bindings wheels, not
-# installed) and the type stubs (into a folder, not the venv: an installed stub package would make
+# installed here. The class-scoped API check reads ../shared/tensorrt's binding sources; the
+# bindings wheels of TensorRT 10.3 / 11.4 (downloaded, not installed) give the names the package's
+# __init__.py adds (nptype, __version__); also the type stubs (into a folder, not the venv: an installed stub package would make
 # `import tensorrt` succeed). Git-ignored .cache/; skipped when present; a failure only skips tests.
 TRT_WHEELS=.cache/trt-wheels
 mkdir -p "$TRT_WHEELS"

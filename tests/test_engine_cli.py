@@ -209,21 +209,41 @@ def test_missing_onnx_and_missing_card(tmp_path: Path, no_tensorrt: None) -> Non
 
 def test_write_engine_leaves_nothing_when_the_card_fails(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgeseg.export.trt_build as tb
+    """A failed card write keeps the older engine + card; a failed card rename after the plan's
+    leaves neither (never an older card without its engine, never a plan without a card)."""
+    import os
+
+    import edgeseg.io as eio
+    from edgeseg.card import card_path, read_card
 
     out = tmp_path / "m.fp16.engine"
+    write_engine(out, b"old plan", _card(artifact="engine"))
+    old_card = card_path(out).read_bytes()
+    real_write_text, real_replace = Path.write_text, os.replace
 
-    def fail(*_a: object, **_k: object) -> None:
-        raise OSError("disk full")
+    def full_disk(self: Path, *a: object, **k: object) -> int:
+        if self.name.startswith(f".{card_path(out).name}."):
+            raise OSError("disk full")
+        return real_write_text(self, *a, **k)
 
-    monkeypatch.setattr(tb, "write_json_atomic", fail)
+    monkeypatch.setattr(Path, "write_text", full_disk)
     with pytest.raises(OSError):
-        write_engine(out, b"plan", _card(artifact="engine"))
+        write_engine(out, b"new plan", _card(artifact="engine"))
+    assert out.read_bytes() == b"old plan" and card_path(out).read_bytes() == old_card
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, card_path(out).name])
+    monkeypatch.undo()
+
+    def card_rename_fails(src: object, dst: object) -> None:
+        if str(dst) == str(card_path(out)):
+            raise OSError("rename failed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(eio.os, "replace", card_rename_fails)
+    with pytest.raises(OSError):
+        write_engine(out, b"new plan", _card(artifact="engine"))
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     write_engine(out, b"plan", _card(artifact="engine"))
-    from edgeseg.card import read_card
-
     assert read_card(out).file_sha256 is not None and out.read_bytes() == b"plan"
 
 

@@ -7,8 +7,8 @@
   scripts/setup.sh unpacks into .cache/cuda12): the device code for sm_72 (Xavier) and sm_87 (Orin),
   every kernel instantiation present in the cubin, the cubin's ELF header naming the SM.
 * C launcher on the CPU: argument checks and empty tensors need no GPU, so they run everywhere.
-* the CMake project (``edgeseg build-plugin``'s path) against the TensorRT test double in
-  tests/trt_mock, and loading the resulting ``libedgeseg_plugins.so`` (registration paths).
+* the CMake project (``edgeseg build-plugin``'s path) and the plugin library against NVIDIA's real
+  TensorRT headers: tests/test_trt_headers.py.
 * ``gpu``: bit-exact against the numpy reference and ``F.max_unpool2d`` on CUDA tensors, FP32 and
   FP16, ties and odd sizes; prints achieved bandwidth vs a device-to-device copy of the same bytes.
 """
@@ -253,77 +253,3 @@ def test_kernel_bandwidth_vs_copy(kernel_lib: Path) -> None:
     print(f"\nunpool kernel fp32 {tuple(x.shape)}: {gbs_kernel:.0f} GB/s; device copy of the same bytes: "
           f"{gbs_copy:.0f} GB/s; ratio {gbs_kernel / gbs_copy:.2f} ({torch.cuda.get_device_name()})")
     assert gbs_kernel > 0
-
-
-@pytest.fixture(scope="module")
-def double_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(stub libnvinfer.so.10, libedgeseg_plugins.so) built by `edgeseg build-plugin`'s code path
-    against the TensorRT test double in tests/trt_mock (declarations, version header, in-memory
-    registry): find TensorRT, CMake, nvcc, link with --no-undefined, sidecar. Not TensorRT."""
-    from edgeseg.export.plugin_build import build_plugin
-
-    if NVCC is None or shutil.which("cmake") is None or shutil.which("g++") is None:
-        pytest.skip("nvcc, cmake and g++ are needed")
-    tmp = tmp_path_factory.mktemp("plugin-double")
-    mock = Path(__file__).parent / "trt_mock"
-    libdir = tmp / "lib"
-    libdir.mkdir()
-    stub = libdir / "libnvinfer.so.10"
-    subprocess.run(["g++", "-shared", "-fPIC", "-std=c++17", "-isystem", str(mock),
-                    "-Wl,-soname,libnvinfer.so.10", str(mock / "nvinfer_stub.cpp"), "-o", str(stub)],
-                   check=True)
-    (libdir / "libnvinfer.so").symlink_to("libnvinfer.so.10")
-    return stub, build_plugin(tmp / "out", include=mock, lib=libdir, cuda_arch="87")
-
-
-def test_cmake_project_builds_the_plugin_library(double_build: tuple[Path, Path]) -> None:
-    from edgeseg.export.trt_common import check_plugin_library, linked_tensorrt_major, plugin_sidecar
-
-    from edgeseg.errors import EngineError
-
-    _, lib = double_build
-    symbols = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True,
-                             check=True).stdout
-    for entry in ("getCreators", "setLoggerFinder", "initEdgesegPlugins", "edgeseg_unpool2x2"):
-        assert f" T {entry}" in symbols, entry
-    side = plugin_sidecar(lib).read_text()
-    assert '"tensorrt_version": "10.3.0.26"' in side and '"87"' in side
-    assert linked_tensorrt_major(lib) == 10
-    check_plugin_library(lib, "10.3.0.30")
-    with pytest.raises(EngineError, match="libnvinfer.so.10"):
-        check_plugin_library(lib, "11.4.0.106")
-
-
-def test_loading_the_library_registers_the_creator(double_build: tuple[Path, Path],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """load_plugin_library (ctypes, like NVIDIA's Python samples) -> the library's static registrar
-    fills the registry of the libnvinfer already loaded; getCreators (IPluginRegistry::loadLibrary,
-    trtexec --dynamicPlugins) withdraws that registration so TensorRT can add it without a clash;
-    initEdgesegPlugins registers again, idempotently."""
-    import sys
-    import types
-
-    from edgeseg.export import trt_common
-
-    stub_path, lib = double_build
-    stub = ctypes.CDLL(str(stub_path), mode=ctypes.RTLD_GLOBAL)  # as `import tensorrt` loads libnvinfer
-    key = (b"MaxUnpool2x2", b"1", b"")
-
-    class Registry:
-        def get_creator(self, name: str, version: str, namespace: str = "") -> object | None:
-            return object() if stub.mock_has(name.encode(), version.encode(), namespace.encode()) else None
-
-    fake = types.SimpleNamespace(__version__="10.3.0.30", Builder=object, get_plugin_registry=Registry)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(trt_common, "_LOADED", {})
-    sha = trt_common.load_plugin_library(lib)
-    assert len(sha) == 64 and stub.mock_has(*key) == 1 and stub.mock_size() == 1
-    assert trt_common.load_plugin_library(lib) == sha  # once per process
-    plugin = ctypes.CDLL(str(lib))
-    count = ctypes.c_int32(0)
-    plugin.getCreators.restype = ctypes.c_void_p
-    assert plugin.getCreators(ctypes.byref(count)) and count.value == 1
-    assert stub.mock_has(*key) == 0  # withdrawn for loadLibrary
-    plugin.initEdgesegPlugins.restype = ctypes.c_bool
-    assert plugin.initEdgesegPlugins(None, None) and plugin.initEdgesegPlugins(None, None)
-    assert stub.mock_has(*key) == 1 and stub.mock_size() == 1

@@ -52,6 +52,15 @@ def test_pooling_indices_and_maxunpool_are_rejected():
     assert check_ops(model([POOL, helper.make_node("Relu", ["p"], ["out"])]), "10.3").ok
 
 
+def test_maxpool_with_an_unnamed_second_output_is_rejected_by_10_3_only():
+    """onnx-tensorrt 10.3 refuses a MaxPool with more than one output; 11.0 only a named second one."""
+    pool = helper.make_node("MaxPool", ["x"], ["p", ""], kernel_shape=[2, 2], strides=[2, 2])
+    graph = model([pool, helper.make_node("Relu", ["p"], ["out"])])
+    c10, c11 = check_ops(graph, "10.3"), check_ops(graph, "11")
+    assert not c10.ok and "even an unnamed one" in {p.op: p.reason for p in c10.problems}["MaxPool"]
+    assert c11.ok, c11.summary()
+
+
 def test_edgeseg_plugin_node_parses_with_matching_attributes():
     explicit = plugin_node(plugin_version=PLUGIN_VERSION, plugin_namespace=PLUGIN_NAMESPACE)
     defaults = plugin_node()  # the parser's defaults ("1", "") are what the plugin registers

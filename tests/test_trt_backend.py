@@ -220,3 +220,18 @@ def test_plugin_engines_load_the_plugin_first(tmp_path: Path, fakes: Any,
     explicit = tmp_path / "other.so"
     TrtBackend(engine, plugin=explicit)
     assert loaded[-1] == explicit
+
+
+def test_failed_execute_waits_for_queued_copies(tmp_path: Path, fakes: Any) -> None:
+    """execute_async_v3 returning False: the stream is synchronized before the error is raised, so
+    the queued host-to-device copy is done before a later rebind may free its buffers."""
+    from edgeseg.runtime.backends.trt import TrtBackend
+
+    fakes(batch=-1)
+    backend = TrtBackend(make_engine(tmp_path))
+    events: list[str] = []
+    backend._stream = types.SimpleNamespace(handle=8, synchronize=lambda: events.append("synchronize"))
+    with pytest.raises(BackendError, match="TensorRT failed to run"):
+        backend.infer(np.zeros((1, 3, *HW), np.float32))  # the fake context fails on stream 8
+    assert events == ["synchronize"]
+    backend.close()

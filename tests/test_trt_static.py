@@ -1,12 +1,13 @@
 """Static checks of the TensorRT code, for machines without TensorRT (DESIGN.md §7).
 
-* every TensorRT name the Python modules use exists in the TensorRT 10.3 and 11.4 bindings
-  binaries (wheels fetched by scripts/setup.sh into .cache/trt-wheels; skip with a reason when
-  absent), and the check itself can see names that 11.x removed;
+* every TensorRT name the Python modules use exists in the class it is used on, in the pybind11
+  binding sources of TensorRT 10.3.0 and 11.1 (../shared/tensorrt; skip with a reason when
+  absent), and the check itself tells a removed name from the same name in another class;
 * mypy against tensorrt-stubs (.cache/trt-stubs);
 * the C++ plugin registers exactly the ONNX node's name/version/namespace and implements every
   pure virtual of IPluginV3 / IPluginV3One{Core,Build,Runtime} / IPluginCreatorV3One; it is
-  compiled against real TensorRT headers where they exist (they are not on PyPI).
+  compiled against an installed TensorRT where there is one. Compiling, linking and driving it
+  against NVIDIA's published headers of 10.3.0 and 11.1: tests/test_trt_headers.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,6 @@ from edgeseg.export.unpool import OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "export" / "unpool" / "plugin"
-WHEELS = REPO / ".cache" / "trt-wheels"
 STUBS = REPO / ".cache" / "trt-stubs"
 
 
@@ -31,6 +32,7 @@ def _checker():  # scripts/ is not a package
     spec = importlib.util.spec_from_file_location("check_trt_api", REPO / "scripts" / "check_trt_api.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module while the class is created
     spec.loader.exec_module(module)
     return module
 
@@ -38,46 +40,62 @@ def _checker():  # scripts/ is not a package
 chk = _checker()
 
 
-def _wheel_or_skip(version: str) -> Path:
-    wheel = chk.find_wheel(WHEELS, version)
-    if wheel is None:
-        pytest.skip(f"TensorRT {version} bindings wheel not in {WHEELS} (run scripts/setup.sh; it downloads "
-                    "tensorrt-cu12-bindings==10.3.0 / tensorrt-cu13-bindings==11.4.0.106)")
-    return wheel
+def _rows_or_skip() -> list:
+    try:
+        return chk.check()
+    except FileNotFoundError as e:
+        pytest.skip(f"{e} (../shared/tensorrt holds NVIDIA's binding sources on the edgeseg CI machines; "
+                    "it is not part of the repository)")
 
 
-@pytest.mark.parametrize("version", ["10.3", "11.4"])
-def test_every_trt_name_exists(version: str) -> None:
-    _wheel_or_skip("10.3")
-    _wheel_or_skip("11.4")
-    missing, checked = chk.check_wheels(WHEELS)
-    assert checked[version] > 50
-    assert missing[version] == [], f"TensorRT {version} lacks: {missing[version]}"
+def test_every_trt_name_exists_in_its_class() -> None:
+    """Each (class, name) edgeseg uses is bound in the 10.3 and 11.1 binding sources."""
+    rows = _rows_or_skip()
+    assert len(rows) > 50
+    assert chk.missing(rows) == []
+    table = {str(r.use): r.present for r in rows}
+    assert table["BuilderFlag.FP16"] == {"10.3": "yes", "11.1": "n/a"}  # 10.x-only, guarded in code
+    assert table["IExecutionContext.execute_async_v3"] == {"10.3": "yes", "11.1": "yes"}
 
 
-def test_check_sees_what_tensorrt_11_removed() -> None:
-    """Positive control: the binaries tell 10.3 from 11.4 (NVIDIA's 10.x -> 11.x migration list)."""
-    n10, n11 = chk.wheel_names(_wheel_or_skip("10.3")), chk.wheel_names(_wheel_or_skip("11.4"))
-    for removed in ("FP16", "platform_has_fast_fp16", "int8_calibrator", "set_calibration_profile"):
-        assert chk.present(removed, n10) and not chk.present(removed, n11), removed
-    for kept in ("execute_async_v3", "set_tensor_address", "STRONGLY_TYPED", "get_creator", "nptype"):
-        assert chk.present(kept, n10) and chk.present(kept, n11), kept
-    assert not chk.present("execute_async_v4", n10)
+def test_check_is_scoped_by_class() -> None:
+    """Positive controls: a name bound on another class (INT8 and UINT8 on DataType, num_errors on
+    OnnxParser) does not make it present on this one (BuilderFlag in 11.1, ParserError)."""
+    _rows_or_skip()
+    api10 = chk.binding_api(chk.SOURCES / "v10.3.0" / "python" / "src")
+    api11 = chk.binding_api(chk.SOURCES / "v11.1" / "python" / "src")
+    assert "INT8" in api10["BuilderFlag"] and "INT8" not in api11["BuilderFlag"]
+    assert "INT8" in api11["DataType"] and "UINT8" in api11["DataType"]
+    assert "FP16" not in api11["BuilderFlag"]
+    for removed in ("platform_has_fast_fp16",):
+        assert removed in api10["Builder"] and removed not in api11["Builder"]
+    assert "int8_calibrator" in api10["IBuilderConfig"] and "int8_calibrator" not in api11["IBuilderConfig"]
+    assert "num_errors" in api11["OnnxParser"] and "num_errors" not in api11["ParserError"]
+    assert "Severity" in api11["ILogger"] and "ERROR" in api11["ILogger.Severity"]
+    assert "execute_async_v3" in api11["IExecutionContext"]
+    assert "execute_async_v4" not in api10["IExecutionContext"]
 
 
-def test_collected_names_cover_builder_and_runtime() -> None:
-    used = chk.collect_names([REPO / m for m in chk.TRT_MODULES])
-    for name in ("Builder", "OnnxParser", "parse_from_file", "build_serialized_network",
-                 "set_memory_pool_limit", "STRONGLY_TYPED", "deserialize_cuda_engine", "execute_async_v3",
-                 "set_tensor_address", "set_input_shape", "get_plugin_registry", "get_creator",
-                 "node_operator"):
+def test_collected_uses_are_resolved_to_classes() -> None:
+    classes = frozenset({"Builder", "BuilderFlag", "ILogger", "ILogger.Severity", "OnnxParser", "ParserError",
+                         "IBuilderConfig", "ITimingCache", "INetworkDefinition", "ITensor", "IPluginRegistry",
+                         "Runtime", "ICudaEngine", "IExecutionContext", "TensorIOMode", "MemoryPoolType",
+                         "NetworkDefinitionCreationFlag", "IOptimizationProfile", "Dims", "DeviceType"})
+    used = {str(u) for u in chk.collect_uses([REPO / m for m in chk.TRT_MODULES], classes)}
+    for name in ("trt.Builder", "trt.OnnxParser", "OnnxParser.parse_from_file",
+                 "Builder.build_serialized_network",
+                 "IBuilderConfig.set_memory_pool_limit", "NetworkDefinitionCreationFlag.STRONGLY_TYPED",
+                 "Runtime.deserialize_cuda_engine", "IExecutionContext.execute_async_v3",
+                 "IExecutionContext.set_tensor_address", "IExecutionContext.set_input_shape",
+                 "trt.get_plugin_registry", "IPluginRegistry.get_creator", "ParserError.node_operator",
+                 "ITimingCache.serialize", "ILogger.Severity.ERROR", "BuilderFlag.FP16"):
         assert name in used, name
 
 
 def test_trt10_only_names_stay_in_the_weakly_typed_path() -> None:
     """BuilderFlag.FP16/INT8 (gone in 11) are reached only through _builder_flag, which only
     weakly typed (TensorRT 10.x) plans call with those names."""
-    assert chk.trt10_only() == {"FP16", "INT8"}
+    assert chk.trt10_only() == {"BuilderFlag.FP16", "BuilderFlag.INT8"}
     tree = ast.parse((REPO / "export" / "trt_engine.py").read_text())
     owners = set()
     for fn in ast.walk(tree):
@@ -150,29 +168,3 @@ def test_plugin_compiles_against_tensorrt_headers(tmp_path: Path) -> None:
     cuda_inc = Path(shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc").resolve().parents[1] / "include"
     subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{install.include_dir}",
                     f"-I{cuda_inc}", f"-I{PLUGIN}", str(PLUGIN / "unpool_plugin.cpp")], check=True)
-
-
-MOCK = REPO / "tests" / "trt_mock"
-
-
-def test_plugin_compiles_against_declaration_double() -> None:
-    """-Wall -Wextra -Werror against tests/trt_mock/NvInferRuntime.h (the declarations the plugin
-    uses, transcribed from NVIDIA's headers): catches syntax errors and override mismatches here."""
-    if shutil.which("g++") is None:
-        pytest.skip("g++ is not installed")
-    subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-isystem",
-                    str(MOCK), f"-I{PLUGIN}", str(PLUGIN / "unpool_plugin.cpp")], check=True)
-
-
-def test_plugin_logic_on_cpu(tmp_path: Path) -> None:
-    """Registration (static, getCreators, initEdgesegPlugins), creator fields, capabilities,
-    type/format/shape rules and enqueue's kernel call, run against the test double."""
-    if shutil.which("g++") is None:
-        pytest.skip("g++ is not installed")
-    exe = tmp_path / "plugin_driver"
-    subprocess.run(["g++", "-std=c++17", "-O0", "-isystem", str(MOCK), f"-I{PLUGIN}",
-                    str(MOCK / "plugin_driver.cpp"), str(PLUGIN / "unpool_plugin.cpp"), "-o", str(exe)],
-                   check=True)
-    done = subprocess.run([str(exe)], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
-    assert "unknown attribute 'kernel_size'" in done.stderr  # the refusal is explained

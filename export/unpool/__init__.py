@@ -11,8 +11,10 @@ Contents:
 
 Definition: for 2x2/stride-2 pooling of the pre-pool activation ``x`` (N,C,H,W) and a decoder
 tensor ``y`` (N,C,H//2,W//2), the output (N,C,H,W) holds ``y`` at the first maximal element of
-each 2x2 window of ``x`` (row-major scan, PyTorch's choice) and 0 elsewhere; for odd H/W the last
-row/column (outside every window) is 0.
+each 2x2 window of ``x`` (row-major scan, PyTorch's choice) and 0 elsewhere; a window holding NaNs
+routes to its LAST NaN (PyTorch's max pooling keeps ``val > max || isnan(val)``). For odd H/W the
+last row/column (outside every window) is 0. Kernel, numpy reference, torch and ONNX forms follow
+this one rule (tests/test_nan_windows.py).
 """
 
 OP_NAME = "MaxUnpool2x2"

@@ -72,8 +72,9 @@ def max_unpool2x2(y: torch.Tensor, x: torch.Tensor, indices: torch.Tensor | None
 def native_unpool(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The unpool from standard ops: window reshape, first ArgMax, one-hot, multiply, reshape back.
 
-    Bit-exact with ``F.max_unpool2d`` on indices from ``F.max_pool2d`` (ties go to the first
-    element in row-major order; ``torch.argmax`` and ONNX ArgMax both return the first maximum).
+    Bit-exact with ``F.max_unpool2d`` on indices from ``F.max_pool2d``: ties go to the first
+    element in row-major order (``torch.argmax`` returns the first maximum), a window with NaNs to
+    its last NaN (max pooling's ``val > max || isnan(val)``; ``torch.argmax`` would pick the first).
     """
     hh, ww = x.shape[-2:]
     h, w = y.shape[-2:]
@@ -81,6 +82,9 @@ def native_unpool(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     xc = x[:, :, : 2 * h, : 2 * w]
     win = xc.reshape(-1, c, h, 2, w, 2).permute(0, 1, 2, 4, 3, 5).reshape(-1, c, h, w, 4)
     first = torch.argmax(win, dim=-1, keepdim=True)
+    nan = win.isnan()
+    last_nan = 3 - torch.argmax(nan.flip(-1).to(torch.uint8), dim=-1, keepdim=True)
+    first = torch.where(nan.any(dim=-1, keepdim=True), last_nan, first)
     onehot = (first == torch.arange(4, device=x.device)).to(y.dtype)
     out = onehot * y.unsqueeze(-1)
     out = out.reshape(-1, c, h, w, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(-1, c, 2 * h, 2 * w)

@@ -145,6 +145,8 @@ class TrtBackend:
             np.copyto(self._host[self._input], batch_nchw, casting="same_kind")
             cuda.memcpy_htod_async(self._device_mem[self._input], self._host[self._input], self._stream)
             if not self._context.execute_async_v3(self._stream.handle):
+                # The input copy queued above may still read the buffers, which a later rebind frees.
+                self._stream.synchronize()
                 raise BackendError(f"TensorRT failed to run {self.path.name}: "
                                    f"{' | '.join(self._logger.errors[-2:]) or 'no message'}")
             cuda.memcpy_dtoh_async(self._host[out], self._device_mem[out], self._stream)

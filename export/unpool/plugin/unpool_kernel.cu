@@ -45,13 +45,14 @@ struct Elem<__half>
     __host__ __device__ static __half hi(Pair p) { return __high2half(p); }
 };
 
-// True if `candidate` replaces the current maximum `best`. Scanning in row-major order with a
-// strict comparison keeps the FIRST maximum (PyTorch's and numpy's choice); a NaN counts as the
-// maximum and, once found, is never replaced (numpy argmax semantics, the reference's).
+// True if `candidate` replaces the current maximum `best`: PyTorch's max-pooling test
+// (`val > maxval || isnan(val)`). Scanning in row-major order, the strict comparison keeps the FIRST
+// maximum of a NaN-free window, and every NaN replaces, so a window with NaNs routes to its LAST
+// NaN: the rule of F.max_pool2d's indices, hence of F.max_unpool2d (export/unpool/reference.py).
 // (v != v is the NaN test that means the same in host and device code; no fast-math here.)
 __host__ __device__ __forceinline__ bool replaces(float candidate, float best)
 {
-    return best == best && (candidate > best || candidate != candidate);
+    return candidate > best || candidate != candidate;
 }
 
 // Index (0..3, row-major) of the first maximal element of the window {a b / c d}.

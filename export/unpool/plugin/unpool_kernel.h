@@ -6,8 +6,8 @@
  *   x   (N, C, H, W)        pre-pool activation, NCHW linear, dtype `dtype`
  *   y   (N, C, H/2, W/2)    decoder tensor (floor division), NCHW linear, dtype `dtype`
  *   out (N, C, H, W)        out[n,c,2i+di,2j+dj] = y[n,c,i,j] where (di,dj) is the FIRST
- *                           maximal element of the 2x2 window of x in row-major order
- *                           (NaN counts as maximal, as numpy argmax does), 0 elsewhere;
+ *                           maximal element of the 2x2 window of x in row-major order, or
+ *                           its LAST NaN if it has any (PyTorch's max-pool rule), 0 elsewhere;
  *                           for odd H (W) the last row (column) lies outside every window: 0.
  * Every element of `out` is written exactly once; `out` must not alias `x` or `y`.
  */

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <set>
 #include <string>
 
 using namespace nvinfer1;
@@ -16,15 +17,29 @@ namespace
 {
 
 std::mutex gLoggerMutex;
-ILogger* gLogger{nullptr};
+// TensorRT's ILoggerFinder (setLoggerFinder) is kept, not its answer: ILoggerFinder::findLogger must
+// be called from the thread of the plugin method that logs (NvInferRuntime.h), which is how NVIDIA's
+// own plugins use it. An application's explicit logger (initEdgesegPlugins) takes precedence.
+ILoggerFinder* gLoggerFinder{nullptr};
+ILogger* gAppLogger{nullptr};
 
 void logError(std::string const& message) noexcept
 {
     std::string const line = std::string("edgeseg MaxUnpool2x2 plugin: ") + message;
-    std::lock_guard<std::mutex> lock(gLoggerMutex);
-    if (gLogger != nullptr)
+    ILoggerFinder* finder{nullptr};
+    ILogger* logger{nullptr};
     {
-        gLogger->log(ILogger::Severity::kERROR, line.c_str());
+        std::lock_guard<std::mutex> lock(gLoggerMutex);
+        finder = gLoggerFinder;
+        logger = gAppLogger;
+    }
+    if (logger == nullptr && finder != nullptr)
+    {
+        logger = finder->findLogger(); // on this thread, for this call
+    }
+    if (logger != nullptr)
+    {
+        logger->log(ILogger::Severity::kERROR, line.c_str());
     }
     else
     {
@@ -290,6 +305,9 @@ IPluginV3* MaxUnpool2x2PluginCreator::createPlugin(
 //    registry dlopens the library (running the static registration) and then registers whatever
 //    getCreators() returns; a creator that is already registered makes loadLibrary fail ("plugin
 //    creator ... exists already"). So getCreators() first withdraws the static registration.
+// The library remembers what it registered itself and never asks the registry: TensorRT 10.3's
+// IPluginRegistry::getCreator logs "Error Code 4: API Usage Error (Cannot find plugin ...)" for a
+// creator that is not there, which would put an error in the log of every normal load.
 namespace
 {
 
@@ -300,7 +318,8 @@ edgeseg::MaxUnpool2x2PluginCreator& creator()
 }
 
 std::mutex gRegisterMutex;
-bool gStaticallyRegistered{false};
+std::set<std::string> gRegisteredNamespaces; // registered by this library (static or explicit)
+bool gHandedToLoader{false};                 // getCreators() gave the creator to loadLibrary (namespace "")
 
 struct StaticRegistration
 {
@@ -308,12 +327,9 @@ struct StaticRegistration
     {
         std::lock_guard<std::mutex> lock(gRegisterMutex);
         IPluginRegistry* registry = getPluginRegistry();
-        if (registry != nullptr
-            && registry->getCreator(edgeseg::kUnpoolPluginName, edgeseg::kUnpoolPluginVersion,
-                   edgeseg::kUnpoolPluginNamespace)
-                == nullptr)
+        if (registry != nullptr && registry->registerCreator(creator(), edgeseg::kUnpoolPluginNamespace))
         {
-            gStaticallyRegistered = registry->registerCreator(creator(), edgeseg::kUnpoolPluginNamespace);
+            gRegisteredNamespaces.insert(edgeseg::kUnpoolPluginNamespace);
         }
     }
 };
@@ -325,18 +341,18 @@ StaticRegistration const gStaticRegistration;
 extern "C" void setLoggerFinder(ILoggerFinder* finder) noexcept
 {
     std::lock_guard<std::mutex> lock(gLoggerMutex);
-    gLogger = finder != nullptr ? finder->findLogger() : nullptr;
+    gLoggerFinder = finder;
 }
 
 extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) noexcept
 {
     {
         std::lock_guard<std::mutex> lock(gRegisterMutex);
-        if (gStaticallyRegistered)
+        if (gRegisteredNamespaces.erase(edgeseg::kUnpoolPluginNamespace) != 0)
         {
             getPluginRegistry()->deregisterCreator(creator());
-            gStaticallyRegistered = false;
         }
+        gHandedToLoader = true;
     }
     static IPluginCreatorInterface* const creators[] = {&creator()};
     nbCreators = 1;
@@ -348,18 +364,19 @@ extern "C" bool initEdgesegPlugins(void* logger, char const* libNamespace) noexc
     if (logger != nullptr)
     {
         std::lock_guard<std::mutex> lock(gLoggerMutex);
-        gLogger = static_cast<ILogger*>(logger);
+        gAppLogger = static_cast<ILogger*>(logger);
     }
-    char const* ns = libNamespace != nullptr ? libNamespace : "";
+    std::string const ns = libNamespace != nullptr ? libNamespace : "";
     std::lock_guard<std::mutex> lock(gRegisterMutex);
+    if (gRegisteredNamespaces.count(ns) != 0 || (gHandedToLoader && ns == edgeseg::kUnpoolPluginNamespace))
+    {
+        return true; // already registered: statically, by an earlier call, or by loadLibrary
+    }
     IPluginRegistry* registry = getPluginRegistry();
-    if (registry == nullptr)
+    if (registry == nullptr || !registry->registerCreator(creator(), ns.c_str()))
     {
         return false;
     }
-    if (registry->getCreator(edgeseg::kUnpoolPluginName, edgeseg::kUnpoolPluginVersion, ns) != nullptr)
-    {
-        return true; // already registered (statically or by an earlier call)
-    }
-    return registry->registerCreator(creator(), ns);
+    gRegisteredNamespaces.insert(ns);
+    return true;
 }

@@ -104,11 +104,13 @@ private:
 
 extern "C"
 {
-    //! loadLibrary() entry: the library's logger (TensorRT passes its finder before getCreators).
+    //! loadLibrary() entry: TensorRT's logger finder (passed before getCreators). Kept, and asked
+    //! for the logger at each message, on the thread that logs (ILoggerFinder's contract).
     EDGESEG_PLUGIN_API void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept;
     //! loadLibrary() entry: the creators of this library (V3 creators, TensorRT 10.0+).
     EDGESEG_PLUGIN_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) noexcept;
     //! Explicit registration into getPluginRegistry() under `libNamespace` (nullptr = ""); idempotent.
+    //! `logger` (an nvinfer1::ILogger*, may be nullptr) takes precedence over the logger finder.
     EDGESEG_PLUGIN_API bool initEdgesegPlugins(void* logger, char const* libNamespace) noexcept;
 }
 
