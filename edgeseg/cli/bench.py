@@ -53,9 +53,13 @@ def bench_cmd(
 
     from rich.console import Console
 
+    from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
     from edgeseg.runtime import bench
     from edgeseg.runtime.bench_run import BenchConfig, BenchResult, run_bench
 
+    guard_outputs({"--out": stem_outputs(out, ".json", ".md", ".csv", ".png")},
+                  [*[i for m in models for i in model_input(m, f"model {m}")], *data_input(data),
+                   *data_input(calib, "--calib")])
     specs = bench.parse_backends(backends)
     threads = threads if threads is not None else os.cpu_count()
     if threads is not None and threads < 1:

@@ -153,12 +153,13 @@ def load_state(run: Path, architecture: str) -> Restored:
     clean_partial(run)
     last = run / LAST
     if not (last / "state.json").exists():
-        raise ModelError(f"no resumable state in {last}; train without --resume first "
-                         "(a run saves it at each epoch end and every --checkpoint-every steps)")
+        raise ModelError(f"no resumable state in {last} (a run saves it at each epoch end and every "
+                         "--checkpoint-every steps; this one stopped before its first save); start it "
+                         f"again with the same options and a new --out, or remove {run} and re-run")
     model, card = load_checkpoint(last)
     if card.architecture != architecture:
-        raise ModelError(f"{last} holds a {card.architecture!r} checkpoint but the run is "
-                         f"{architecture!r}; resume with --model {card.architecture} or use a new --out")
+        raise ModelError(f"{last} holds a {card.architecture!r} checkpoint but the run's config.json says "
+                         f"{architecture!r}: the run folder was mixed up; start a new run with a new --out")
     meta = json.loads((last / "state.json").read_text(encoding="utf-8"))
     tensors = load_file(str(last / "state.safetensors"))
     _set_rng(tensors)
