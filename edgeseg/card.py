@@ -118,7 +118,7 @@ class ModelCard:
         v = validate(CardSchema, d, source, ModelError,
                      "re-create the card with the edgeseg step that wrote the artifact")
         fields: dict[str, Any] = {
-            "architecture": v.architecture, "arch_args": dict(v.arch_args),
+            "architecture": v.architecture, "arch_args": dict(d["arch_args"]),  # as written, not coerced
             "class_names": tuple(v.class_names), "class_colors": tuple(tuple(c) for c in v.class_colors),
             "input_hw": (v.input_hw[0], v.input_hw[1]), "ignore_index": v.ignore_index,
             "channel_order": v.channel_order, "artifact": v.artifact, "unpool_mode": v.unpool_mode,

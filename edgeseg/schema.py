@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 from pydantic import ValidationError as _PydanticError
 
 from edgeseg.errors import EdgesegError
@@ -30,7 +30,7 @@ Hw = Annotated[list[Side], Field(min_length=2, max_length=2)]
 Number = StrictInt | StrictFloat
 Channel3 = Annotated[list[Number], Field(min_length=3, max_length=3)]
 Sha = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
-ArgValue = StrictBool | Annotated[StrictInt, Field(ge=-MAX_ARG, le=MAX_ARG)] | StrictFloat | StrictStr | None
+ArgValue = StrictBool | StrictInt | StrictFloat | StrictStr | None
 Color = Annotated[list[Annotated[StrictInt, Field(ge=0, le=255)]], Field(min_length=3, max_length=3)]
 
 
@@ -55,6 +55,15 @@ class CardSchema(_Strict):
 
     architecture: StrictStr
     arch_args: dict[StrictStr, ArgValue]
+
+    @field_validator("arch_args")
+    @classmethod
+    def _bounded(cls, args: dict[str, Any]) -> dict[str, Any]:
+        for k, v in args.items():
+            if isinstance(v, int | float) and not isinstance(v, bool) and not -MAX_ARG <= v <= MAX_ARG:
+                raise ValueError(f"builder argument {k}={v} is outside [-{MAX_ARG}, {MAX_ARG}] (it would "
+                                 "size the network)")
+        return args
     class_names: Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_CLASSES)]
     class_colors: Annotated[list[Color], Field(min_length=1, max_length=MAX_CLASSES)]
     input_hw: Hw

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from edgeseg.card import ModelCard
 from edgeseg.checkpoint import load_checkpoint, save_checkpoint
 from edgeseg.errors import ModelError
-from edgeseg.io import write_json_atomic
+from edgeseg.io import output_error, umask_mode, write_json_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -98,13 +98,19 @@ def save_state(run: Path, model: torch.nn.Module, card: ModelCard, optimizer: to
 
     from safetensors.torch import save_file
 
-    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=run))
-    tmp.chmod(0o755)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=run))
+    except OSError as e:
+        raise output_error(e, run / LAST, "training state") or e from None
+    tmp.chmod(umask_mode(0o777))  # mkdtemp makes it private; the run folder follows the umask
     try:
         save_checkpoint(model, card, tmp)
         opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
         tensors = {**opt_tensors, **_rng_tensors(), "train.confusion": confusion.detach().cpu().contiguous()}
-        save_file(tensors, str(tmp / "state.safetensors"))
+        try:
+            save_file(tensors, str(tmp / "state.safetensors"))
+        except Exception as e:  # safetensors reports ENOSPC/EFBIG as its own error type
+            raise output_error(e, run / LAST, "training state") or e from None
         meta = {"progress": asdict(progress), "optimizer": opt_meta, "scaler": scaler_state}
         write_json_atomic(tmp / "state.json", meta)
         _swap_in(run, tmp)
