@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - a case table reads best one case per line
 """Hostile-input suite (issue 14): every command, tried as a careless or hostile user would.
 
 Each case of the tables runs one command on a fresh copy of a small workspace (tiny ONNX models,
@@ -487,11 +488,11 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The pristine workspace every case copies (built once, ~3 s)."""
     import torch
     from _calib_models import HW, save_tiny, write_images
+    from edgeseg.calib.calib_set import Preprocess, make_calib_set
+    from edgeseg.calib.quantize import QuantConfig, calibrate
     from test_trt_backend import make_engine
     from tinyseg import write_tiny_onnx
 
-    from edgeseg.calib.calib_set import Preprocess, make_calib_set
-    from edgeseg.calib.quantize import QuantConfig, calibrate
     from edgeseg.card import ModelCard
     from edgeseg.checkpoint import save_checkpoint
     from edgeseg.data.synthetic import SYNTHETIC_INFO
@@ -556,10 +557,9 @@ def _fill(s: str, ws: Path) -> str:
 
 @pytest.fixture()
 def fake_trt(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    from test_trt_backend import fake_pycuda, fake_tensorrt
-
     from edgeseg.export import trt_common
     from edgeseg.export.trt_common import DeviceInfo
+    from test_trt_backend import fake_pycuda, fake_tensorrt
 
     def install() -> None:
         import types
@@ -658,3 +658,283 @@ def test_resume_without_state_advice_works(base: Path, tmp_path: Path) -> None:
     res = run_cli(["train", "--out", str(old), "--model", "lite-unet", "--data", "synthetic", "--input",
                    "32x32", "--batch", "2", "--synthetic-num", "4", "--max-steps", "1", "--threads", "1"])
     assert res.exit_code == 0, res.stderr
+
+
+# ---- a real full disk -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DiskCase:
+    """A run whose output goes to a full file system (``{disk}``). ``keep_kib``: free space left
+    (tmpfs); ``fsize_kib``: the file-size limit used instead where no tmpfs can be mounted;
+    ``place``: an earlier good artifact put on the disk first, which must survive unchanged."""
+
+    id: str
+    command: str
+    argv: list[str]
+    keep_kib: int = 0
+    fsize_kib: int = 1
+    place: Callable[[Path, Path], None] | None = None
+
+
+FULL = r"disk is full|KiB free|file-size limit|No space left"
+
+
+def _earlier(src: str, dst: str) -> Callable[[Path, Path], None]:
+    """Copy ws/src (and its card) to disk/dst: the good artifact a failed run must not touch."""
+    def place(ws: Path, disk: Path) -> None:
+        shutil.copy(ws / src, disk / dst)
+        shutil.copy(ws / (src + ".json"), disk / (dst + ".json"))
+    return place
+
+
+DISK_CASES = [
+    DiskCase("export", "export", ["export", f"{{ws}}/{CKPT}", "-o", "{disk}/m.onnx", "--no-simplify"],
+             keep_kib=8, fsize_kib=8, place=_earlier("model.onnx", "m.onnx")),
+    DiskCase("calibrate", "calibrate", [*CALIBRATE[:5], "{disk}/t.int8.onnx", "--method", "minmax"],
+             place=_earlier("tiny.int8.onnx", "t.int8.onnx")),
+    DiskCase("convert-fp16", "convert-fp16", [*FP16[:3], "{disk}/t.fp16.onnx"]),
+    DiskCase("train", "train", ["train", "--out", "{disk}/run", "--model", "unet", "--model-arg", "width=8",
+                                "--data", "synthetic", "--input", "32x32", "--batch", "2", "--synthetic-num", "4",
+                                "--max-steps", "1", "--threads", "1"], keep_kib=32, fsize_kib=16),
+    DiskCase("stream-stats", "stream", [*STREAM, "--stats", "{disk}/s.jsonl"]),
+    DiskCase("stream-report", "stream", [*STREAM, "--report", "{disk}/r.json"],
+             place=lambda ws, disk: (disk / "r.json").write_text('{"earlier": "good"}\n')),
+    DiskCase("eval", "eval", [*EVAL[:-1], "{disk}/ev"],
+             place=lambda ws, disk: (disk / "ev.json").write_text('{"earlier": "good"}\n')),
+    DiskCase("calib-set", "calib-set", ["calib-set", "{ws}/data/images", "--input", "20x24", "--num", "4",
+                                        "-o", "{disk}/set.json"]),
+]
+
+
+def _mount_tmpfs(folder: Path, size_kib: int) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0777", "tmpfs", str(folder)],
+                         capture_output=True)
+    return res.returncode == 0
+
+
+@pytest.fixture()
+def disk(tmp_path: Path) -> Iterator[Path | None]:
+    """A 2 MiB tmpfs (None where mounting is not allowed: the cases then use ``ulimit -f``)."""
+    folder = tmp_path / "disk"
+    mounted = _mount_tmpfs(folder, 2048)
+    try:
+        yield folder if mounted else None
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path, keep_kib: int) -> None:
+    """Write a ballast file until ``keep_kib`` KiB stay free on ``folder``'s file system."""
+    st = os.statvfs(folder)
+    extra = st.f_bavail * st.f_frsize - keep_kib * 1024
+    with open(folder / "ballast", "wb") as f:
+        while extra > 0:
+            n = min(extra, 1 << 20)
+            try:
+                f.write(b"\0" * n)
+                f.flush()
+            except OSError:
+                break
+            extra -= n
+
+
+def _subprocess_cli(argv: list[str], fsize_kib: int | None, timeout: float = 300) -> subprocess.CompletedProcess:
+    def limit() -> None:
+        if fsize_kib is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_kib * 1024, resource.RLIM_INFINITY))
+
+    return subprocess.run([sys.executable, "-m", "edgeseg.cli.main", *argv], preexec_fn=limit,
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", DISK_CASES, ids=[f"full-disk:{c.command}:{c.id}" for c in DISK_CASES])
+def test_full_disk(case: DiskCase, base: Path, tmp_path: Path, disk: Path | None,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 1, one line naming the full disk, nothing earlier replaced, no temporary file left."""
+    ws = copy_ws(base, tmp_path / "ws")
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    target = disk if disk is not None else tmp_path / "limited"
+    target.mkdir(exist_ok=True)
+    if case.place is not None:
+        case.place(ws, target)
+    if disk is not None:
+        fill(disk, case.keep_kib)
+    before = snapshot(ws, target)
+    argv = [a.replace("{disk}", str(target)).replace("{ws}", str(ws)) for a in case.argv]
+    if disk is not None:
+        res = run_cli(argv)
+        code, stderr = res.exit_code, res.stderr
+    else:  # no tmpfs here: the same run under a file-size limit (EFBIG)
+        proc = _subprocess_cli(argv, case.fsize_kib)
+        code, stderr = proc.returncode, proc.stderr
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("error")]
+    assert code == 1, (code, stderr)
+    # train prints progress on stderr: the failure is one error line, and the last one
+    assert "Traceback" not in stderr and len(errors) == 1 and stderr.rstrip().endswith(errors[0]), stderr
+    assert __import__("re").search(FULL, errors[0]), errors[0]
+    after = snapshot(ws, target)
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    # a run that failed mid-way may keep what it finished (train: config.json, a partial stats file);
+    # it may never replace what was there, nor leave a temporary file
+    assert not {k for k in changed if k in before}, changed
+    assert not [k for k in changed if k.endswith(".tmp") or ".partial" in k], changed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["ulimit-export", "ulimit-stream"])
+def test_file_size_limit(how: str, base: Path, tmp_path: Path) -> None:
+    """EFBIG (``ulimit -f``) always, tmpfs or not: one line, exit 1, the earlier file kept."""
+    ws = copy_ws(base, tmp_path / "ws")
+    (tmp_path / "out").mkdir()
+    earlier = tmp_path / "out" / "m.onnx"
+    shutil.copy(ws / "model.onnx", earlier)
+    shutil.copy(ws / "model.onnx.json", tmp_path / "out" / "m.onnx.json")
+    if how == "ulimit-export":
+        argv = ["export", str(ws / CKPT), "-o", str(earlier), "--no-simplify"]
+        limit = 8
+    else:
+        argv = [*[_fill(a, ws) for a in STREAM[:4]], "--headless", "--quiet", "--max-frames", "200",
+                "--synthetic-size", "240x320", "--save", str(tmp_path / "out" / "v.avi"),
+                "--report", str(tmp_path / "r.json")]
+        limit = 2048
+    before = snapshot(tmp_path / "out")
+    proc = _subprocess_cli(argv, limit)
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
+    assert "file-size limit" in lines[0], lines[0]
+    after = snapshot(tmp_path / "out")
+    assert all(after.get(k) == v for k, v in before.items())
+    if how == "ulimit-stream":
+        from edgeseg.runtime.sinks import video_frames
+
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["frames"] == video_frames(tmp_path / "out" / "v.avi") > 0
+
+
+def _stream_full(tmp_path: Path, disk: Path, keep_kib: int) -> tuple[Any, dict[str, Any]]:
+    fill(disk, keep_kib)
+    argv = ["stream", str(REPO / "edgeseg" / "assets" / "demo-lite-unet.onnx"), "--source", "synthetic",
+            "--synthetic-size", "240x320", "--headless", "--quiet", "--max-frames", "400",
+            "--save", str(disk / "v.mp4"), "--report", str(tmp_path / "r.json")]
+    res = run_cli(argv)
+    return res, json.loads((tmp_path / "r.json").read_text())
+
+
+@pytest.mark.slow
+def test_stream_save_on_full_disk_stops_and_counts(tmp_path: Path, disk: Path | None) -> None:
+    """The issue's figure: exit 1, and frames reported == frames in the video file."""
+    from edgeseg.runtime.sinks import video_frames
+
+    if disk is None:
+        pytest.skip("no tmpfs here (not root); test_file_size_limit[ulimit-stream] covers the limit")
+    res, report = _stream_full(tmp_path, disk, 1536)  # room for some 240x320 frames, then full
+    assert res.exit_code == 1, res.stderr
+    assert "cannot write --save video" in res.stderr and "Traceback" not in res.stderr
+    held = video_frames(disk / "v.mp4")
+    assert 0 < report["frames"] < 400 and report["frames"] == held, (report["frames"], held)
+    assert report["stop_reason"].startswith("error: cannot write --save video")
+
+
+@pytest.mark.slow
+def test_stream_lost_frames_are_caught_at_close(tmp_path: Path, disk: Path | None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backstop: with the room check disabled the writer loses frames silently on the full disk; the
+    count of frames in the finished file catches it (exit 1, the report says how many)."""
+    from edgeseg.runtime import sinks
+
+    if disk is None:
+        pytest.skip("no tmpfs here (not root)")
+    monkeypatch.setattr(sinks, "check_room", lambda *a, **k: None)
+    res, report = _stream_full(tmp_path, disk, 64)
+    assert res.exit_code == 1, res.stderr
+    assert "holds" in report["stop_reason"] and "of 400 frames written" in report["stop_reason"]
+    assert not (disk / "v.mp4").exists()  # nothing incomplete under the final name
+
+
+# ---- exit codes, modes, missing torch ---------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stream_signal_exit_code(sig: signal.Signals, base: Path, tmp_path: Path) -> None:
+    """130 / 143 after a signal, like train; the report is still written and says why."""
+    stats, report = tmp_path / "s.jsonl", tmp_path / "r.json"
+    argv = [sys.executable, "-m", "edgeseg.cli.main", "stream", str(base / "model.onnx"), "--source",
+            "synthetic", "--synthetic-fps", "30", "--headless", "--quiet", "--stats", str(stats),
+            "--report", str(report)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not stats.exists() or not stats.read_text().count("\n")):
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    assert json.loads(report.read_text())["stop_reason"] == f"interrupted ({sig.name})"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask022", "umask077"])
+def test_atomic_artifacts_follow_the_umask(umask: int, base: Path, tmp_path: Path) -> None:
+    """Files written through the atomic helper get 0o666 & ~umask, like files written directly."""
+    old = os.umask(umask)
+    try:
+        res = run_cli(["calib-set", str(base / "data" / "images"), "--input", "20x24", "--num", "4",
+                       "-o", str(tmp_path / "set.json")])
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.stderr
+    mode = (tmp_path / "set.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~umask == plain.stat().st_mode & 0o777
+
+
+NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.argv = ['edgeseg', *sys.argv[1:]]; "
+            "from edgeseg.cli.main import main; main()")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [["models"], ["info", "unet"], ["export", "{ws}/ckpt", "-o", "{tmp}/m.onnx"],
+                                  ["train", "--out", "{tmp}/run", "--model", "unet", "--data", "synthetic",
+                                   "--input", "32x32"]], ids=["models", "info", "export", "train"])
+def test_missing_torch_is_one_line(argv: list[str], base: Path, tmp_path: Path) -> None:
+    """A runtime-only install (torch missing): one line naming the extra, exit 2, nothing written."""
+    args = [a.replace("{ws}", str(base)).replace("{tmp}", str(tmp_path)) for a in argv]
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == ["error: this command needs torch, which is not installed (a runtime-only install); "
+                     "install it with: pip install 'edgeseg[train]'"], proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+# ---- the count by command and class (docs/reliability.md) ------------------------------------------
+
+OTHER = [("full-disk", c.command) for c in DISK_CASES] + [
+    ("full-disk", "export"), ("full-disk", "stream"), ("full-disk", "stream"), ("full-disk", "stream"),
+    ("code-from-data", "stream"), ("advice", "train"), ("advice", "stream"), ("advice", "train"),
+    ("exit-code", "stream"), ("exit-code", "stream"), ("exit-code", "calib-set"), ("exit-code", "calib-set"),
+    ("missing-torch", "models"), ("missing-torch", "info"), ("missing-torch", "export"),
+    ("missing-torch", "train")]
+
+
+def counts() -> tuple[Counter[str], Counter[str], int]:
+    pairs = [(c.cls, c.command) for c in CASES] + OTHER
+    return Counter(p[0] for p in pairs), Counter(p[1] for p in pairs), len(pairs)
+
+
+if __name__ == "__main__":
+    by_class, by_command, total = counts()
+    print(f"{total} cases")
+    print("| class | cases |\n|---|---:|")
+    for k, v in sorted(by_class.items()):
+        print(f"| {k} | {v} |")
+    print("\n| command | cases |\n|---|---:|")
+    for k, v in sorted(by_command.items()):
+        print(f"| {k} | {v} |")
