@@ -52,23 +52,25 @@ def free_bytes(folder: str | os.PathLike[str]) -> int:
     return free if soft == resource.RLIM_INFINITY else min(free, soft)
 
 
-def check_room(target: str | os.PathLike[str], need_bytes: int, what: str = "output") -> None:
+def check_room(target: str | os.PathLike[str], need_bytes: int, what: str | None = None) -> None:
     """OutputError when ``need_bytes`` more bytes will not fit next to ``target``.
 
     Checks both the free space of the file system and the per-file size limit (``ulimit -f``,
-    against ``target``'s current size when it exists).
+    against ``target``'s current size when it exists). ``what`` names the output in the message
+    (default ``output TARGET``).
     """
     target = Path(target)
+    what = what or f"output {target}"
     parent = target.parent if str(target.parent) else Path(".")
     st = os.statvfs(parent)
     free = st.f_bavail * st.f_frsize
     if free < need_bytes:
-        raise OutputError(f"cannot write {what} {target}: {free // 1024} KiB free on its file system, "
+        raise OutputError(f"cannot write {what}: {free // 1024} KiB free on its file system, "
                           f"{need_bytes // 1024} KiB needed; free some space or choose another path")
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     size = target.stat().st_size if target.is_file() else 0
     if soft != resource.RLIM_INFINITY and size + need_bytes > soft:
-        raise OutputError(f"cannot write {what} {target}: the file-size limit (ulimit -f) is "
+        raise OutputError(f"cannot write {what}: the file-size limit (ulimit -f) is "
                           f"{soft // 1024} KiB; raise it or write a smaller file")
 
 

@@ -223,7 +223,10 @@ def check_engine_card(card: ModelCard, engine: Path, tensorrt_version: str, devi
         problems.append(f"compute capability {built_cc or '?'} (here {device.compute_capability}, "
                         f"{device.name})")
     if problems:
-        rebuild = extra.get("build_command") or (
+        recorded = str(extra.get("build_command") or "")
+        # The card is data: its command is only echoed when it is an edgeseg build-engine line.
+        safe = recorded.startswith("edgeseg build-engine ") and recorded.isprintable()
+        rebuild = recorded if safe else (
             f"edgeseg build-engine <model.onnx> --precision {card.precision} -o {engine}")
         raise EngineError(f"engine {engine} was built for {' and '.join(problems)}; rebuild it on this "
                           f"machine: {rebuild}")

@@ -132,7 +132,8 @@ class VideoSink(_Base):
         # VideoWriter.write returns nothing and drops frames silently on a full disk: check the room
         # first. An encoded frame is far smaller than the raw one, so raw size + 1 MiB (container
         # index written on close) is a safe margin.
-        check_room(self.tmp, image_bgr.nbytes + (1 << 20), f"--save video (frame {self.frames + 1})")
+        check_room(self.tmp, image_bgr.nbytes + (1 << 20),
+                   f"--save video {self.path} (frame {self.frames + 1})")
         self._writer.write(image_bgr)
         self.frames += 1
 
@@ -174,7 +175,7 @@ class FramesSink(_Base):
     def write(self, image_bgr: np.ndarray, frame: Frame) -> None:
         target = self.folder / f"{frame.name}.png"
         tmp = self.folder / f".{frame.name}.partial.png"
-        check_room(tmp, image_bgr.nbytes, "--save-frames image")
+        check_room(tmp, image_bgr.nbytes, f"--save-frames image {target}")
         if not cv2.imwrite(str(tmp), image_bgr):
             tmp.unlink(missing_ok=True)
             raise OutputError(f"cannot write {target}; check the --save-frames folder and free space")

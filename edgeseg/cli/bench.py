@@ -152,7 +152,11 @@ def demo_cmd(
 
     if frames < 1:
         raise ConfigError(f"--frames {frames} must be at least 1")
+    from edgeseg.guard import guard_outputs, model_input
+
     path = model or demo_model()
+    guard_outputs({"--out": [out / "demo.mp4", out / "report.json", out / "report.md", out / "frames.jsonl"]},
+                  model_input(path))
     backend = open_backend(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
