@@ -16,6 +16,7 @@ fewer than were written is an error (the report then says so and the run exits 1
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -198,6 +199,8 @@ class StatsSink(_Base):
             self._f.write(json.dumps(record.to_dict()) + "\n")
             self._f.flush()
         except OSError as e:  # disk full / size limit: one line, the run stops and reports
+            with contextlib.suppress(OSError):
+                self._f.close()  # drops the unwritable tail; close() must not fail a second time
             raise output_error(e, self.path, "--stats") or OutputError(
                 f"writing --stats {self.path} failed ({e.strerror}); choose another path") from None
 

@@ -147,8 +147,8 @@ def _finish(result: Any, report: Path | None, quiet: bool) -> None:
     if written:
         console.print("wrote " + ", ".join(written), highlight=False)
     code = stop_exit_code(result.stop_reason)
-    if code == EXIT_FAILED:
-        typer.echo(f"stream stopped: {result.stop_reason}", err=True)
+    if code == EXIT_FAILED:  # one line in the CLI's "error: ..." form (the report holds the same text)
+        typer.echo(f"error: stream stopped: {result.stop_reason.removeprefix('error: ')}", err=True)
     if code:
         raise typer.Exit(code)
 
