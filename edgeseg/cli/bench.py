@@ -176,6 +176,13 @@ def demo_cmd(
     console.print(report.rich_tables())
     console.print(demo_summary(report.to_dict()))
     console.print(f"wrote {out / 'demo.mp4'}, {json_path}, {md_path}, {out / 'frames.jsonl'}")
+    from edgeseg.cli.stream import stop_exit_code
+
+    code = stop_exit_code(report.stop_reason)  # same convention as stream (edgeseg.errors)
+    if code:
+        if code == 1:
+            typer.echo(f"error: demo stopped: {report.stop_reason.removeprefix('error: ')}", err=True)
+        raise typer.Exit(code)
 
 
 def demo_summary(report: dict[str, Any]) -> str:
