@@ -214,18 +214,33 @@ def load_calib_set(path: str | Path, *, root: str | Path | None = None, verify: 
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise CalibrationError(f"{path} is not an edgeseg calibration set (format {FORMAT!r}); create "
                                "one with edgeseg calib-set")
-    pre = Preprocess.from_dict(m["preprocess"])
-    base = Path(root) if root is not None else Path(m["root"])
-    images = tuple(base / e["path"] for e in m["images"])
-    hashes = tuple(e["sha256"] for e in m["images"])
-    if not images:
-        raise CalibrationError(f"calibration set {path} lists no images; re-create it with edgeseg calib-set")
+    from edgeseg.schema import ManifestSchema, validate
+
+    v = validate(ManifestSchema, m, f"calibration set {path}", CalibrationError,
+                 "re-create it with edgeseg calib-set")
+    pre = Preprocess.from_dict(v.preprocess.model_dump())
+    base = Path(root) if root is not None else Path(v.root)
+    images = tuple(_inside_root(path, base, e.path) for e in v.images)
+    hashes = tuple(e.sha256 for e in v.images)
     if set_hash(pre, hashes) != m.get("set_sha256"):
         raise CalibrationError(f"calibration set {path} was edited: its set_sha256 does not match its "
                                "contents; re-create it with edgeseg calib-set")
     if verify:
         _verify_files(path, images, hashes)
-    return CalibSet(base, pre, images, hashes, m["set_sha256"], m.get("strategy", "?"))
+    return CalibSet(base, pre, images, hashes, v.set_sha256, v.strategy)
+
+
+def _inside_root(manifest: Path, root: Path, rel: str) -> Path:
+    """``root / rel``, refused unless it stays inside ``root`` (no absolute paths, no ``..`` out,
+    no symlink out): a manifest names images of its dataset, nothing else on the machine."""
+    p = root / rel
+    try:
+        p.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise CalibrationError(f"calibration set {manifest}: image path {rel!r} leaves the dataset root "
+                               f"{root}; image paths must be relative and inside it; re-create the set "
+                               "with edgeseg calib-set") from None
+    return p
 
 
 def _verify_files(manifest: Path, images: tuple[Path, ...], hashes: tuple[str, ...]) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgeseg.card import read_card, write_card
 from edgeseg.errors import CalibrationError
-from edgeseg.io import atomic_path
+from edgeseg.io import atomic_path, load_onnx
 
 FP16_MAX = 65504.0
 
@@ -80,15 +80,16 @@ def convert_fp16(model_path: str | Path, out: str | Path | None = None) -> tuple
                                f"{card.precision}; convert the FP32 file from edgeseg export")
     if out.resolve() == model_path.resolve() or out.suffix != ".onnx":
         raise CalibrationError(f"output {out} must be a new .onnx file (e.g. model.fp16.onnx), not the input")
-    model = onnx.load(str(model_path))
+    model = load_onnx(model_path)
     clamped = _out_of_range_weights(model)
     half = to_fp16(model)
     onnx.checker.check_model(half)
-    with atomic_path(out) as tmp:
-        onnx.save(half, str(tmp))
     extra = {**card.extra, "fp16": {"keep_io_types": True, "fp32_ops": [_plugin_name()],
                                     "clamped_weights": clamped}}
-    write_card(out, card.replace(precision="fp16", parent_sha256=card.file_sha256, extra=extra))
+    with atomic_path(out, need_bytes=half.ByteSize()) as tmp:  # card written inside: both or neither
+        onnx.save(half, str(tmp))
+        write_card(out, card.replace(precision="fp16", parent_sha256=card.file_sha256, extra=extra),
+                   hashed=tmp)
     return out, read_card(out)
 
 

@@ -43,7 +43,7 @@ from edgeseg.calib.calib_set import CalibSet, Preprocess, load_calib_set
 
 from edgeseg.card import ModelCard, read_card, write_card
 from edgeseg.errors import CalibrationError
-from edgeseg.io import atomic_path, sha256_json, write_json_atomic
+from edgeseg.io import atomic_path, load_onnx, sha256_json, write_json_atomic
 
 METHODS = ("entropy", "minmax", "percentile")
 PLACEMENTS = ("tensorrt", "full")
@@ -291,7 +291,7 @@ def calibrate(model_path: str | Path, set_path: str | Path, out: str | Path,
     if out.resolve() == model_path.resolve() or out.suffix != ".onnx":
         raise CalibrationError(f"output {out} must be a new .onnx file (e.g. model.int8.onnx), not the input")
     card = read_card(model_path)
-    model = onnx.load(str(model_path))
+    model = load_onnx(model_path)
     cset = load_calib_set(set_path, root=root)
     input_name = check_inputs(model, card, cset, cfg)
     mode = unpool_mode_of(model)
@@ -302,12 +302,12 @@ def calibrate(model_path: str | Path, set_path: str | Path, out: str | Path,
         qmodel = insert_qdq(model, calib_model, ranges_file, _ort_method(cfg.method), cfg.placement,
                             cfg.keep_float)
     counts = check_qdq(qmodel)
-    with atomic_path(out) as tmp:
-        onnx.save(qmodel, str(tmp))
     extra = {**card.extra, "calibration_set_sha256": cset.set_sha256, "method": cfg.method,
              "calibration": {**cfg.params(), "images": len(cset.images), "strategy": cset.strategy,
                              "placement": cfg.placement, "cache_hit": hit, "keep_float": list(cfg.keep_float),
                              **counts}}
     new_card = card.replace(precision="int8", parent_sha256=card.file_sha256, extra=extra)
-    write_card(out, new_card)
+    with atomic_path(out, need_bytes=qmodel.ByteSize()) as tmp:  # card written inside: both or neither
+        onnx.save(qmodel, str(tmp))
+        write_card(out, new_card, hashed=tmp)
     return out, read_card(out)

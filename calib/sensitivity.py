@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import CalibrationError
+from edgeseg.io import load_onnx
 
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
@@ -86,14 +87,13 @@ def layer_sensitivity(fp32_path: str | Path, int8_path: str | Path, data: str | 
                       *, num: int = 16, threads: int | None = None,
                       on_layer: Any = None) -> tuple[float, list[LayerSensitivity]]:
     """(disagreement of the INT8 file, per-layer results sorted by reduction, largest first)."""
-    import onnx
 
     from edgeseg.card import read_card
     from edgeseg.data import open_dataset
     from edgeseg.preprocess import preprocess
 
     card = read_card(fp32_path)
-    fp32, qmodel = onnx.load(str(fp32_path)), onnx.load(str(int8_path))
+    fp32, qmodel = load_onnx(fp32_path), load_onnx(int8_path)
     ds = open_dataset(str(data), split=split)
     inputs = [preprocess(ds[i].image_bgr, card) for i in range(min(num, len(ds)))]
     ref = _argmaxes(fp32, inputs, threads)

@@ -93,29 +93,45 @@ class ModelCard:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "model card") -> ModelCard:
+    def from_dict(cls, d: Any, source: str = "model card") -> ModelCard:
+        """Validate ``d`` against the card schema (:mod:`edgeseg.schema`) and build the card.
+
+        Any wrong type, shape or absurd size raises ModelError naming ``source`` and the field.
+        """
+        from edgeseg.schema import CardSchema, validate
+
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ModelError(
-                f"{source}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], sorted(names))}; "
-                f"valid keys: {', '.join(sorted(names))}"
-            )
-        missing = [k for k in ("architecture", "arch_args", "class_names", "class_colors", "input_hw")
-                   if k not in d]
-        if missing:
-            raise ModelError(f"{source}: missing key(s) {', '.join(missing)}; re-create the artifact")
-        if d.get("schema", SCHEMA_VERSION) > SCHEMA_VERSION:
-            raise ModelError(f"{source}: schema {d['schema']} is newer than this edgeseg "
-                             f"({SCHEMA_VERSION}); upgrade edgeseg")
-        d = dict(d)
-        d["class_names"] = tuple(d["class_names"])
-        d["class_colors"] = tuple(tuple(int(v) for v in c) for c in d["class_colors"])
-        d["input_hw"] = (int(d["input_hw"][0]), int(d["input_hw"][1]))
+        if isinstance(d, dict):
+            unknown = sorted(set(d) - names, key=str)
+            if unknown:
+                raise ModelError(
+                    f"{source}: unknown key {unknown[0]!r}{did_you_mean(str(unknown[0]), sorted(names))}; "
+                    f"valid keys: {', '.join(sorted(names))}"
+                )
+            missing = [k for k in ("architecture", "arch_args", "class_names", "class_colors", "input_hw")
+                       if k not in d]
+            if missing:
+                raise ModelError(f"{source}: missing key(s) {', '.join(missing)}; re-create the artifact")
+            if isinstance(d.get("schema"), int) and d["schema"] > SCHEMA_VERSION:
+                raise ModelError(f"{source}: schema {d['schema']} is newer than this edgeseg "
+                                 f"({SCHEMA_VERSION}); upgrade edgeseg")
+        v = validate(CardSchema, d, source, ModelError,
+                     "re-create the card with the edgeseg step that wrote the artifact")
+        fields: dict[str, Any] = {
+            "architecture": v.architecture, "arch_args": dict(d["arch_args"]),  # as written, not coerced
+            "class_names": tuple(v.class_names), "class_colors": tuple(tuple(c) for c in v.class_colors),
+            "input_hw": (v.input_hw[0], v.input_hw[1]), "ignore_index": v.ignore_index,
+            "channel_order": v.channel_order, "artifact": v.artifact, "unpool_mode": v.unpool_mode,
+            "precision": v.precision, "file_sha256": v.file_sha256, "parent_sha256": v.parent_sha256,
+            "extra": dict(d.get("extra") or {}), "schema": v.schema_,
+        }
         for k in ("mean", "std"):
-            if k in d:
-                d[k] = tuple(float(v) for v in d[k])
-        return cls(**d)
+            if getattr(v, k) is not None:
+                fields[k] = tuple(float(x) for x in getattr(v, k))
+        try:
+            return cls(**fields)
+        except ModelError as e:
+            raise ModelError(f"{source}: {e}") from None
 
 
 def card_path(artifact: str | os.PathLike[str]) -> Path:
@@ -142,6 +158,11 @@ def read_card(artifact: str | os.PathLike[str], verify_hash: bool = True) -> Mod
     except (OSError, json.JSONDecodeError) as e:
         raise ModelError(f"model card {cpath} is not valid JSON ({e}); re-create it") from e
     card = ModelCard.from_dict(data, source=str(cpath))
+    if verify_hash and card.file_sha256 is None:
+        # A card without a hash cannot vouch for its file: refusing it keeps "file_sha256: null"
+        # from switching the check off.
+        raise ModelError(f"model card {cpath} has no file_sha256, so it cannot be checked against "
+                         f"{artifact}; re-create the artifact with the edgeseg step that wrote it")
     if verify_hash and card.file_sha256 is not None:
         actual = sha256_file(artifact)
         if actual != card.file_sha256:
@@ -153,7 +174,12 @@ def read_card(artifact: str | os.PathLike[str], verify_hash: bool = True) -> Mod
     return card
 
 
-def write_card(artifact: str | os.PathLike[str], card: ModelCard) -> Path:
-    """Hash ``artifact`` into ``card.file_sha256`` and write the card atomically; return its path."""
-    card = card.replace(file_sha256=sha256_file(artifact))
+def write_card(artifact: str | os.PathLike[str], card: ModelCard,
+               hashed: str | os.PathLike[str] | None = None) -> Path:
+    """Hash ``artifact`` into ``card.file_sha256`` and write the card atomically; return its path.
+
+    ``hashed``: the file to hash instead (the temporary file that will be renamed onto
+    ``artifact``), so card and file can be written inside one :func:`~edgeseg.io.atomic_path`.
+    """
+    card = card.replace(file_sha256=sha256_file(hashed if hashed is not None else artifact))
     return write_json_atomic(card_path(artifact), card.to_dict())

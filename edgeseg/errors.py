@@ -1,8 +1,16 @@
 """The edgeseg error hierarchy.
 
 Every error a user can cause is an :class:`EdgesegError` whose message is one line that names
-the problem, what was expected and how to fix it. The CLI prints that line and exits with 2;
-the Python API raises the typed exception. Never ``assert`` on user input.
+the problem, what was expected and how to fix it. The CLI prints that line and exits with the
+error's ``exit_code``; the Python API raises the typed exception. Never ``assert`` on user input.
+
+Exit codes, the same for every command (docs/reliability.md):
+
+* 0 — done.
+* 1 — the work started and failed (a write failed, a source was lost, a check failed);
+  what was finished is kept, nothing earlier was replaced.
+* 2 — refused: bad input, option, file or environment; nothing was run or written.
+* 128 + signal — stopped by a signal after saving what was done: 130 SIGINT (Ctrl-C), 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,6 +20,21 @@ class EdgesegError(Exception):
     """Base class: a problem with the user's input or environment, not a bug in edgeseg."""
 
     exit_code = 2
+
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+
+
+def signal_exit_code(signum: int) -> int:
+    """128 + signal number: 130 for SIGINT, 143 for SIGTERM (the shell's convention)."""
+    return 128 + int(signum)
+
+
+class OutputError(EdgesegError):
+    """An output could not be written (disk full, size limit, unwritable folder); nothing earlier
+    was replaced."""
+
+    exit_code = EXIT_FAILED
 
 
 class ConfigError(EdgesegError, ValueError):

@@ -297,7 +297,7 @@ def _facts(opts: ExportOptions, results: list[Verification], trt: dict[str, Any]
 def write_onnx(out: Path, data: bytes, card: ModelCard) -> tuple[Path, ModelCard]:
     """Write the ONNX bytes and the card atomically (card first, then the file is renamed in);
     return the path and the card as written (with ``file_sha256``)."""
-    with atomic_path(out) as tmp:
+    with atomic_path(out, need_bytes=len(data)) as tmp:
         tmp.write_bytes(data)
         card = card.replace(file_sha256=sha256_file(tmp))
         write_json_atomic(card_path(out), card.to_dict())

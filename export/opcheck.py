@@ -27,6 +27,7 @@ from typing import Any
 from edgeseg.export.unpool import OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 from edgeseg.errors import ConfigError, ExportError, did_you_mean
+from edgeseg.io import load_onnx
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -158,14 +159,9 @@ def check_ops(model: Any, version: str) -> OpCheck:
 
 def check_file(path: str | Path, versions: str | None = None) -> list[OpCheck]:
     """Load an ONNX file (structure only) and check it for the requested version(s)."""
-    import onnx
 
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"ONNX file {path} does not exist; check the path")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError / OSError / ValueError variants
-        raise ExportError(f"{path} is not a readable ONNX file ({type(e).__name__}); "
-                          "re-export it with edgeseg export") from None
+    model = load_onnx(path, weights=False)
     return [check_ops(model, v) for v in resolve_versions(versions)]

@@ -29,7 +29,7 @@ from edgeseg.export.unpool import OP_NAME
 
 from edgeseg.card import PRECISIONS, ModelCard, card_path, read_card
 from edgeseg.errors import CalibrationError, ConfigError, EngineError
-from edgeseg.io import atomic_path, sha256_bytes, sha256_file
+from edgeseg.io import atomic_path, load_onnx, sha256_bytes, sha256_file
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 _FLOAT16 = 10  # onnx.TensorProto.FLOAT16
@@ -80,14 +80,10 @@ class BuildPlan:
 
 def inspect_onnx(path: Path) -> OnnxFacts:
     """Read an ONNX file's structure (no weights loaded beyond the file itself)."""
-    import onnx
 
     if not path.is_file():
         raise EngineError(f"ONNX file {path} does not exist; export one with: edgeseg export")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # DecodeError / OSError variants
-        raise EngineError(f"{path} is not a readable ONNX file ({type(e).__name__}); re-export it") from None
+    model = load_onnx(path, weights=False)
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
@@ -259,7 +255,7 @@ def write_engine(out: Path, plan: bytes, card: ModelCard) -> None:
     try:
         with atomic_path(side) as tmp_card:
             tmp_card.write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
-            with atomic_path(out) as tmp_plan:
+            with atomic_path(out, need_bytes=len(plan)) as tmp_plan:
                 tmp_plan.write_bytes(plan)
                 side.unlink(missing_ok=True)  # the older card must not outlive the older plan
             committed = True

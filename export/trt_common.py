@@ -144,22 +144,46 @@ def linked_tensorrt_major(lib: Path) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def check_plugin_library(lib: Path, tensorrt_version: str) -> None:
-    """Refuse a missing plugin library or one built for another TensorRT (one-line EngineError)."""
+def check_plugin_library(lib: Path, tensorrt_version: str, *, from_user: bool = True) -> str:
+    """Refuse a library that is not a TensorRT plugin library for this TensorRT; return its SHA-256.
+
+    Checked before anything is loaded (loading a library runs its constructors): it must exist,
+    reference ``libnvinfer`` (a TensorRT plugin links it; a library without it is not one), link
+    the major version here, and match the SHA-256 its ``build-plugin`` sidecar recorded. A
+    library edgeseg found by itself (``from_user=False``, the default build folder) must have
+    that sidecar; one the user named on the command line may come from elsewhere.
+    """
     rebuild = "rebuild it here with: edgeseg build-plugin"
     if not lib.is_file():
         raise EngineError(f"plugin library {lib} does not exist; build it with: edgeseg build-plugin "
                           f"(or pass --plugin PATH to an existing {PLUGIN_LIB_NAME})")
     linked = linked_tensorrt_major(lib)
-    if linked is not None and linked != tensorrt_major(tensorrt_version):
+    if linked is None:
+        raise EngineError(f"{lib} does not link libnvinfer, so it is not a TensorRT plugin library; "
+                          f"not loaded; {rebuild}")
+    if linked != tensorrt_major(tensorrt_version):
         raise EngineError(f"plugin library {lib} links libnvinfer.so.{linked} but TensorRT here is "
                           f"{tensorrt_version}; {rebuild}")
+    sha = sha256_file(lib)
     side = plugin_sidecar(lib)
-    if side.is_file():
-        built_for = str(json.loads(side.read_text(encoding="utf-8")).get("tensorrt_version", ""))
-        if built_for and not same_minor(built_for, tensorrt_version):
-            raise EngineError(f"plugin library {lib} was built for TensorRT {built_for} but TensorRT "
-                              f"here is {tensorrt_version}; {rebuild}")
+    if not side.is_file():
+        if not from_user:
+            raise EngineError(f"plugin library {lib} has no sidecar {side.name} (edgeseg build-plugin writes "
+                              f"one), so its SHA-256 cannot be checked; not loaded; {rebuild}")
+        return sha
+    try:
+        facts = json.loads(side.read_text(encoding="utf-8"))
+        built_for, recorded = str(facts.get("tensorrt_version", "")), facts.get("sha256")
+    except (OSError, ValueError, AttributeError):
+        raise EngineError(f"plugin sidecar {side} is not the JSON edgeseg build-plugin writes; "
+                          f"not loaded; {rebuild}") from None
+    if recorded != sha:
+        raise EngineError(f"plugin library {lib} does not match the SHA-256 in {side.name} (changed since "
+                          f"edgeseg build-plugin wrote it); not loaded; {rebuild}")
+    if built_for and not same_minor(built_for, tensorrt_version):
+        raise EngineError(f"plugin library {lib} was built for TensorRT {built_for} but TensorRT "
+                          f"here is {tensorrt_version}; {rebuild}")
+    return sha
 
 
 def resolve_plugin(plugin: str | os.PathLike[str] | None, tensorrt_version: str) -> Path:
@@ -169,20 +193,22 @@ def resolve_plugin(plugin: str | os.PathLike[str] | None, tensorrt_version: str)
     return default_plugin_dir(tensorrt_version) / PLUGIN_LIB_NAME
 
 
-def load_plugin_library(lib: str | os.PathLike[str]) -> str:
+def load_plugin_library(lib: str | os.PathLike[str], *, from_user: bool = True) -> str:
     """Load the edgeseg plugin library into TensorRT's plugin registry; return its SHA-256.
 
     The library registers its creator when it is loaded (a static registrar, like NVIDIA's Python
     samples that ``ctypes.CDLL`` a plugin library; trtexec --staticPlugins does the same), into
     the registry of the libnvinfer the ``tensorrt`` module already loaded. Once per process; the
-    registry must then hold the creator the ONNX node names.
+    registry must then hold the creator the ONNX node names. ``from_user``: the path came from
+    the user's command line (see :func:`check_plugin_library`); a path read from a file never
+    reaches this function.
     """
     trt = require_tensorrt()
     path = Path(lib).expanduser().resolve()
     with _LOAD_LOCK:
         if str(path) in _LOADED:
             return _LOADED[str(path)]
-        check_plugin_library(path, trt.__version__)
+        sha = check_plugin_library(path, trt.__version__, from_user=from_user)  # before any code runs
         try:
             _HANDLES.append(ctypes.CDLL(str(path)))
         except OSError as e:
@@ -191,8 +217,8 @@ def load_plugin_library(lib: str | os.PathLike[str]) -> str:
         if trt.get_plugin_registry().get_creator(OP_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
             raise EngineError(f"{path} loaded but TensorRT {trt.__version__} has no {OP_NAME} plugin "
                               "registered; rebuild it with: edgeseg build-plugin")
-        _LOADED[str(path)] = sha256_file(path)
-        return _LOADED[str(path)]
+        _LOADED[str(path)] = sha
+        return sha
 
 
 # ---- engine cards ------------------------------------------------------------------------------
@@ -213,7 +239,10 @@ def check_engine_card(card: ModelCard, engine: Path, tensorrt_version: str, devi
         problems.append(f"compute capability {built_cc or '?'} (here {device.compute_capability}, "
                         f"{device.name})")
     if problems:
-        rebuild = extra.get("build_command") or (
+        recorded = str(extra.get("build_command") or "")
+        # The card is data: its command is only echoed when it is an edgeseg build-engine line.
+        safe = recorded.startswith("edgeseg build-engine ") and recorded.isprintable()
+        rebuild = recorded if safe else (
             f"edgeseg build-engine <model.onnx> --precision {card.precision} -o {engine}")
         raise EngineError(f"engine {engine} was built for {' and '.join(problems)}; rebuild it on this "
                           f"machine: {rebuild}")

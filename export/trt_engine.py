@@ -82,7 +82,7 @@ def _load_plugin(version: str, facts: OnnxFacts, opts: BuildOptions) -> tuple[Pa
             print(f"note: {opts.plugin} not loaded: this ONNX file has no plugin nodes", file=sys.stderr)
         return None, None
     lib = resolve_plugin(opts.plugin, version)
-    return lib, load_plugin_library(lib)
+    return lib, load_plugin_library(lib, from_user=opts.plugin is not None)
 
 
 def _parse(builder: trt.Builder, onnx: Path, plan: BuildPlan, logger: Any) -> tuple[Any, Any]:

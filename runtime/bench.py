@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import ConfigError, did_you_mean
+from edgeseg.io import load_onnx
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,7 @@ def onnx_gflops(path: str | os.PathLike[str]) -> float | None:
     """
     import onnx
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    model = onnx.shape_inference.infer_shapes(load_onnx(path))
     g = model.graph
     shapes: dict[str, list[int | None]] = {t.name: list(t.dims) for t in g.initializer}
     for vi in (*g.input, *g.value_info, *g.output):

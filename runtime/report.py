@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.io import write_json_atomic, write_text_atomic
+from edgeseg.io import load_onnx, write_json_atomic, write_text_atomic
 
 STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "overlay", "sinks")
 PERCENTILES = (50, 90, 99)
@@ -116,9 +116,8 @@ def count_params(path: Path, card_extra: dict[str, Any]) -> tuple[int | None, st
     if isinstance(card_extra.get("params"), int):
         return card_extra["params"], "model card"
     if path.suffix == ".onnx":
-        import onnx
 
-        model = onnx.load(str(path), load_external_data=False)
+        model = load_onnx(path, weights=False)
         return sum(int(np.prod(t.dims)) for t in model.graph.initializer), "ONNX initializers"
     if path.suffix == ".safetensors":
         import json

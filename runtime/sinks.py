@@ -7,10 +7,16 @@ Nothing half-written is left under a final name: the video is written to a hidde
 temporary name and renamed. The stats file is the exception by design: it is appended and
 flushed line by line under its final name, so a killed process still leaves every completed
 line (each line is one whole JSON object).
+
+Every write is checked and counted: ``cv2.VideoWriter.write`` reports nothing, so the video sink
+checks the room left (free space and ``ulimit -f``) before each frame and stops the run with a
+one-line error before the disk is full, and on close it counts the frames the finished file holds;
+fewer than were written is an error (the report then says so and the run exits 1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -24,7 +30,8 @@ import numpy as np
 from edgeseg.runtime.report import FrameRecord
 from edgeseg.runtime.sources import Frame
 
-from edgeseg.errors import SourceError
+from edgeseg.errors import OutputError, SourceError
+from edgeseg.io import check_room, output_error
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
@@ -123,6 +130,11 @@ class VideoSink(_Base):
             self._wh = (w, h)
         if (w, h) != self._wh:  # the source changed resolution: keep the file's size
             image_bgr = cv2.resize(image_bgr, self._wh, interpolation=cv2.INTER_AREA)
+        # VideoWriter.write returns nothing and drops frames silently on a full disk: check the room
+        # first. An encoded frame is far smaller than the raw one, so raw size + 1 MiB (container
+        # index written on close) is a safe margin.
+        check_room(self.tmp, image_bgr.nbytes + (1 << 20),
+                   f"--save video {self.path} (frame {self.frames + 1})")
         self._writer.write(image_bgr)
         self.frames += 1
 
@@ -134,8 +146,23 @@ class VideoSink(_Base):
         if self.frames == 0:
             self.tmp.unlink(missing_ok=True)
             return {}
+        held = video_frames(self.tmp)
+        if held != self.frames:  # the disk filled up after the last check: keep the file, say so
+            lost = self.tmp.with_name(f"{self.path.stem}.incomplete{self.path.suffix}")
+            os.replace(self.tmp, lost)
+            raise OutputError(f"video {lost} holds {held} of {self.frames} frames written (disk full or "
+                              "file-size limit); free space and run again")
         os.replace(self.tmp, self.path)
         return {"video": str(self.path)}
+
+
+def video_frames(path: Path) -> int:
+    """Frames a finished video file holds (its container index; 0 if it cannot be opened)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
 
 
 class FramesSink(_Base):
@@ -149,8 +176,10 @@ class FramesSink(_Base):
     def write(self, image_bgr: np.ndarray, frame: Frame) -> None:
         target = self.folder / f"{frame.name}.png"
         tmp = self.folder / f".{frame.name}.partial.png"
+        check_room(tmp, image_bgr.nbytes, f"--save-frames image {target}")
         if not cv2.imwrite(str(tmp), image_bgr):
-            raise SourceError(f"cannot write {target}; check the --save-frames folder and free space")
+            tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {target}; check the --save-frames folder and free space")
         os.replace(tmp, target)
         self.frames += 1
 
@@ -166,12 +195,22 @@ class StatsSink(_Base):
         self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def log(self, record: FrameRecord) -> None:
-        self._f.write(json.dumps(record.to_dict()) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(json.dumps(record.to_dict()) + "\n")
+            self._f.flush()
+        except OSError as e:  # disk full / size limit: one line, the run stops and reports
+            with contextlib.suppress(OSError):
+                self._f.close()  # drops the unwritable tail; close() must not fail a second time
+            raise output_error(e, self.path, "--stats") or OutputError(
+                f"writing --stats {self.path} failed ({e.strerror}); choose another path") from None
 
     def close(self) -> dict[str, str]:
         if not self._f.closed:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError as e:
+                raise output_error(e, self.path, "--stats") or OutputError(
+                    f"closing --stats {self.path} failed ({e.strerror})") from None
         return {"stats": str(self.path)}
 
 

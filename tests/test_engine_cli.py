@@ -35,6 +35,7 @@ from typer.testing import CliRunner
 from edgeseg.card import ModelCard, card_path, write_card
 from edgeseg.cli.main import app
 from edgeseg.errors import CalibrationError, ConfigError, EngineError
+from edgeseg.io import sha256_file
 
 runner = CliRunner()
 HW = (8, 8)
@@ -267,11 +268,20 @@ def test_plugin_library_missing_or_for_another_tensorrt(tmp_path: Path) -> None:
     lib.write_bytes(b"\x7fELF...libnvinfer.so.11\x00...")
     with pytest.raises(EngineError, match=r"libnvinfer\.so\.11.*10\.3\.0.*build-plugin"):
         check_plugin_library(lib, "10.3.0")
+    lib.write_bytes(b"\x7fELF...no TensorRT here\x00...")
+    with pytest.raises(EngineError, match="does not link libnvinfer"):
+        check_plugin_library(lib, "10.3.0")
     lib.write_bytes(b"\x7fELF...libnvinfer.so.10\x00...")
-    plugin_sidecar(lib).write_text('{"tensorrt_version": "10.13.0.35"}')
+    with pytest.raises(EngineError, match="no sidecar"):  # found by edgeseg itself: hash needed
+        check_plugin_library(lib, "10.3.0", from_user=False)
+    sha = sha256_file(lib)
+    plugin_sidecar(lib).write_text(f'{{"tensorrt_version": "10.13.0.35", "sha256": "{sha}"}}')
     with pytest.raises(EngineError, match="built for TensorRT 10.13"):
         check_plugin_library(lib, "10.3.0")
-    check_plugin_library(lib, "10.13.0.35")
+    assert check_plugin_library(lib, "10.13.0.35", from_user=False) == sha
+    lib.write_bytes(b"\x7fELF...libnvinfer.so.10\x00...changed")
+    with pytest.raises(EngineError, match="does not match the SHA-256"):
+        check_plugin_library(lib, "10.13.0.35")
 
 
 def test_build_plugin_without_headers(tmp_path: Path) -> None:

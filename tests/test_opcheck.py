@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from edgeseg.cli.main import app
-from edgeseg.errors import ConfigError, ExportError
+from edgeseg.errors import ConfigError, ExportError, ModelError
 
 X = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
 OUT = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
@@ -120,7 +120,7 @@ def test_check_file_errors(tmp_path: Path):
         check_file(tmp_path / "nope.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a protobuf at all \xff\xfe")
-    with pytest.raises(ExportError, match="not a readable ONNX file"):
+    with pytest.raises(ModelError, match="not a readable ONNX file"):  # edgeseg.io.load_onnx, shared
         check_file(bad)
 
 

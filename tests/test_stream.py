@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from edgeseg.card import ModelCard, card_path
 from edgeseg.cli.main import app
 from edgeseg.errors import BackendError, ConfigError, DataError
+from edgeseg.io import sha256_file
 from edgeseg.metrics import ConfusionMeter
 from edgeseg.preprocess import preprocess
 
@@ -124,7 +125,7 @@ def test_sigint_finalizes_video_and_report(tmp_path: Path) -> None:
     assert proc.poll() is None, proc.communicate()[0]
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0, output
+    assert proc.returncode == 130, output  # 128 + SIGINT, like train (edgeseg.errors)
     report = json.loads(rep.read_text())
     assert report["stop_reason"] == "interrupted (SIGINT)"
     assert report["frames"] >= 10
@@ -241,15 +242,15 @@ def test_card_not_matching_model(tmp_path: Path) -> None:
     model = write_tiny_onnx(tmp_path, input_hw=(48, 64))
     write_tiny_onnx(tmp_path, input_hw=(48, 64), seed=9, card=False)  # same name, other weights
     _one_line_error(invoke(model, "--source", "synthetic"), "does not match")
-    # a card without a hash whose input size is not the file's
+    # a card whose hash matches but whose input size is not the file's
     card = json.loads(card_path(model).read_text())
-    card.update(file_sha256=None, input_hw=[32, 32])
+    card.update(file_sha256=sha256_file(model), input_hw=[32, 32])
     card_path(model).write_text(json.dumps(card))
     _one_line_error(invoke(model, "--source", "synthetic"), "its card says (N, 3, 32, 32)")
     (tmp_path / "garbage.onnx").write_bytes(b"this is not onnx")
-    card.update(input_hw=[48, 64])
+    card.update(input_hw=[48, 64], file_sha256=sha256_file(tmp_path / "garbage.onnx"))
     card_path(tmp_path / "garbage.onnx").write_text(json.dumps(card))
-    _one_line_error(invoke(tmp_path / "garbage.onnx", "--source", "synthetic"), "onnxruntime cannot load")
+    _one_line_error(invoke(tmp_path / "garbage.onnx", "--source", "synthetic"), "not a readable ONNX file")
 
 
 # -- the stages ---------------------------------------------------------------------------------

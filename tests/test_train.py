@@ -184,7 +184,7 @@ def test_resume_refuses_other_model_and_missing_state(tmp_path: Path) -> None:
     # a last/ checkpoint of another architecture (e.g. copied in by hand)
     cfg = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**cfg, "model": "unet"}))
-    with pytest.raises(ModelError, match="'lite-unet' checkpoint but the run is 'unet'"):
+    with pytest.raises(ModelError, match="'lite-unet' checkpoint but the run's config.json says 'unet'"):
         train(_cfg(model="unet", max_steps=4, synthetic_num=8), run, resume=True, console=_quiet())
     res = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "none"), "--resume"])
     assert res.exit_code == 2 and "config.json not found" in res.output

@@ -211,15 +211,18 @@ def test_plugin_engines_load_the_plugin_first(tmp_path: Path, fakes: Any,
     fakes()
     built_with = tmp_path / "libedgeseg_plugins.so"
     built_with.write_bytes(b"lib")
-    loaded: list[Path] = []
-    monkeypatch.setattr(trt_common, "load_plugin_library", lambda lib: loaded.append(Path(lib)) or "ab" * 32)
-    monkeypatch.setenv("EDGESEG_PLUGIN_DIR", str(tmp_path / "nowhere"))
+    loaded: list[tuple[Path, bool]] = []
+    monkeypatch.setattr(trt_common, "load_plugin_library",
+                        lambda lib, from_user: loaded.append((Path(lib), from_user)) or "ab" * 32)
+    monkeypatch.setenv("EDGESEG_PLUGIN_DIR", str(tmp_path / "plugins"))
     engine = make_engine(tmp_path, unpool_mode="plugin", plugin_sha256="ab" * 32, plugin_path=str(built_with))
     backend = TrtBackend(engine)
-    assert loaded == [built_with] and backend.plugin == built_with  # default dir empty: the build's library
+    default = trt_common.default_plugin_dir(VERSION) / trt_common.PLUGIN_LIB_NAME
+    # the card's plugin_path is never used: edgeseg's own build folder, marked as not user-given
+    assert loaded == [(default, False)] and backend.plugin == default
     explicit = tmp_path / "other.so"
     TrtBackend(engine, plugin=explicit)
-    assert loaded[-1] == explicit
+    assert loaded[-1] == (explicit, True)
 
 
 def test_failed_execute_waits_for_queued_copies(tmp_path: Path, fakes: Any) -> None:

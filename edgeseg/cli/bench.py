@@ -53,9 +53,13 @@ def bench_cmd(
 
     from rich.console import Console
 
+    from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
     from edgeseg.runtime import bench
     from edgeseg.runtime.bench_run import BenchConfig, BenchResult, run_bench
 
+    guard_outputs({"--out": stem_outputs(out, ".json", ".md", ".csv", ".png")},
+                  [*[i for m in models for i in model_input(m, f"model {m}")], *data_input(data),
+                   *data_input(calib, "--calib")])
     specs = bench.parse_backends(backends)
     threads = threads if threads is not None else os.cpu_count()
     if threads is not None and threads < 1:
@@ -148,7 +152,11 @@ def demo_cmd(
 
     if frames < 1:
         raise ConfigError(f"--frames {frames} must be at least 1")
+    from edgeseg.guard import guard_outputs, model_input
+
     path = model or demo_model()
+    guard_outputs({"--out": [out / "demo.mp4", out / "report.json", out / "report.md", out / "frames.jsonl"]},
+                  model_input(path))
     backend = open_backend(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -168,6 +176,13 @@ def demo_cmd(
     console.print(report.rich_tables())
     console.print(demo_summary(report.to_dict()))
     console.print(f"wrote {out / 'demo.mp4'}, {json_path}, {md_path}, {out / 'frames.jsonl'}")
+    from edgeseg.cli.stream import stop_exit_code
+
+    code = stop_exit_code(report.stop_reason)  # same convention as stream (edgeseg.errors)
+    if code:
+        if code == 1:
+            typer.echo(f"error: demo stopped: {report.stop_reason.removeprefix('error: ')}", err=True)
+        raise typer.Exit(code)
 
 
 def demo_summary(report: dict[str, Any]) -> str:

@@ -78,7 +78,9 @@ def calib_set_cmd(
 ) -> None:
     """Choose calibration images and write their manifest (paths, SHA-256, preprocessing, set hash)."""
     from edgeseg.calib.calib_set import make_calib_set
+    from edgeseg.guard import data_input, guard_outputs, model_input
 
+    guard_outputs({"-o/--out": out}, [*model_input(model), *data_input(data, "DATA")])
     pre = _preprocess(model, input, mean, std, channel_order)
     m = make_calib_set(data, out, num=num, preprocess=pre, strategy=strategy.value, split=split, seed=seed)
     console = Console()
@@ -107,8 +109,12 @@ def calibrate_cmd(
 ) -> None:
     """INT8 explicit quantization (Q/DQ, symmetric, per-channel weights) calibrated on the CPU."""
     from edgeseg.calib.quantize import QuantConfig, calibrate
+    from edgeseg.card import card_path
+    from edgeseg.guard import Input, guard_outputs, model_input
 
     out = out or model.with_name(model.name.removesuffix(".onnx") + ".int8.onnx")
+    guard_outputs({"-o/--out": [out, card_path(out)]},
+                  [*model_input(model), Input(calib_set, "the calibration set (--set)")])
     cfg = QuantConfig(method=method.value, placement=placement.value, percentile=percentile,
                       cache_dir=cache_dir, keep_float=tuple(keep_float or ()))
     path, card = calibrate(model, calib_set, out, cfg, root=root)
@@ -123,8 +129,12 @@ def convert_fp16_cmd(
         "-o", "--out", help="Output [default: MODEL.fp16.onnx].")] = None,
 ) -> None:
     """FP16 ONNX with FP32 inputs/outputs (the unpool plugin node stays FP32)."""
-    from edgeseg.calib.fp16 import convert_fp16
+    from edgeseg.calib.fp16 import convert_fp16, default_fp16_path
+    from edgeseg.card import card_path
+    from edgeseg.guard import guard_outputs, model_input
 
+    target = out if out is not None else default_fp16_path(model)
+    guard_outputs({"-o/--out": [target, card_path(target)]}, model_input(model))
     path, card = convert_fp16(model, out)
     typer.echo(f"wrote {path} (FP16, FP32 I/O; {card.extra['fp16']['clamped_weights']} weights clamped)")
 
@@ -141,7 +151,10 @@ def precision_report_cmd(
     from rich.progress import Progress
 
     from edgeseg.calib.precision import precision_report, write_precision_report
+    from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
 
+    guard_outputs({"-o/--out": stem_outputs(out)},
+                  [*[i for m in models for i in model_input(m, f"model {m}")], *data_input(data)])
     with Progress(transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
         result = precision_report([str(m) for m in models], data, split, threads=threads, num=num,
@@ -170,7 +183,11 @@ def int8_sensitivity_cmd(
     from rich.progress import Progress
 
     from edgeseg.calib.sensitivity import layer_sensitivity, sensitivity_markdown
+    from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
     from edgeseg.report import write_report
+
+    guard_outputs({"-o/--out": stem_outputs(out)},
+                  [*model_input(model), *model_input(int8, "the INT8 model"), *data_input(data)])
 
     with Progress(transient=True) as progress:
         task = progress.add_task("layers", total=None)

@@ -69,8 +69,12 @@ def build_engine_cmd(
     verbose: Annotated[bool, typer.Option(help="Show TensorRT's full builder log.")] = False,
 ) -> None:
     """Build a TensorRT engine (+ card OUT.json) from an ONNX file on the GPU that will run it."""
+    from edgeseg.card import card_path
     from edgeseg.export.trt_build import build_engine
+    from edgeseg.guard import data_input, guard_outputs, model_input
 
+    guard_outputs({"-o/--out": [out, card_path(out)]},
+                  [*model_input(onnx, "the ONNX model"), *data_input(plugin, "--plugin")])
     kwargs: dict[str, Any] = {"precision": precision.value, "workspace_mb": workspace, "plugin": plugin,
                               "timing_cache": timing_cache, "dla_core": dla_core, "min_batch": min_batch,
                               "opt_batch": opt_batch, "max_batch": max_batch}

@@ -83,8 +83,13 @@ def export_cmd(
     threads: Annotated[int | None, typer.Option(help="onnxruntime threads for verification.")] = None,
 ) -> None:
     """Checkpoint -> verified ONNX file + card (help text: EXPORT_HELP)."""
+    from edgeseg.card import card_path
     from edgeseg.export.onnx_export import export_onnx
     from edgeseg.export.opcheck import check_ops, trt_versions
+    from edgeseg.guard import data_input, guard_outputs, model_input
+
+    guard_outputs({"-o/--out": [out, card_path(out)]},
+                  [*model_input(checkpoint, "the checkpoint"), *data_input(data)])
 
     console = Console(stderr=True)
     with console.status("exporting") as status:  # a spinner on terminals, silent otherwise

@@ -1,23 +1,39 @@
 """``edgeseg`` entry point: builds the Typer app from the command-group modules.
 
 Each command-group module exposes ``register(app)``. Errors derived from ``EdgesegError`` are
-printed as one line on stderr and exit with code 2 (no traceback).
+printed as one line on stderr and exit with their ``exit_code`` (the convention is in
+:mod:`edgeseg.errors`; no traceback). Two failures that are not edgeseg's own become one line
+here, for every command: a missing optional dependency (torch in a runtime-only install names
+the extra to install) and a write failure (disk full, file-size limit) that escaped a helper.
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EXIT_FAILED, EXIT_REFUSED, EdgesegError, signal_exit_code
+
+# Optional modules -> the extra that installs them (pyproject.toml [project.optional-dependencies]).
+EXTRAS = {"torch": "train", "safetensors": "train", "onnxsim": "train", "albumentations": "train",
+          "tensorrt": "tensorrt", "pycuda": "tensorrt"}
 
 # Command-group modules under edgeseg.cli, in help order.
 COMMAND_MODULES: tuple[str, ...] = ("models", "train", "export", "stream", "engine", "calib", "bench",
                                      "doctor")
+
+
+class Terminated(BaseException):
+    """SIGTERM turned into an exception, so ``finally`` blocks (temporary files) run."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 class _Group(TyperGroup):
@@ -29,6 +45,28 @@ class _Group(TyperGroup):
         except EdgesegError as e:
             typer.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except (KeyboardInterrupt, Terminated) as e:
+            # Commands with their own stop handling (stream, train, bench) save and exit 130/143
+            # themselves; anywhere else the atomic writes' cleanup has already run on the way out.
+            signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+            typer.echo(f"error: stopped by {signum.name}; nothing half-written was kept", err=True)
+            ctx.exit(signal_exit_code(signum))
+        except ModuleNotFoundError as e:
+            top = (e.name or "").split(".")[0]
+            if top not in EXTRAS:
+                raise
+            typer.echo(f"error: this command needs {top}, which is not installed (a runtime-only "
+                       f"install); install it with: pip install 'edgeseg[{EXTRAS[top]}]'", err=True)
+            ctx.exit(EXIT_REFUSED)
+        except OSError as e:
+            from edgeseg.io import write_errno
+
+            if write_errno(e) is None:
+                raise
+            typer.echo(f"error: a write failed: {e.strerror or e}"
+                       f"{f' ({e.filename})' if e.filename else ''}; free space (or raise the "
+                       "file-size limit) and run again", err=True)
+            ctx.exit(EXIT_FAILED)
 
 
 def build_app() -> typer.Typer:
@@ -62,6 +100,7 @@ app = build_app()
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)  # commands with a graceful stop install their own
     app(prog_name="edgeseg")
 
 

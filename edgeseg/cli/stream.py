@@ -1,9 +1,10 @@
 """``edgeseg stream MODEL [--camera N | --source S]``: live segmentation overlay, measured.
 
 Torch-free unless MODEL is a ``.safetensors`` checkpoint. Every output is checked before the
-first frame; Ctrl-C finalizes the video and writes the report. Exit code 0 when the stream ended
-or a limit was reached, 1 when the source failed and could not be reconnected (the report is
-still written), 2 for bad input.
+first frame (none may overwrite an input); Ctrl-C finalizes the video and writes the report.
+Exit codes (edgeseg.errors): 0 when the stream ended or a limit was reached; 1 when the source
+failed and could not be reconnected or an output could not be written completely (the report is
+still written and says why); 2 for bad input; 130 / 143 after SIGINT / SIGTERM (report written).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeseg.errors import ConfigError
+from edgeseg.errors import EXIT_FAILED, ConfigError, signal_exit_code
 
 BACKEND_OPTIONS = {".onnx": ("threads", "provider"), ".safetensors": ("device",), ".engine": ("plugin",)}
 
@@ -53,6 +54,17 @@ def _check_report_path(report: Path | None) -> None:
         raise ConfigError(f"--report {report.name} must end in .json (a Markdown copy goes next to it)")
     if not (report.parent if str(report.parent) else Path(".")).is_dir():
         raise ConfigError(f"--report folder {report.parent} does not exist; create it or choose another path")
+
+
+def _guard(model: Path, spec: str, masks: Path | None, plugin: Path | None, save: Path | None,
+           save_frames: Path | None, stats: Path | None, report: Path | None) -> None:
+    """Refuse any output that would overwrite or replace an input (before anything runs)."""
+    from edgeseg.guard import data_input, guard_outputs, model_input
+
+    inputs = [*model_input(model), *data_input(spec, "--source"), *data_input(masks, "--masks"),
+              *data_input(plugin, "--plugin")]
+    guard_outputs({"--save": save, "--save-frames": save_frames, "--stats": stats,
+                   "--report": None if report is None else [report, report.with_suffix(".md")]}, inputs)
 
 
 def stream_cmd(
@@ -106,6 +118,7 @@ def stream_cmd(
 
     spec = _source_spec(camera, source)
     _check_report_path(report)
+    _guard(model, spec, masks, plugin, save, save_frames, stats, report)
     overlay = OverlayOptions(alpha=alpha, legend=legend, hud=hud)
     backend = open_backend(model, **_backend_kwargs(model, threads, provider, device, plugin))
     try:
@@ -146,9 +159,23 @@ def _finish(result: Any, report: Path | None, quiet: bool) -> None:
         written += [str(p) for p in result.write(report)]
     if written:
         console.print("wrote " + ", ".join(written), highlight=False)
-    if result.stop_reason.startswith("error"):
-        typer.echo(f"stream stopped: {result.stop_reason}", err=True)
-        raise typer.Exit(1)
+    code = stop_exit_code(result.stop_reason)
+    if code == EXIT_FAILED:  # one line in the CLI's "error: ..." form (the report holds the same text)
+        typer.echo(f"error: stream stopped: {result.stop_reason.removeprefix('error: ')}", err=True)
+    if code:
+        raise typer.Exit(code)
+
+
+def stop_exit_code(reason: str) -> int:
+    """The exit code of a finished stream from its stop reason (convention in edgeseg.errors)."""
+    import signal
+
+    if reason.startswith("error") or "closing failed" in reason:
+        return EXIT_FAILED  # checked first: a lost frame outweighs how the run was stopped
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if reason.startswith("interrupted") and sig.name in reason:
+            return signal_exit_code(sig)
+    return 0
 
 
 def register(app: typer.Typer) -> None:

@@ -102,6 +102,11 @@ def train_cmd(
     if loss_arg is not None:
         given["loss_args"] = parse_kv(loss_arg, "--loss-arg")
     cfg = config_from_options(out, resume, given)
+    from edgeseg.guard import data_input, guard_outputs, model_input
+
+    guard_outputs({"--out": [out, out / "config.json", out / "best" / "model.safetensors",
+                             out / "best" / "model.json"]},
+                  [*model_input(cfg.init, "--init"), *data_input(cfg.data)])
     from edgeseg.train.loop import train
 
     try:
@@ -132,8 +137,11 @@ def eval_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from edgeseg.evaluate import evaluate
+    from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
     from edgeseg.report import metrics_markdown, metrics_table, write_report
 
+    stem = out if out is not None else model.with_name(f"{model.name}.eval-{split}")
+    guard_outputs({"--out": stem_outputs(stem)}, [*model_input(model), *data_input(data)])
     options: dict[str, Any] = {}
     if model.suffix == ".safetensors":
         options["device"] = device.value
@@ -149,7 +157,6 @@ def eval_cmd(
     title = f"{model.name} on {data} ({split}, {result.images} images, {result.card.input_hw[0]}x" \
             f"{result.card.input_hw[1]})"
     console.print(metrics_table(result.metrics, result.card.class_names, title=title))
-    stem = out if out is not None else model.with_name(f"{model.name}.eval-{split}")
     md = metrics_markdown(result.metrics, result.card.class_names, title=title)
     md += f"\nScored at the {result.to_dict()['resolution']}; backend {result.backend.get('name')}.\n"
     json_path, md_path = write_report(stem, result.to_dict(), md)

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edgeseg.checkpoint import check_state, save_checkpoint
-from edgeseg.errors import ConfigError, EdgesegError, ModelError
+from edgeseg.errors import ConfigError, EdgesegError, ModelError, signal_exit_code
 from edgeseg.io import write_json_atomic
 from edgeseg.metrics import SegMetrics
 from edgeseg.train import state as st
@@ -37,9 +37,11 @@ class TrainingError(EdgesegError):
 
 
 class TrainingInterrupted(EdgesegError):
-    """Stopped by Ctrl-C / SIGTERM after saving ``last/``."""
+    """Stopped by Ctrl-C / SIGTERM after saving ``last/``; exit code 128 + signal (130 / 143)."""
 
-    exit_code = 130
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_code = signal_exit_code(signum)
 
 
 @dataclass
@@ -98,11 +100,17 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, progress: st.Progress
         loss = run.loss_fn(logits.float(), y)
     value = float(loss.detach())
     if not math.isfinite(value):
+        saved = _saved_step(run.folder)
+        lower = f"{run.cfg.lr / 10:.3g}" if run.cfg.lr is not None else f"{lr / 10:.3g}"
+        # The advice must work when typed: --lr may change on --resume (RESUME_OVERRIDES); without a
+        # saved state there is nothing to resume, so the run starts again in a new folder.
+        fix = (f"continue from step {saved} with a lower LR: edgeseg train --out {run.folder} --resume "
+               f"--lr {lower}" if saved.isdigit() else
+               f"no state was saved yet: start again with a lower --lr {lower} and a new --out")
         raise TrainingError(
             f"loss became {value} at epoch {progress.epoch + 1} step {progress.step_in_epoch + 1} "
             f"(global step {progress.global_step + 1}, lr {lr:.3g}); stopped before updating the "
-            f"weights; the last good checkpoint is {run.folder / st.LAST} (step "
-            f"{_saved_step(run.folder)}); lower --lr or check the data, then --resume or restart")
+            f"weights (check the data if a lower LR does not help); {fix}")
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
@@ -187,7 +195,8 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
                 raise TrainingInterrupted(
                     f"interrupted at epoch {progress.epoch + 1} step {progress.step_in_epoch} (global "
                     f"step {progress.global_step}); state saved in {run.folder / st.LAST}; continue "
-                    f"with: edgeseg train --out {run.folder} --resume")
+                    f"with: edgeseg train --out {run.folder} --resume",
+                    stop.signals[0] if stop.signals else signal.SIGINT)
             if cfg.checkpoint_every and progress.global_step % cfg.checkpoint_every == 0:
                 save_last(run, cm, progress)
     return not (cfg.max_steps is not None and progress.global_step >= cfg.max_steps
@@ -293,12 +302,11 @@ def prepare_folder(cfg: TrainConfig, folder: Path, resume: bool) -> TrainConfig:
     if (folder / st.LAST).exists() or (folder / "config.json").exists():
         raise ConfigError(f"run folder {folder} already holds a run; pass --resume to continue it or "
                           "choose a new --out")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "config.json", cfg.to_dict())
-    return cfg
+    return cfg  # config.json is written by train() once the run is built (bad input leaves nothing)
 
 
-RESUME_OVERRIDES = ("max_steps", "workers", "device", "threads", "checkpoint_every")
+# Options --resume may change. lr is one: the non-finite-loss error advises "lower --lr, then --resume".
+RESUME_OVERRIDES = ("max_steps", "workers", "device", "threads", "checkpoint_every", "lr")
 
 
 def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Console | None = None
@@ -314,9 +322,14 @@ def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Cons
         cm, progress = _restore(run)
         console.print(f"resuming {folder} at epoch {progress.epoch + 1} step {progress.step_in_epoch} "
                       f"(global step {progress.global_step})")
-    elif cfg.init is not None:
-        warm_start(run, Path(cfg.init))
-        console.print(f"starting from the weights of {cfg.init}")
+    else:
+        if cfg.init is not None:
+            warm_start(run, Path(cfg.init))
+            console.print(f"starting from the weights of {cfg.init}")
+        # Only now, with data, model and --init accepted, does the run folder get its config: a
+        # refused run leaves nothing that would block the corrected command.
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "config.json", cfg.to_dict())
     run.model.train()
     with _graceful_stop() as stop:
         while progress.epoch < cfg.epochs:

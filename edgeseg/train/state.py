@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from edgeseg.card import ModelCard
 from edgeseg.checkpoint import load_checkpoint, save_checkpoint
 from edgeseg.errors import ModelError
-from edgeseg.io import write_json_atomic
+from edgeseg.io import output_error, umask_mode, write_json_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -98,13 +98,19 @@ def save_state(run: Path, model: torch.nn.Module, card: ModelCard, optimizer: to
 
     from safetensors.torch import save_file
 
-    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=run))
-    tmp.chmod(0o755)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=run))
+    except OSError as e:
+        raise output_error(e, run / LAST, "training state") or e from None
+    tmp.chmod(umask_mode(0o777))  # mkdtemp makes it private; the run folder follows the umask
     try:
         save_checkpoint(model, card, tmp)
         opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
         tensors = {**opt_tensors, **_rng_tensors(), "train.confusion": confusion.detach().cpu().contiguous()}
-        save_file(tensors, str(tmp / "state.safetensors"))
+        try:
+            save_file(tensors, str(tmp / "state.safetensors"))
+        except Exception as e:  # safetensors reports ENOSPC/EFBIG as its own error type
+            raise output_error(e, run / LAST, "training state") or e from None
         meta = {"progress": asdict(progress), "optimizer": opt_meta, "scaler": scaler_state}
         write_json_atomic(tmp / "state.json", meta)
         _swap_in(run, tmp)
@@ -153,12 +159,13 @@ def load_state(run: Path, architecture: str) -> Restored:
     clean_partial(run)
     last = run / LAST
     if not (last / "state.json").exists():
-        raise ModelError(f"no resumable state in {last}; train without --resume first "
-                         "(a run saves it at each epoch end and every --checkpoint-every steps)")
+        raise ModelError(f"no resumable state in {last} (a run saves it at each epoch end and every "
+                         "--checkpoint-every steps; this one stopped before its first save); start it "
+                         f"again with the same options and a new --out, or remove {run} and re-run")
     model, card = load_checkpoint(last)
     if card.architecture != architecture:
-        raise ModelError(f"{last} holds a {card.architecture!r} checkpoint but the run is "
-                         f"{architecture!r}; resume with --model {card.architecture} or use a new --out")
+        raise ModelError(f"{last} holds a {card.architecture!r} checkpoint but the run's config.json says "
+                         f"{architecture!r}: the run folder was mixed up; start a new run with a new --out")
     meta = json.loads((last / "state.json").read_text(encoding="utf-8"))
     tensors = load_file(str(last / "state.safetensors"))
     _set_rng(tensors)

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.errors import BackendError, ModelError, did_you_mean
+from edgeseg.io import load_onnx
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -77,6 +78,7 @@ class OrtBackend:
         # cores for capture/preprocess/overlay (measured: preprocess 15 ms -> 1.2 ms on 2 cores).
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.spinning = spinning
+        load_onnx(self.path, weights=False)  # one-line error for truncated files / external data outside
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=wanted)
         except Exception as e:  # onnxruntime raises its own pybind exception types

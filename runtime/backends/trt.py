@@ -71,11 +71,10 @@ class TrtBackend:
         wanted = self.card.extra.get("plugin_sha256")
         if wanted is None and self.card.unpool_mode != "plugin":
             return None
+        # Only --plugin or edgeseg's own build folder: the card's plugin_path is a note for people,
+        # never loaded (a card is data; loading a library runs its code).
         lib = resolve_plugin(plugin, version)
-        built_with = self.card.extra.get("plugin_path")
-        if plugin is None and not lib.is_file() and built_with and Path(built_with).is_file():
-            lib = Path(built_with)  # the library the engine was built with, still in place
-        sha = load_plugin_library(lib)
+        sha = load_plugin_library(lib, from_user=plugin is not None)
         if wanted is not None and sha != wanted:
             print(f"note: plugin library {lib} differs from the one {self.path.name} was built with "
                   f"(SHA-256 {sha[:12]}… vs {str(wanted)[:12]}…)", file=sys.stderr)
