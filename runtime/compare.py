@@ -172,7 +172,14 @@ def _f(v: Any, fmt: str) -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def columns(rows: list[dict[str, Any]]) -> list[int]:
+    """Indexes into HEADER to show: the power columns only when some row has power."""
+    has_power = any(r["avg_power_w"] is not None or r["energy_per_frame_mj"] is not None for r in rows)
+    return [i for i, h in enumerate(HEADER) if has_power or h not in ("power W", "mJ/frame")]
+
+
 def cells(r: dict[str, Any]) -> list[str]:
+    """One row's cells, in HEADER order."""
     status = "ok" if r["status"] == "ok" else f"{r['status']}: {r['reason']}".rstrip(": ")
     return [r["model"], r["input"], r["backend"], str(r["batch"]), r["machine"], _f(r["p50_ms"], "{:.2f}"),
             _f(r["p99_ms"], "{:.2f}"), _f(r["throughput_ips"], "{:.1f}"), _f(r["vs_ref"], "{:.2f}x"),
@@ -190,26 +197,43 @@ def to_markdown(machines: list[Machine], rows: list[dict[str, Any]], command: st
         lines.append(f"| {m.label} | `{m.path.name}` | {f['cpu']} ({f['threads']} of {f['cpu_count']}) | "
                      f"{f['gpu'] or '-'} | {f['board'] or '-'} | {runtimes} | {f['timing'] or '-'} | "
                      f"{_f(f['loadavg_1m'], '{}')} |")
-    header = [h.format(ref=ref) for h in HEADER]
+    show = columns(rows)
+    header = [HEADER[i].format(ref=ref) for i in show]
+    align = ["---:" if 5 <= i < len(HEADER) - 1 else "---" for i in show]
     lines += ["", f"Latency per batch (p50/p99 ms); vs {ref}: {ref}'s p50 / this machine's p50 for the same "
               "model, input, backend and batch (2.00x = twice as fast). Each machine's rows come from its "
               "own bench run; compare absolute numbers knowing each file's load and timing.", "",
-              "| " + " | ".join(header) + " |", "|" + "---|" * 5 + "---:|" * 7 + "---|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(r)) + " |" for r in rows]
+              "| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for r in rows:
+        c = cells(r)
+        lines.append("| " + " | ".join(c[i].replace("|", "\\|") for i in show) + " |")
     return "\n".join(lines) + "\n"
 
 
 def rich_table(machines: list[Machine], rows: list[dict[str, Any]]) -> Any:
+    """Terminal view: one narrow table per model and input; reasons of non-ok rows below."""
     from rich import box
+    from rich.console import Group
     from rich.table import Table
 
-    header = [h.format(ref=machines[0].label) for h in HEADER]
-    table = Table(title="edgeseg compare", box=box.SIMPLE_HEAD, pad_edge=False)
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i < 5 or i == len(header) - 1 else "right")
-    for r in rows:
-        table.add_row(*cells(r), style=None if r["status"] == "ok" else "dim")
-    return table
+    ref = machines[0].label
+    short = {"batch": "b", "vs {ref}": "×ref", "p50 ms": "p50 ms", "mJ/frame": "mJ"}
+    show = [i for i in columns(rows) if HEADER[i] not in ("model", "input")]
+    notes: dict[str, int] = {}
+    tables = []
+    for key in dict.fromkeys((r["model"], r["input"]) for r in rows):
+        table = Table(title=f"{key[0]} {key[1]}", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0))
+        for i in show:
+            table.add_column(short.get(HEADER[i], HEADER[i]), justify="left" if i < 5 else "right",
+                             no_wrap=True)
+        for r in (r for r in rows if (r["model"], r["input"]) == key):
+            c = cells(r)
+            if r["status"] != "ok":
+                c[-1] = f"{r['status']} [{notes.setdefault(r['reason'], len(notes) + 1)}]"
+            table.add_row(*[c[i] for i in show], style=None if r["status"] == "ok" else "dim")
+        tables.append(table)
+    lines = [f"×ref: {ref}'s p50 / this p50 (same model, input, backend, batch)"]
+    return Group(*tables, *lines, *[f"[{n}] {reason}" for reason, n in notes.items()])
 
 
 def write_compare(machines: list[Machine], stem: Path,

@@ -40,7 +40,7 @@ def plot_compare(rows: list[dict[str, Any]], machines: list[str], out: Path) -> 
     import matplotlib.pyplot as plt
 
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(machines)}
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    fig, ax = plt.subplots(figsize=(9.5, 5), dpi=120)
     if any(p["miou"] is not None for p in pts):
         _scatter(ax, pts, colours)
     else:
@@ -48,7 +48,7 @@ def plot_compare(rows: list[dict[str, Any]], machines: list[str], out: Path) -> 
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")  # keeps the legends outside the axes
     plt.close(fig)
     return out
 
@@ -68,12 +68,16 @@ def _scatter(ax: Any, pts: list[dict[str, Any]], colours: dict[str, Any]) -> Non
     if max(ys) - min(ys) < 2.0:  # do not blow tiny differences up to the full height
         mid = (max(ys) + min(ys)) / 2
         ax.set_ylim(mid - 1.5, mid + 1.5)
+    else:
+        ax.margins(x=0.08, y=0.08)
+    # Legends outside the axes, so no point hides behind them.
     first = ax.legend(handles=[Line2D([], [], ls="", marker="o", mfc="none", mec=c, mew=1.6, label=m)
-                               for m, c in colours.items()], title="machine", fontsize=7, loc="upper left")
+                               for m, c in colours.items()], title="machine", fontsize=7,
+                      loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.add_artist(first)
     ax.legend(handles=[Line2D([], [], ls="", marker=mk, mfc="none", mec="black", label=" ".join(b))
                        for b, mk in marker.items()], title="model input backend", fontsize=7,
-              loc="lower right")
+              loc="lower left", bbox_to_anchor=(1.02, 0.0))
     ax.set_xlabel("latency p50 per call, smallest batch (ms, log scale)")
     ax.set_ylabel("mIoU (%)")
     missing = len(pts) - len(with_miou)
@@ -93,4 +97,4 @@ def _bars(ax: Any, pts: list[dict[str, Any]], machines: list[str], colours: dict
     ax.set_xscale("log")
     ax.set_xlabel("latency p50 per call, smallest batch (ms, log scale)")
     ax.set_title("edgeseg compare: latency (no mIoU in the bench files)")
-    ax.legend(title="machine", fontsize=7)
+    ax.legend(title="machine", fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
