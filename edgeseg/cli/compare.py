@@ -13,8 +13,8 @@ def compare_cmd(
     files: Annotated[list[Path], typer.Argument(
         help="Bench results, one per machine: the STEM.json each 'edgeseg bench' wrote.")],
     labels: Annotated[str | None, typer.Option(
-        help="Machine names, comma list in file order [default: file names without .json and a "
-             "'bench-' prefix].")] = None,
+        help="Machine names, comma list in file order (default: each file's name without .json "
+             "and without a leading 'bench-').")] = None,
     out: Annotated[Path, typer.Option(
         "-o", "--out", help="Output stem: writes OUT.json, OUT.md and OUT.png.")] = Path("compare"),
 ) -> None:
