@@ -139,3 +139,24 @@ def test_import_is_light_and_runtime_torch_free() -> None:
     out = subprocess.run([sys.executable, "-c", LAZY, str(DEMO)], capture_output=True, text=True,
                          cwd=REPO, timeout=120)
     assert out.returncode == 0 and "LAZY OK" in out.stdout, out.stdout + out.stderr
+
+
+def test_checkpoint_runs_through_torch(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from edgeseg.card import ModelCard
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.data.synthetic import SYNTHETIC_INFO as info
+    from edgeseg.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lite-unet", num_classes=len(info.class_names)).eval()
+    card = ModelCard("lite-unet", {"num_classes": len(info.class_names)}, info.class_names, info.class_colors,
+                     (32, 32), info.ignore_index)
+    path = save_checkpoint(model, card, tmp_path)[0]
+    frame = SyntheticScenes((40, 56), seed=2).frame(0).image_bgr
+    with edgeseg.load(path, device="cpu", threads=1) as m:
+        assert m.describe()["name"] == "torch"
+        labels = m.predict(frame, size="input")
+        with torch.no_grad():
+            ref = model(torch.from_numpy(preprocess(frame, m.card)))[0].argmax(0).numpy()
+    assert (labels == ref).mean() > 0.999
