@@ -156,7 +156,7 @@ def _native_nodes(graph: onnx.GraphProto, x: str, y: str, out: str, chw: tuple[i
     a Reshape to (N,4,C,h,w) lines the 4 window elements up on axis 1 in row-major order; ArgMax
     (first max) over it, one-hot, times y, and DepthToSpace in DCR mode (its exact inverse) puts
     each value back. One op per layout change instead of the 6-D transposes of torch's
-    reshape/permute form (README: onnxruntime timings); both map to single TensorRT layers. The
+    reshape/permute form (docs/export.md: onnxruntime timings); both map to single TensorRT layers. The
     one-hot multiply (as in torch's native form) rather than Where(one-hot, y, 0): Where is 1.5x
     slower in onnxruntime; the difference is only for non-finite y (y * 0 = NaN), where the model's
     output is already broken.
