@@ -185,7 +185,7 @@ def _native_nodes(graph: onnx.GraphProto, x: str, y: str, out: str, chw: tuple[i
     decided without relying on ArgMax's NaN behaviour, which ONNX leaves unspecified: the NaN mask
     weighted 1..4 has its maximum at the last NaN, and where that element is NaN, its index wins.
     One op per layout change instead of the 6-D transposes of torch's reshape/permute form
-    (README: onnxruntime timings); both map to single TensorRT layers. The one-hot multiply (as in
+    (docs/export.md: onnxruntime timings); both map to single TensorRT layers. The one-hot multiply (as in
     torch's native form) rather than Where(one-hot, y, 0): Where is 1.5x
     slower in onnxruntime; the difference is only for non-finite y (y * 0 = NaN), where the model's
     output is already broken.

@@ -195,7 +195,7 @@ def torch_to_onnx(model: Any, shape_nchw: tuple[int, ...], mode: str, opts: Expo
 
     ``native`` at opset >= 13 is exported with plugin nodes, each rewritten by ``plugin_to_native``
     (one SpaceToDepth/DepthToSpace pair instead of the 6-D transposes torch's reshape/permute gives;
-    res-segnet 10 % faster in onnxruntime, README); below opset 13 torch's own export of
+    res-segnet 10 % faster in onnxruntime, docs/export.md); below opset 13 torch's own export of
     ``native_unpool`` is kept.
     """
     import onnx

@@ -20,6 +20,11 @@ from edgeseg.runtime.bench_run import BenchResult
 from edgeseg.io import write_text_atomic
 from edgeseg.report import write_report
 
+# Written into every STEM.json so readers (``edgeseg compare``) can refuse files they do not know;
+# raise BENCH_SCHEMA whenever a key of the JSON or of a row changes meaning or disappears.
+BENCH_FORMAT = "edgeseg-bench"
+BENCH_SCHEMA = 1
+
 CSV_COLUMNS = ("model", "architecture", "backend", "precision", "input", "batch", "status", "mean_ms",
                "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "speedup_vs_torch", "speedup_vs_fp32",
                "params", "gflops", "file_mb", "peak_host_mb", "host_delta_mb", "gpu_mem_mb", "miou",
@@ -152,7 +157,10 @@ def write_outputs(result: BenchResult, stem: Path, command: str) -> list[Path]:
 
     add_speedups(result.rows)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    data = {"command": command, "machine": result.machine, "interrupted": result.interrupted,
+    from edgeseg import __version__
+
+    data = {"format": BENCH_FORMAT, "schema": BENCH_SCHEMA, "edgeseg_version": __version__,
+            "command": command, "machine": result.machine, "interrupted": result.interrupted,
             "config": {"warmup": result.config.warmup, "iters": result.config.iters,
                        "batches": list(result.config.batches), "threads": result.config.threads,
                        "data": result.config.data, "split": result.config.split,

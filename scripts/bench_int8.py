@@ -14,7 +14,7 @@ For one FP32 ONNX file (from ``edgeseg export``) and a calibration set it:
    latency and its ratio to FP32 — a ratio, so machine load cancels as far as possible.
 
 Writes ``OUT.json`` + ``OUT.md`` (the precision report separately as ``OUT.precision.*``) and the
-model files in ``OUT``'s folder. Latencies depend on the CPU (the numbers in the README say which).
+model files in ``OUT``'s folder. Latencies depend on the CPU (the numbers in docs/precision.md say which).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Benchmark the streaming runtime (README "Streaming runtime" figures).
+"""Benchmark the streaming runtime (the figures in docs/stream.md).
 
 1. Throughput: lite-unet ONNX (input 368x480, the nearest multiple of 16) on 360x480 frames,
    onnxruntime CPU, synthetic frames read frame by frame (file-like), headless: end-to-end FPS,

@@ -5,7 +5,7 @@
 #      synthetic frames against PyTorch),
 #   3. copy the ONNX file and its model card into edgeseg/assets/.
 # Needs the training extra (torch): run `bash scripts/setup.sh` first. Re-running reuses a
-# finished training run in $RUN (delete it to retrain). CPU-only; see README "Demo model".
+# finished training run in $RUN (delete it to retrain). CPU-only; see docs/demo.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EDGESEG=${EDGESEG:-.venv/bin/edgeseg}

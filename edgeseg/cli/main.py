@@ -25,7 +25,7 @@ EXTRAS = {"torch": "train", "safetensors": "train", "onnxsim": "train", "albumen
 
 # Command-group modules under edgeseg.cli, in help order.
 COMMAND_MODULES: tuple[str, ...] = ("models", "train", "export", "stream", "engine", "calib", "bench",
-                                     "doctor")
+                                     "doctor", "compare")
 
 
 class Terminated(BaseException):
