@@ -25,7 +25,7 @@ VARIANTS = [
 
 
 def test_all_five_registered():
-    assert model_names() == ["lite-unet", "res-segnet", "segnet", "segnet-basic", "unet"]
+    assert model_names() == ["enet", "lite-unet", "res-segnet", "segnet", "segnet-basic", "unet"]
 
 
 @pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
@@ -94,7 +94,7 @@ def test_index_unpool_models_take_odd_sizes(name):
 
 
 def test_unknown_model_lists_and_suggests():
-    with pytest.raises(ConfigError, match=r"did you mean 'segnet'.*valid models: lite-unet"):
+    with pytest.raises(ConfigError, match=r"did you mean .segnet.*valid models: enet, lite-unet"):
         build_model("segnett", num_classes=2)
 
 
