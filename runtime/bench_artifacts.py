@@ -116,8 +116,8 @@ class ArtifactResolver:
             ckpt = folder / f"{stem}.safetensors"
             if not ckpt.is_file():
                 if _imported(model):
-                    return Resolved(None, f"{spec.name} runs edgeseg checkpoints; {model.name} is an imported "
-                                          "model (architecture external) with no checkpoint")
+                    return Resolved(None, f"{spec.name} runs edgeseg checkpoints; {model.name} is an "
+                                          "imported model (architecture external) with no checkpoint")
                 return Resolved(None, f"{spec.name} runs checkpoints; no {stem}.safetensors next to "
                                       f"{model.name}")
             return Resolved(ckpt, note="given" if ckpt == model else "found next to MODEL")

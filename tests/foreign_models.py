@@ -44,7 +44,8 @@ class Wrapped(nn.Module):
     def __init__(self, net: TinySeg, *, uint8_nhwc: bool = False, labels: bool = False,
                  nhwc_out: bool = False, aux: bool = False) -> None:
         super().__init__()
-        self.net, self.uint8_nhwc, self.labels, self.nhwc_out, self.aux = net, uint8_nhwc, labels, nhwc_out, aux
+        self.net, self.uint8_nhwc, self.labels = net, uint8_nhwc, labels
+        self.nhwc_out, self.aux = nhwc_out, aux
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255)
 

@@ -46,7 +46,7 @@ def _scale(text: str | None) -> float | None:
 def import_cmd(
     model: Annotated[Path, typer.Argument(help="Foreign ONNX file (one image input, logits or labels out).")],
     out: Annotated[Path | None, typer.Option(
-        "-o", "--out", help="Write a copy here (with its card OUT.json) instead of the card next to MODEL.")] = None,
+        "-o", "--out", help="Write a copy here (card OUT.json) instead of the card next to MODEL.")] = None,
     input: Annotated[str | None, typer.Option(
         "--input", help="Input HxW; needed when the graph's height/width are dynamic.")] = None,
     classes: Annotated[str | None, typer.Option(
@@ -79,8 +79,9 @@ def import_cmd(
     console = Console()
     rec = result.card.extra["import"]
     card = result.card
-    console.print(f"input  {rec['input']['name']!r} {rec['input']['layout'].upper()} {rec['input']['dtype']} "
-                  f"{rec['input']['shape']} -> runs at {card.input_hw[0]}x{card.input_hw[1]}", highlight=False)
+    inp = rec["input"]
+    console.print(f"input  {inp['name']!r} {inp['layout'].upper()} {inp['dtype']} {inp['shape']} -> runs at "
+                  f"{card.input_hw[0]}x{card.input_hw[1]}", highlight=False)
     console.print(f"output {rec['output']['name']!r} {rec['output']['kind']} {rec['output']['shape']}; "
                   f"{card.num_classes} classes: {', '.join(card.class_names[:8])}"
                   f"{' …' if card.num_classes > 8 else ''}", highlight=False)
@@ -95,7 +96,8 @@ def import_cmd(
                   f"{'; '.join(result.assumed)}[/yellow]", highlight=False)
     for step in result.adapted:
         console.print(f"adapter: {step}", highlight=False)
-    what = "card" if result.path.resolve() == model.resolve() else "adapted copy" if result.adapted else "copy"
+    same = result.path.resolve() == model.resolve()
+    what = "card" if same else "adapted copy" if result.adapted else "copy"
     console.print(f"wrote {result.path}.json ({what}{'' if what == 'card' else f' {result.path}'}); "
                   "next: edgeseg calib-set DATA --model "
                   f"{result.path} -o calib.json", highlight=False)
