@@ -144,7 +144,8 @@ def bad_models(folder: Path) -> dict[str, Path]:
                  [helper.make_node("Add", ["a", "b"], ["o"])])
     flat = _graph([vi("x", [1, 3, 8, 8])], [vi("o", [1, 3, 1, 1])],
                   [helper.make_node("GlobalAveragePool", ["x"], ["o"])])
-    square = _graph([vi("x", [1, 3, 8, 3])], [vi("o", [1, 3, 8, 3])], [helper.make_node("Relu", ["x"], ["o"])])
+    square = _graph([vi("x", [1, 3, 8, 3])], [vi("o", [1, 3, 8, 3])],
+                    [helper.make_node("Relu", ["x"], ["o"])])
     paths = {}
     for name, m in (("two", two), ("flat", flat), ("square", square)):
         paths[name] = folder / f"{name}.onnx"
