@@ -85,3 +85,37 @@ def export(model: nn.Module, path: Path, example: torch.Tensor, *, dynamic_hw: b
                           input_names=["image"], output_names=list(outputs), dynamic_axes=axes)
     path.write_bytes(buf.getvalue())
     return path
+
+
+class UserSegNet(nn.Module):
+    """A user's own SegNet-style model: ``nn.MaxPool2d(return_indices=True)`` + ``nn.MaxUnpool2d``
+    and one functional ``F.max_unpool2d``; ``unpool_kernel`` != 2 makes an unpool edgeseg refuses."""
+
+    def __init__(self, num_classes: int = 3, width: int = 8, unpool_kernel: int = 2) -> None:
+        super().__init__()
+        self.enc1 = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.enc2 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.mid = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+        self.unpool = nn.MaxUnpool2d(unpool_kernel, 2)
+        self.dec = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(width, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        a = self.enc1(x)
+        p1, i1 = self.pool(a)
+        b = self.enc2(p1)
+        p2, i2 = F.max_pool2d(b, 2, 2, return_indices=True)
+        y = self.mid(p2)
+        y = F.max_unpool2d(y, i2, 2, 2, output_size=b.shape[-2:])
+        y = self.dec(self.unpool(y, i1, output_size=a.shape[-2:]))
+        return {"out": self.head(y), "aux": y}
+
+
+def build_user_segnet(num_classes: int = 3, width: int = 8, unpool_kernel: int = 2) -> UserSegNet:
+    """Factory for ``edgeseg export --module foreign_models:build_user_segnet``."""
+    return UserSegNet(num_classes, width, unpool_kernel)
+
+
+def not_a_module(**_: object) -> str:
+    return "not a model"
