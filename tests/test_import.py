@@ -199,3 +199,45 @@ def test_import_runs_without_torch(tmp_path):
                          timeout=120)
     assert out.returncode == 0 and "TORCH-FREE OK" in out.stdout, out.stdout + out.stderr
     assert read_card(src.with_name("uint8_nhwc.edgeseg.onnx")).architecture == "external"
+
+
+@pytest.mark.slow
+def test_whole_path_on_dsb2018_tiny(dsb_dir, tmp_path, monkeypatch):
+    """A plain torch module exported by plain torch.onnx.export (dynamic H/W), then only edgeseg
+    commands: import -> calib-set -> calibrate -> convert-fp16 -> precision-report -> stream -> bench
+    (the figure run of docs/own-model.md at 32x32)."""
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+    net = warmed(TinySeg(2, stride=2), (32, 32))
+    export(net, tmp_path / "nuclei.onnx", torch.zeros(1, 3, 32, 32), dynamic_hw=True)
+    data = str(dsb_dir)
+    model = "nuclei.edgeseg.onnx"
+    steps = [
+        ["import", "nuclei.onnx", "--input", "32x32", "--data", data],
+        ["calib-set", data, "--model", model, "--num", "8", "-o", "calib.json"],
+        ["calibrate", model, "--set", "calib.json", "--method", "minmax", "-o", "nuclei.edgeseg.int8.onnx"],
+        ["convert-fp16", model, "-o", "nuclei.edgeseg.fp16.onnx"],
+        ["precision-report", model, "nuclei.edgeseg.fp16.onnx", "nuclei.edgeseg.int8.onnx", "--data", data,
+         "--num", "6", "--threads", "1", "-o", "precision"],
+        ["stream", model, "--source", str(dsb_dir / "images"), "--masks", str(dsb_dir / "masks"),
+         "--max-frames", "4", "--threads", "1", "--headless", "--quiet", "--report", "stream.json"],
+        ["bench", model, "--backends", "torch,ort,ort-fp16,ort-int8", "--data", data, "--data-num", "4",
+         "--iters", "3", "--warmup", "1", "--threads", "1", "--out", "bench"],
+    ]
+    for args in steps:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, (args[0], result.output)
+    card = read_card(tmp_path / model)
+    assert card.class_names == ("background", "nucleus") and card.input_hw == (32, 32)
+    precision = json.loads((tmp_path / "precision.json").read_text())
+    assert [m["label"] for m in precision["models"]] == ["FP32", "FP16", "INT8 (minmax)"]
+    assert precision["images"] == 6 and all(0.0 <= m["miou"] <= 1.0 for m in precision["models"])
+    assert precision["models"][1]["argmax_disagreement_vs_reference"] < 0.01  # FP16 ~ FP32
+    stream = json.loads((tmp_path / "stream.json").read_text())
+    assert stream["frames"] == 4 and stream["metrics"]["frames"] == 4
+    rows = {r["backend"]: r for r in json.loads((tmp_path / "bench.json").read_text())["rows"]}
+    assert rows["torch"]["status"] == "skipped" and "imported model" in rows["torch"]["reason"]
+    for name in ("ort", "ort-fp16", "ort-int8"):
+        assert rows[name]["status"] == "ok", rows[name]
+        assert rows[name]["gflops"] > 0 and rows[name]["params"] > 0 and rows[name]["miou"] is not None
+    assert rows["ort"]["architecture"] == "nuclei (external)"
