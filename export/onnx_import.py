@@ -368,7 +368,7 @@ def adapted(model: Any, plan: IoPlan) -> Any:
     prune(model)
     try:
         onnx.checker.check_model(model)
-        return onnx.shape_inference.infer_shapes(model)
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise ExportError(f"the adapted graph fails the ONNX checker ({first}); nothing was written — "

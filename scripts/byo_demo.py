@@ -94,7 +94,7 @@ def train(root: Path, hw: tuple[int, int], epochs: int, seed: int) -> nn.Module:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         print(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f} ({time.perf_counter() - t0:.0f} s)",
               flush=True)
     return model.eval()
