@@ -19,7 +19,8 @@ class TinySeg(nn.Module):
     """(N,3,H,W) float -> logits (N,K,H/stride,W/stride); a 3-conv encoder, bilinear head when
     ``upsample`` (torchvision-style), otherwise the low-resolution logits (DeepLab/LRASPP-style)."""
 
-    def __init__(self, classes: int = 2, width: int = 8, stride: int = 1, upsample: bool = True) -> None:
+    def __init__(self, classes: int = 2, width: int = 8, stride: int = 1, upsample: bool = True,
+                 refine: bool = False) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
@@ -28,12 +29,13 @@ class TinySeg(nn.Module):
         self.head = nn.Conv2d(width, classes, 1)
         self.aux = nn.Conv2d(width, classes, 1)
         self.upsample = upsample and stride > 1
+        self.refine = nn.Conv2d(classes, classes, 3, padding=1) if refine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.head(self.body(x))
         if self.upsample:
             y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return y
+        return y if self.refine is None else self.refine(y)
 
 
 class Wrapped(nn.Module):

@@ -123,6 +123,23 @@ def test_import_options_are_recorded(tmp_path):
     assert pre["scale"] == 1.0 and pre["mean"] == [123.675, 116.28, 103.53]
 
 
+def test_gflops_counted_behind_a_computed_resize(tmp_path):
+    """A conv after F.interpolate(size=x.shape[-2:]) (sizes from Shape ops): counted at the card's
+    size once import fixed the dynamic H/W, equal to torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from edgeseg.export.onnx_import import import_onnx
+    from edgeseg.runtime.bench import onnx_gflops
+
+    net = warmed(TinySeg(3, stride=2, refine=True), HW)
+    src = export(net, tmp_path / "r.onnx", torch.zeros(1, 3, *HW), dynamic_hw=True)
+    assert onnx_gflops(src) is None  # dynamic H/W: not countable as exported
+    path = import_onnx(src, input_hw=HW, classes="3").path
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.zeros(1, 3, *HW))
+    assert onnx_gflops(path) == pytest.approx(counter.get_total_flops() / 1e9, abs=1e-4)
+
+
 def cli(*args: str):
     return CliRunner().invoke(app, ["import", *args])
 
