@@ -126,10 +126,9 @@ def test_import_options_are_recorded(tmp_path):
 def test_gflops_counted_behind_a_computed_resize(tmp_path):
     """A conv after F.interpolate(size=x.shape[-2:]) (sizes from Shape ops): counted at the card's
     size once import fixed the dynamic H/W, equal to torch's FLOP counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     from edgeseg.export.onnx_import import import_onnx
     from edgeseg.runtime.bench import onnx_gflops
+    from torch.utils.flop_counter import FlopCounterMode
 
     net = warmed(TinySeg(3, stride=2, refine=True), HW)
     src = export(net, tmp_path / "r.onnx", torch.zeros(1, 3, *HW), dynamic_hw=True)
