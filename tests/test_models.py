@@ -21,6 +21,7 @@ VARIANTS = [
     ("lite-unet", {"encoder": "resnet34"}),
     ("lite-unet", {"deep_skip": False}),
     ("lite-unet", {"encoder": "resnet34", "deep_skip": False}),
+    ("enet", {}),
 ]
 
 
@@ -72,7 +73,7 @@ def test_deep_skip_off_is_smaller_plain_skip():
     assert param_count(plain) < param_count(deep)
 
 
-@pytest.mark.parametrize("name", ["segnet", "segnet-basic", "res-segnet"])
+@pytest.mark.parametrize("name", ["segnet", "segnet-basic", "res-segnet", "enet"])
 def test_native_unpool_forward_equals_train_forward(name):
     torch.manual_seed(1)
     model = build_model(name, num_classes=4).eval()
