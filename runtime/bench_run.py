@@ -97,9 +97,7 @@ def base_row(model: Path, card: ModelCard, spec: BackendSpec, hw: tuple[int, int
 def arch_label(card: ModelCard) -> str:
     """The model column: the architecture, or ``NAME (external)`` for an imported model (two
     imported models must not share a label: the report keys its facts by it)."""
-    if card.architecture == EXTERNAL:
-        return f"{card.arch_args.get('name', 'model')} (external)"
-    return card.architecture
+    return card.display_name
 
 
 def run_bench(cfg: BenchConfig, result: BenchResult, log: Log | None = None,
