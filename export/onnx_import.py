@@ -149,8 +149,9 @@ def probe(model: Any, inp: Any, layout: str, hw: tuple[int, int]) -> list[tuple[
     """Run the graph once on a zero image; (name, shape, numpy dtype) of every output."""
     import onnxruntime as ort
     from edgeseg.export.unpool.ort_op import session_options
+    from onnx import TensorProto
 
-    uint8 = inp.type.tensor_type.elem_type == 2  # TensorProto.UINT8
+    uint8 = inp.type.tensor_type.elem_type == TensorProto.UINT8
     shape = (1, 3, *hw) if layout == "nchw" else (1, *hw, 3)
     x = np.zeros(shape, np.uint8 if uint8 else np.float32)
     try:
