@@ -148,7 +148,7 @@ def report_markdown(result: PrecisionResult) -> str:
     from edgeseg.report import comparison_markdown
 
     ref_card = result.cards[result.labels.index(result.reference)]
-    lines = [f"# Precision report: {ref_card.architecture} on {result.data} ({result.split}, "
+    lines = [f"# Precision report: {ref_card.display_name} on {result.data} ({result.split}, "
              f"{result.images} images, {ref_card.input_hw[0]}x{ref_card.input_hw[1]})", "",
              "| file | precision | mIoU (%) | drop vs FP32 (points) | argmax disagreement vs FP32 (%) |",
              "|---|---|---:|---:|---:|"]

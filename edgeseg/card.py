@@ -79,6 +79,14 @@ class ModelCard:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def display_name(self) -> str:
+        """The architecture, or ``NAME (external)`` for a model from ``edgeseg import`` /
+        ``export --module`` (whose architecture is ``external``): what reports show."""
+        if self.architecture == "external":
+            return f"{self.arch_args.get('name', 'model')} (external)"
+        return self.architecture
+
     def replace(self, **changes: Any) -> ModelCard:
         """A copy with ``changes`` applied (the card is frozen)."""
         return dataclasses.replace(self, **changes)

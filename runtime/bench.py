@@ -315,7 +315,8 @@ def onnx_gflops(path: str | os.PathLike[str]) -> float | None:
     """
     import onnx
 
-    model = onnx.shape_inference.infer_shapes(load_onnx(path))
+    # data_prop: sizes computed from Shape ops (F.interpolate(size=x.shape[-2:]) exports) propagate
+    model = onnx.shape_inference.infer_shapes(load_onnx(path), data_prop=True)
     g = model.graph
     shapes: dict[str, list[int | None]] = {t.name: list(t.dims) for t in g.initializer}
     for vi in (*g.input, *g.value_info, *g.output):

@@ -115,6 +115,9 @@ class ArtifactResolver:
         if spec.artifact == "checkpoint":
             ckpt = folder / f"{stem}.safetensors"
             if not ckpt.is_file():
+                if _imported(model):
+                    return Resolved(None, f"{spec.name} runs edgeseg checkpoints; {model.name} is an "
+                                          "imported model (architecture external) with no checkpoint")
                 return Resolved(None, f"{spec.name} runs checkpoints; no {stem}.safetensors next to "
                                       f"{model.name}")
             return Resolved(ckpt, note="given" if ckpt == model else "found next to MODEL")
@@ -237,6 +240,13 @@ def write_synthetic_images(folder: Path, hw: tuple[int, int]) -> Path:
 
 def _hw_text(hw: tuple[int, int] | None) -> str:
     return "model size" if hw is None else f"{hw[0]}x{hw[1]}"
+
+
+def _imported(model: Path) -> bool:
+    try:
+        return model.is_file() and read_card(model, verify_hash=False).architecture == "external"
+    except EdgesegError:
+        return False
 
 
 def _fits(path: Path, hw: tuple[int, int] | None) -> bool:

@@ -33,6 +33,7 @@ from edgeseg.card import ModelCard, read_card
 from edgeseg.errors import EdgesegError
 
 Log = Callable[[str], None]
+EXTERNAL = "external"  # card architecture of ``edgeseg import`` files (edgeseg.export.onnx_import)
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,19 @@ def check_models_and_data(cfg: BenchConfig) -> dict[Path, ModelCard]:
 
 def base_row(model: Path, card: ModelCard, spec: BackendSpec, hw: tuple[int, int],
              batch: int) -> dict[str, Any]:
-    return {"model": str(model), "architecture": card.architecture, "backend": spec.name,
+    return {"model": str(model), "architecture": arch_label(card), "backend": spec.name,
             "runtime": spec.runtime, "precision": spec.precision, "device": spec.device,
             "input": f"{hw[0]}x{hw[1]}", "batch": batch, "status": "not run", "reason": "",
             "artifact": None, "artifact_note": "", "file_mb": None, "params": None, "params_from": None,
             "gflops": None, "gflops_from": None, "latency_ms": None, "throughput_ips": None,
             "iters": 0, "peak_host_mb": None, "host_delta_mb": None, "gpu_mem_mb": None,
             "miou": None, "power": None, "runs_on": {}}
+
+
+def arch_label(card: ModelCard) -> str:
+    """The model column: the architecture, or ``NAME (external)`` for an imported model (two
+    imported models must not share a label: the report keys its facts by it)."""
+    return card.display_name
 
 
 def run_bench(cfg: BenchConfig, result: BenchResult, log: Log | None = None,
@@ -135,8 +142,8 @@ def run_bench(cfg: BenchConfig, result: BenchResult, log: Log | None = None,
 def input_problem(card: ModelCard, hw: tuple[int, int]) -> str | None:
     """Why ``hw`` is not a valid input size for the card's architecture (None when it is, or
     when torch is absent: the registry needs it, and ONNX files/engines are fixed-size anyway)."""
-    if importlib.util.find_spec("torch") is None:
-        return None
+    if importlib.util.find_spec("torch") is None or card.architecture == EXTERNAL:
+        return None  # an imported file runs at its card's size only (checked when resolved)
     from edgeseg.models.registry import check_input_hw
 
     try:

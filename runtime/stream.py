@@ -154,7 +154,7 @@ def _report(backend: Backend, source: Source, rec: StreamRecorder, wall: float, 
     infer_s = float(np.sum(np.frombuffer(rec.stage_s["inference"], dtype=np.float64)))
     n = source.counters()
     model = {"file": str(path), "file_bytes": path.stat().st_size if path.is_file() else None,
-             "params": params, "params_from": params_from, "architecture": card.architecture,
+             "params": params, "params_from": params_from, "architecture": card.display_name,
              "input_hw": list(card.input_hw), "num_classes": card.num_classes,
              "precision": card.precision, "unpool_mode": card.unpool_mode}
     metrics = scorer.compute()

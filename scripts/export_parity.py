@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CASES = [("segnet", "native"), ("segnet", "plugin"), ("segnet-basic", "native"),
          ("segnet-basic", "plugin"), ("res-segnet", "native"), ("res-segnet", "plugin"),
-         ("unet", "native"), ("lite-unet", "native")]
+         ("unet", "native"), ("lite-unet", "native"), ("enet", "native"), ("enet", "plugin")]
 
 
 def make_checkpoint(folder: Path, name: str, hw: tuple[int, int]) -> Path:
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data", default=None, help="dataset (default: ../shared/datasets/camvid)")
     ap.add_argument("--out", default="export_parity", help="report stem (.json + .md)")
-    ap.add_argument("--models", default=None, help="comma-separated subset (default: all five)")
+    ap.add_argument("--models", default=None, help="comma-separated subset (default: all six)")
     args = ap.parse_args()
     from edgeseg.export.onnx_export import export_onnx
 

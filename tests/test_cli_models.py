@@ -35,12 +35,13 @@ def _fails(args: list[str], *fragments: str):
 
 def test_models_table_and_report(tmp_path):
     result = _ok(["models", "--input", "360x480", "--classes", "11", "--out", str(tmp_path / "m")])
-    for name in ("segnet", "segnet-basic", "res-segnet", "unet", "lite-unet"):
+    for name in ("segnet", "segnet-basic", "res-segnet", "unet", "lite-unet", "enet"):
         assert name in result.output
     assert "1.416 M" in result.output  # segnet-basic, paper Table 1: 1.425 M
+    assert "0.377 M" in result.output  # enet, paper: 0.37 M
     data = json.loads((tmp_path / "m.json").read_text())
     by_name = {m["name"]: m for m in data["models"]}
-    assert set(by_name) == {"segnet", "segnet-basic", "res-segnet", "unet", "lite-unet"}
+    assert set(by_name) == {"segnet", "segnet-basic", "res-segnet", "unet", "lite-unet", "enet"}
     assert by_name["segnet-basic"]["input_hw"] == [360, 480]
     assert by_name["unet"]["input_hw"] == [368, 480]  # padded to its multiple of 16
     assert all(m["gflops"] > 0 and m["params"] > 0 for m in data["models"])

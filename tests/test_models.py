@@ -21,11 +21,12 @@ VARIANTS = [
     ("lite-unet", {"encoder": "resnet34"}),
     ("lite-unet", {"deep_skip": False}),
     ("lite-unet", {"encoder": "resnet34", "deep_skip": False}),
+    ("enet", {}),
 ]
 
 
 def test_all_five_registered():
-    assert model_names() == ["lite-unet", "res-segnet", "segnet", "segnet-basic", "unet"]
+    assert model_names() == ["enet", "lite-unet", "res-segnet", "segnet", "segnet-basic", "unet"]
 
 
 @pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
@@ -72,7 +73,7 @@ def test_deep_skip_off_is_smaller_plain_skip():
     assert param_count(plain) < param_count(deep)
 
 
-@pytest.mark.parametrize("name", ["segnet", "segnet-basic", "res-segnet"])
+@pytest.mark.parametrize("name", ["segnet", "segnet-basic", "res-segnet", "enet"])
 def test_native_unpool_forward_equals_train_forward(name):
     torch.manual_seed(1)
     model = build_model(name, num_classes=4).eval()
@@ -94,7 +95,7 @@ def test_index_unpool_models_take_odd_sizes(name):
 
 
 def test_unknown_model_lists_and_suggests():
-    with pytest.raises(ConfigError, match=r"did you mean 'segnet'.*valid models: lite-unet"):
+    with pytest.raises(ConfigError, match=r"did you mean .segnet.*valid models: enet, lite-unet"):
         build_model("segnett", num_classes=2)
 
 

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgeseg.errors import ConfigError
+
 
 class Target(str, Enum):
     tensorrt = "tensorrt"
@@ -60,8 +62,9 @@ def _print_opchecks(console: Console, checks: list[Any]) -> None:
 
 
 def export_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint: model.safetensors or its folder.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output ONNX file (card: OUT.json).")],
+    checkpoint: Annotated[Path | None, typer.Argument(
+        help="Checkpoint: model.safetensors or its folder (or --module instead).")] = None,
     target: Annotated[Target, typer.Option(
         help="Where the file will run. Picks the default --unpool: tensorrt -> plugin, "
              "onnxruntime -> native.")] = Target.tensorrt,
@@ -81,24 +84,56 @@ def export_cmd(
         help="Refuse to write below this argmax agreement with PyTorch, in %.")] = 99.9,
     force: Annotated[bool, typer.Option(help="Write even if verification fails.")] = False,
     threads: Annotated[int | None, typer.Option(help="onnxruntime threads for verification.")] = None,
+    module: Annotated[str | None, typer.Option(
+        help="Export your own nn.Module: pkg.mod:factory (called with --module-arg values).")] = None,
+    module_arg: Annotated[list[str] | None, typer.Option(
+        help="key=value for the factory (JSON values: 21, true, \"text\"); repeatable.")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="State dict for --module: .safetensors, or .pt/.pth read with weights_only=True.")] = None,
+    classes: Annotated[str | None, typer.Option(
+        help="With --module: class names a,b,c, a count N, or a classes.json (or --data).")] = None,
+    mean: Annotated[str | None, typer.Option(help="With --module: mean per channel after --scale.")] = None,
+    std: Annotated[str | None, typer.Option(help="With --module: std per channel after --scale.")] = None,
+    scale: Annotated[str | None, typer.Option(help="With --module: pixel scale [default: 1/255].")] = None,
+    bgr: Annotated[bool, typer.Option("--bgr", help="With --module: the model takes BGR.")] = False,
 ) -> None:
-    """Checkpoint -> verified ONNX file + card (help text: EXPORT_HELP)."""
+    """Checkpoint (or --module) -> verified ONNX file + card (help text: EXPORT_HELP)."""
     from edgeseg.card import card_path
-    from edgeseg.export.onnx_export import export_onnx
     from edgeseg.export.opcheck import check_ops, trt_versions
-    from edgeseg.guard import data_input, guard_outputs, model_input
+    from edgeseg.guard import Input, data_input, guard_outputs, model_input
 
     guard_outputs({"-o/--out": [out, card_path(out)]},
-                  [*model_input(checkpoint, "the checkpoint"), *data_input(data)])
+                  [*model_input(checkpoint, "the checkpoint"), *data_input(data),
+                   *([Input(weights, "--weights")] if weights is not None else [])])
 
     console = Console(stderr=True)
+    common = dict(unpool=default_unpool(target, unpool), opset=opset, dynamic_batch=dynamic_batch,
+                  simplify=simplify, verify_frames=frames, min_agreement=min_agreement / 100.0, force=force,
+                  threads=threads)
     with console.status("exporting") as status:  # a spinner on terminals, silent otherwise
-        path, card = export_onnx(
-            checkpoint, out, log=lambda m: status.update(m),
-            unpool=default_unpool(target, unpool), opset=opset, input_hw=_hw(input),
-            dynamic_batch=dynamic_batch, simplify=simplify, data=data, data_split=split,
-            verify_frames=frames, min_agreement=min_agreement / 100.0, force=force, threads=threads,
-        )
+        if module is not None or checkpoint is None:
+            from edgeseg.cli.importing import _scale, _triple
+
+            if checkpoint is not None or module is None:
+                raise ConfigError("pass a CHECKPOINT or --module pkg.mod:factory, not both (or neither)")
+            if input is None:
+                raise ConfigError("--module needs the input size: pass --input HxW (e.g. --input 360x480)")
+            from edgeseg.export.module_export import export_from_cli
+
+            path, card = export_from_cli(
+                module, module_arg or [], weights, out, log=lambda m: status.update(m), input_hw=_hw(input),
+                classes=classes, data=data, mean=_triple(mean, "mean"), std=_triple(std, "std"),
+                scale=_scale(scale), bgr=bgr, data_split=split, **common)
+        else:
+            module_only = (("--module-arg", module_arg), ("--weights", weights), ("--classes", classes),
+                           ("--mean", mean), ("--std", std), ("--scale", scale), ("--bgr", bgr))
+            given = [flag for flag, value in module_only if value]
+            if given:
+                raise ConfigError(f"{given[0]} applies to --module exports only; a checkpoint's card has it")
+            from edgeseg.export.onnx_export import export_onnx
+
+            path, card = export_onnx(checkpoint, out, log=lambda m: status.update(m), input_hw=_hw(input),
+                                     data=data, data_split=split, **common)
     out_console = Console()
     out_console.print(_verification_table(card.extra["export"]))
     for failure in card.extra["export"]["forced_despite"]:
@@ -143,6 +178,10 @@ EXPORT_HELP = (
     "agreement >= --min-agreement between PyTorch and onnxruntime on random inputs and, with "
     "--data, on real frames. The card OUT.json records the unpool mode, the checkpoint's SHA-256, "
     "the verification figures and the TensorRT 10.3 / 11.x op check."
+    "\n\nYour own model: --module pkg.mod:factory [--module-arg k=v] [--weights W.safetensors] "
+    "--input HxW --classes ... exports any nn.Module the same way (card architecture 'external'); "
+    "every MaxUnpool2d / F.max_unpool2d with kernel 2, stride 2 goes through edgeseg's unpool "
+    "(plugin or native, as --target says); other unpool configurations are refused."
 )
 CHECK_OPS_HELP = (
     "List the ops of an ONNX file and check them against TensorRT's ONNX parser (10.3, 11.x)."

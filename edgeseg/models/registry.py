@@ -151,6 +151,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "edgeseg.models.res_segnet",
     "edgeseg.models.unet",
     "edgeseg.models.lite_unet",
+    "edgeseg.models.enet",
 )
 
 
