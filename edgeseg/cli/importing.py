@@ -66,9 +66,14 @@ def import_cmd(
     name: Annotated[str | None, typer.Option(help="Model name in the card. [default: file stem]")] = None,
 ) -> None:
     """Make an edgeseg artifact (card) from a foreign ONNX (help text: IMPORT_HELP)."""
+    from edgeseg.card import card_path
     from edgeseg.export.onnx_import import import_onnx
+    from edgeseg.guard import Input, data_input, guard_outputs
     from edgeseg.models.registry import parse_hw
 
+    if out is not None:  # without -o only MODEL's card is written; -o must not replace MODEL itself
+        guard_outputs({"-o/--out": [out, card_path(out)]},
+                      [Input(model, "MODEL"), *data_input(data), *data_input(classes, "--classes")])
     err = Console(stderr=True)
     with err.status("importing") as status:
         result = import_onnx(
