@@ -111,13 +111,19 @@ def custom_ops(model: Any) -> list[str]:
     return [f"{op} x{n} ({domain})" for (domain, op), n in sorted(found.items())]
 
 
-def stock_runtime_fix() -> str:
+def stock_runtime_fix(checkpoint: str = "CHECKPOINT", out: str = "model.native.onnx",
+                      input_hw: str = "") -> str:
     """The command that writes the file every tool runs: the native export of the checkpoint."""
-    return "edgeseg export CHECKPOINT -o model.native.onnx --unpool native"
+    import shlex
+
+    size = f" --input {input_hw}" if input_hw else ""
+    return f"edgeseg export {shlex.quote(checkpoint)} -o {shlex.quote(out)}{size} --unpool native"
 
 
-def stock_runtime_note(model: Any) -> str | None:
-    """For a graph with custom nodes: which stock runtimes refuse it and what runs it (else None)."""
+def stock_runtime_note(model: Any, **native: str) -> str | None:
+    """For a graph with custom nodes: which stock runtimes refuse it and what runs it (else None).
+    ``native``: ``checkpoint`` / ``out`` / ``input_hw`` of the suggested native export (placeholders
+    when not given)."""
     custom = custom_ops(model)
     if not custom:
         return None
@@ -126,7 +132,8 @@ def stock_runtime_note(model: Any) -> str | None:
             "in edgeseg's own onnxruntime backend (edgeseg stream/eval/bench, via onnxruntime-extensions); "
             if ours else "")
     return (f"custom node {', '.join(custom)}: stock onnxruntime, OpenVINO and OpenCV DNN cannot run this "
-            f"file; {runs}for every other tool export native ops from the checkpoint: {stock_runtime_fix()}")
+            f"file; {runs}for every other tool export native ops from the checkpoint: "
+            f"{stock_runtime_fix(**native)}")
 
 
 def _default_opset(model: Any) -> int:

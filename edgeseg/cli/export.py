@@ -53,14 +53,15 @@ def _verification_table(extra: dict[str, Any]) -> Table:
     return table
 
 
-def _print_opchecks(console: Console, checks: list[Any], model: Any) -> None:
-    """The TensorRT parser check per version, then (plugin mode) which runtimes cannot run it."""
+def _print_opchecks(console: Console, checks: list[Any], model: Any, **native: str) -> None:
+    """The TensorRT parser check per version, then (plugin mode) which runtimes cannot run it;
+    ``native``: checkpoint / out paths for the native-export command it suggests."""
     from edgeseg.export.opcheck import stock_runtime_note
 
     for c in checks:
         style = "green" if c.ok else "yellow"
         console.print(f"[{style}]{c.summary()}[/{style}]", highlight=False)
-    note = stock_runtime_note(model)
+    note = stock_runtime_note(model, **native)
     if note is not None:
         console.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
 
@@ -108,7 +109,10 @@ def export_cmd(
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    _print_opchecks(out_console, [check_ops(model, v) for v in trt_versions()], model)
+    native_out = path.with_name(path.name.removesuffix(".onnx") + ".native.onnx")
+    _print_opchecks(out_console, [check_ops(model, v) for v in trt_versions()], model,
+                    checkpoint=str(checkpoint), out=str(native_out),
+                    input_hw=f"{card.input_hw[0]}x{card.input_hw[1]}")
     out_console.print(f"wrote {path} (unpool {card.unpool_mode}, {card.input_hw[0]}x{card.input_hw[1]}) "
                       f"and its card {path}.json", highlight=False)
 
