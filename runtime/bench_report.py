@@ -130,6 +130,7 @@ def rich_table(result: BenchResult) -> Any:
     """A terminal-width table; reasons of skipped/failed rows and model facts go below it."""
     from rich import box
     from rich.console import Group
+    from rich.markup import escape  # "ov [f32]" is not a markup tag
     from rich.table import Table
 
     table = Table(title="edgeseg bench", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0))
@@ -141,7 +142,7 @@ def rich_table(result: BenchResult) -> Any:
         status = SHORT_STATUS.get(r["status"], r["status"])
         if r["status"] != "ok" and r["reason"]:
             status += f" [{notes.setdefault(r['reason'], len(notes) + 1)}]"
-        table.add_row(c[0], c[1], status, c[2], c[3], c[5], c[6], c[7], c[8], c[9], c[15],
+        table.add_row(c[0], escape(c[1]), status, c[2], c[3], c[5], c[6], c[7], c[8], c[9], c[15],
                       style=None if r["status"] == "ok" else "dim")
     lines = [machine_line(result)] + [f"[{n}] {reason}" for reason, n in notes.items()]
     facts = {(r["architecture"], r["input"]): r for r in result.rows}
