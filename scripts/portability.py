@@ -55,7 +55,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         agree = "-" if r["agreement"] is None else f"{100 * r['agreement']:.2f} %"
         note = r["note"] or ""
         if r["error"]:
-            note = (note + "; " if note else "") + r["error"].replace("|", "\\|")[:160]
+            note = (note + "; " if note else "") + r["error"].replace("|", "\\|")[:300]
         lines.append(f"| {r['model']} | {r['artifact']} | {r['tool']} | {r['version']} | "
                      f"{'yes' if r['loads'] else 'no'} | {'yes' if r['runs'] else 'no'} | {agree} | {note} |")
     return "\n".join(lines) + "\n"

@@ -91,9 +91,11 @@ LOADERS: dict[str, Callable[[Path], tuple[Callable[[np.ndarray], np.ndarray], st
 
 
 def _first_line(e: BaseException) -> str:
-    text = (str(e).strip().splitlines() or [type(e).__name__])
-    lines = [line for line in text if line.strip()]
-    return f"{type(e).__name__}: {(lines[0] if lines else '')[:240]}"
+    """The error in one line: its first and last non-empty lines (OpenVINO and OpenCV name the
+    unsupported op last), at most 300 characters."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
+    text = lines[0] if len(lines) == 1 else f"{lines[0][:200]} ... {lines[-1]}"
+    return f"{type(e).__name__}: {text[:300]}"
 
 
 def _version(tool: str) -> str:
