@@ -44,6 +44,13 @@ def reference(checkpoint: Path, data: str, frames: int, hw: tuple[int, int]) -> 
         return x, model(torch.from_numpy(x)).argmax(1).numpy()
 
 
+def short_error(error: str, custom_ops: list[str]) -> str:
+    """A table-sized error: the custom op the tool names, else the error's first 160 characters."""
+    named = [op for op in custom_ops if op in error]
+    text = f"refuses the custom node {', '.join(named)}" if named else error[:160]
+    return text.replace("|", "\\|")
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# Portability: edgeseg's ONNX artifacts in stock third-party tools", "",
              f"`{meta['command']}`", "",
@@ -55,13 +62,14 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         agree = "-" if r["agreement"] is None else f"{100 * r['agreement']:.2f} %"
         note = r["note"] or ""
         if r["error"]:
-            note = (note + "; " if note else "") + r["error"].replace("|", "\\|")[:300]
+            note = (note + "; " if note else "") + short_error(r["error"], r.get("custom_ops", []))
         lines.append(f"| {r['model']} | {r['artifact']} | {r['tool']} | {r['version']} | "
                      f"{'yes' if r['loads'] else 'no'} | {'yes' if r['runs'] else 'no'} | {agree} | {note} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
+    import onnx
     from _portability import check_file, make_artifacts
     from edgeseg.runtime.bench import cpu_model
 
@@ -84,9 +92,12 @@ def main() -> None:
         artifacts = make_artifacts(ckpt, folder, hw, args.data, log=lambda m, a=arch: print(f"{a}: {m}"))
         x, ref = reference(ckpt, args.data, args.frames, hw)
         for kind, path in artifacts.items():
+            nodes = onnx.load(str(path)).graph.node
+            custom = sorted({n.op_type for n in nodes if n.domain not in ("", "ai.onnx")})
             for r in check_file(path, x, ref):
                 print(f"{arch} {kind} {r.tool}: loads {r.loads} runs {r.runs} agreement {r.agreement}")
-                rows.append({"model": arch, "artifact": kind, "file": str(path), **r.to_dict()})
+                rows.append({"model": arch, "artifact": kind, "file": str(path), "custom_ops": custom,
+                             **r.to_dict()})
     meta = {"command": " ".join(["python", "scripts/portability.py", *sys.argv[1:]]),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{cpu_model()} ({platform.machine()})", "data": args.data, "frames": args.frames,

@@ -91,11 +91,10 @@ LOADERS: dict[str, Callable[[Path], tuple[Callable[[np.ndarray], np.ndarray], st
 
 
 def _first_line(e: BaseException) -> str:
-    """The error in one line: its first and last non-empty lines (OpenVINO and OpenCV name the
-    unsupported op last), at most 300 characters."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
-    text = lines[0] if len(lines) == 1 else f"{lines[0][:200]} ... {lines[-1]}"
-    return f"{type(e).__name__}: {text[:300]}"
+    """The error in one line: its non-empty lines joined with " / " (OpenVINO and OpenCV name the
+    unsupported op several lines down), at most 600 characters."""
+    lines = [line.strip(" \t>") for line in str(e).splitlines() if line.strip(" \t>")]
+    return f"{type(e).__name__}: {' / '.join(lines)[:600]}"
 
 
 def _version(tool: str) -> str:
