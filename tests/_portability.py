@@ -92,9 +92,9 @@ LOADERS: dict[str, Callable[[Path], tuple[Callable[[np.ndarray], np.ndarray], st
 
 def _first_line(e: BaseException) -> str:
     """The error in one line: its non-empty lines joined with " / " (OpenVINO and OpenCV name the
-    unsupported op several lines down), at most 600 characters."""
+    unsupported op several lines down), at most 2000 characters."""
     lines = [line.strip(" \t>") for line in str(e).splitlines() if line.strip(" \t>")]
-    return f"{type(e).__name__}: {' / '.join(lines)[:600]}"
+    return f"{type(e).__name__}: {' / '.join(lines)[:2000]}"
 
 
 def _version(tool: str) -> str:
