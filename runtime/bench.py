@@ -42,6 +42,7 @@ class BackendSpec:
     precision: str  # fp32 | fp16 | int8 (of the file; OpenVINO rows also record what it computed in)
     device: str  # cpu | cuda | gpu / npu (Intel, OpenVINO)
     what: str
+    inference_precision: str | None = None  # OpenVINO: fixed for this row (None: --inference-precision)
 
 
 BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
@@ -54,6 +55,8 @@ BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
     BackendSpec("ov", "openvino", "onnx", "fp32", "cpu", "OpenVINO CPU, FP32 ONNX"),
     BackendSpec("ov-int8", "openvino", "onnx", "int8", "cpu", "OpenVINO CPU, Q/DQ INT8 ONNX"),
     BackendSpec("ov-fp16", "openvino", "onnx", "fp16", "cpu", "OpenVINO CPU, FP16 ONNX"),
+    BackendSpec("ov-f32", "openvino", "onnx", "fp32", "cpu", "OpenVINO CPU, FP32 ONNX computed in f32 "
+                "(next to ov: bf16 by default on CPUs with bf16)", inference_precision="f32"),
     BackendSpec("ov-gpu", "openvino", "onnx", "fp32", "gpu", "OpenVINO Intel GPU, FP32 ONNX"),
     BackendSpec("ov-npu", "openvino", "onnx", "fp32", "npu", "OpenVINO Intel NPU, FP32 ONNX"),
     BackendSpec("trt-fp32", "tensorrt", "engine", "fp32", "cuda", "TensorRT engine, FP32"),

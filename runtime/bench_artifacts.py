@@ -5,7 +5,7 @@ MODEL is any artifact of one model family, or a folder (``model.safetensors``,
 The family is the files sharing its stem, named as edgeseg writes them::
 
     S.safetensors          torch, torch-cuda
-    S.onnx                 ort, ort-cuda, ov, ov-gpu, ov-npu   (FP32)
+    S.onnx                 ort, ort-cuda, ov, ov-f32, ov-gpu, ov-npu   (FP32)
     S.int8.onnx            ort-int8, ov-int8        (edgeseg calibrate)
     S.fp16.onnx            ort-fp16, ov-fp16
     S.<fp32|fp16|int8>.engine   trt-fp32 / trt-fp16 / trt-int8   (built on the target GPU)

@@ -288,7 +288,8 @@ def open_for(spec: BackendSpec, path: Path, hw: tuple[int, int], threads: int | 
         return open_backend(path, threads=threads, providers=["cuda" if spec.device == "cuda" else "cpu"])
     if spec.runtime == "openvino":
         return open_backend(path, runtime="openvino", device=spec.device.upper(),
-                            inference_precision=inference_precision, threads=threads)
+                            inference_precision=spec.inference_precision or inference_precision,
+                            threads=threads)
     return open_backend(path)
 
 

@@ -145,7 +145,7 @@ def test_bench_rows_ov_next_to_ort(tmp_path: Path) -> None:
 
     model = demo_model()  # lite-unet 96x128 on the synthetic classes (bench checks the architecture)
     out = tmp_path / "b"
-    r = runner.invoke(app, ["bench", str(model), "--backends", "ort,ov,ov-gpu", "--iters", "3",
+    r = runner.invoke(app, ["bench", str(model), "--backends", "ort,ov,ov-f32,ov-gpu", "--iters", "3",
                             "--warmup", "1", "--threads", "1", "--data", "synthetic", "--data-num", "3",
                             "--interleave", "--inference-precision", "f32", "--out", str(out)])
     assert r.exit_code == 0, r.output
@@ -154,6 +154,7 @@ def test_bench_rows_ov_next_to_ort(tmp_path: Path) -> None:
     assert rows["ov"]["runs_on"]["runtime"] == "openvino" and rows["ov"]["runs_on"]["threads"] == 1
     assert rows["ov"]["miou"] == pytest.approx(rows["ort"]["miou"], abs=1e-6)
     assert rows["ort"]["inference_precision"] is None
+    assert rows["ov-f32"]["status"] == "ok" and rows["ov-f32"]["inference_precision"] == "f32"
     if "GPU" not in ov.Core().available_devices:
         assert rows["ov-gpu"]["status"] == "skipped" and "no GPU device here" in rows["ov-gpu"]["reason"]
     md = out.with_suffix(".md").read_text()

@@ -23,7 +23,8 @@ def bench_cmd(
              "model.<precision>.engine. Each backend runs the file of its kind in the same family.")],
     backends: Annotated[str, typer.Option(
         help="Comma list: torch, torch-cuda, ort, ort-int8, ort-fp16, ort-cuda, ov, ov-int8, ov-fp16, "
-             "ov-gpu, ov-npu (OpenVINO: pip install 'edgeseg[openvino]'), trt-fp32, trt-fp16, "
+             "ov-f32 (always f32), ov-gpu, ov-npu (OpenVINO: pip install 'edgeseg[openvino]'), "
+             "trt-fp32, trt-fp16, "
              "trt-int8.")] = "torch,ort,ort-int8",
     input: Annotated[str | None, typer.Option(
         "--input", help="Input sizes HxW, comma list (default: each model's own size).")] = None,
