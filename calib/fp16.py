@@ -11,6 +11,13 @@ conversion uses onnxruntime's maintained copy of the onnxconverter-common float1
   converted like the rest; its ArgMax compares the same fp16 values either way.
 * initializers outside the float16 range are clamped by the converter (to +-65504 / 5.96e-8);
   the number of weights that changed this way is recorded in the card.
+* inputs that must stay float32 (``Resize`` scales: the converter's ``ALWAYS_FLOAT_INPUTS``) are
+  kept as **FP32 constants** holding the FP32 file's exact values. The converter would feed them
+  through a ``Cast`` of an FP16 constant, which OpenCV DNN's Resize refuses (it takes scales
+  from constants only) and which rounds the scales to FP16 first.
+
+The card's ``extra["fp16"]["fp32_ops"]`` lists the op types of this graph that stay float32
+(the plugin node, the converter's blocked ops), ``fp32_constants`` how many constants were kept.
 """
 
 from __future__ import annotations
@@ -43,18 +50,78 @@ def _out_of_range_weights(model: Any) -> int:
     return count
 
 
-def to_fp16(model: Any) -> Any:
-    """FP32 ModelProto -> FP16 ModelProto with FP32 I/O and the plugin node kept FP32."""
-    from edgeseg.calib.graph import copy_value_info, topological_sort
+def _block_list() -> list[str]:
     from edgeseg.export.unpool import OP_NAME
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
 
-    model = _clone(model)
-    copy_value_info(model)
-    half = convert_float_to_float16(model, keep_io_types=True,
-                                    op_block_list=[*DEFAULT_OP_BLOCK_LIST, OP_NAME])
+    return [*DEFAULT_OP_BLOCK_LIST, OP_NAME]
+
+
+def fp32_ops(model: Any) -> list[str]:
+    """Op types of ``model`` that the conversion keeps in float32 (sorted; empty for most graphs)."""
+    blocked = set(_block_list())
+    return sorted({n.op_type for n in model.graph.node if n.op_type in blocked})
+
+
+def to_fp16(model: Any) -> Any:
+    """FP32 ModelProto -> FP16 ModelProto with FP32 I/O, the plugin node kept FP32 and FP32-only
+    inputs (Resize scales) as FP32 constants (:func:`keep_fp32_constants`)."""
+    return _to_fp16(model)[0]
+
+
+def _to_fp16(model: Any) -> tuple[Any, int]:
+    """:func:`to_fp16` and the number of constants kept in FP32."""
+    from edgeseg.calib.graph import copy_value_info, topological_sort
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    fp32 = _clone(model)
+    copy_value_info(fp32)
+    half = convert_float_to_float16(_clone(fp32), keep_io_types=True, op_block_list=_block_list())
+    kept = keep_fp32_constants(half, fp32)
     topological_sort(half)
-    return half
+    return half, kept
+
+
+def _constants(model: Any) -> dict[str, Any]:
+    """Tensor name -> TensorProto of every initializer and Constant node (``value`` form)."""
+    consts = {t.name: t for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and len(n.output) == 1:
+            for a in n.attribute:
+                if a.name == "value":
+                    consts[n.output[0]] = a.t
+    return consts
+
+
+def keep_fp32_constants(half: Any, fp32: Any) -> int:
+    """Replace every ``Cast(to=float32)`` of a constant in ``half`` by an FP32 Constant node with
+    the value of the same constant in ``fp32`` (the original model); drop constants no longer
+    used. In place; returns how many casts were replaced."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    consts, originals = _constants(half), _constants(fp32)
+    outputs = {o.name for o in half.graph.output}
+    nodes, folded = [], 0
+    for n in half.graph.node:
+        to = next((a.i for a in n.attribute if a.name == "to"), None)
+        if n.op_type != "Cast" or to != TensorProto.FLOAT or n.input[0] not in consts or \
+                n.output[0] in outputs:
+            nodes.append(n)
+            continue
+        src = originals.get(n.input[0])
+        if src is None or src.data_type != TensorProto.FLOAT:  # not in the original: widen the FP16 value
+            src = numpy_helper.from_array(numpy_helper.to_array(consts[n.input[0]]).astype(np.float32))
+        value = numpy_helper.from_array(numpy_helper.to_array(src), n.output[0])
+        nodes.append(helper.make_node("Constant", [], [n.output[0]], f"{n.name}_fp32", value=value))
+        folded += 1
+    used = {i for n in nodes for i in n.input} | outputs
+    nodes = [n for n in nodes if n.op_type != "Constant" or any(o in used for o in n.output)]
+    del half.graph.node[:]
+    half.graph.node.extend(nodes)
+    keep = [t for t in half.graph.initializer if t.name in used]
+    del half.graph.initializer[:]
+    half.graph.initializer.extend(keep)
+    return folded
 
 
 def _clone(model: Any) -> Any:
@@ -82,18 +149,13 @@ def convert_fp16(model_path: str | Path, out: str | Path | None = None) -> tuple
         raise CalibrationError(f"output {out} must be a new .onnx file (e.g. model.fp16.onnx), not the input")
     model = load_onnx(model_path)
     clamped = _out_of_range_weights(model)
-    half = to_fp16(model)
+    half, kept = _to_fp16(model)
     onnx.checker.check_model(half)
-    extra = {**card.extra, "fp16": {"keep_io_types": True, "fp32_ops": [_plugin_name()],
-                                    "clamped_weights": clamped}}
+    extra = {**card.extra, "fp16": {"keep_io_types": True, "fp32_ops": fp32_ops(model),
+                                    "fp32_constants": kept, "clamped_weights": clamped}}
     with atomic_path(out, need_bytes=half.ByteSize()) as tmp:  # card written inside: both or neither
         onnx.save(half, str(tmp))
         write_card(out, card.replace(precision="fp16", parent_sha256=card.file_sha256, extra=extra),
                    hashed=tmp)
     return out, read_card(out)
 
-
-def _plugin_name() -> str:
-    from edgeseg.export.unpool import OP_NAME
-
-    return OP_NAME

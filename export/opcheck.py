@@ -107,6 +107,37 @@ def count_ops(model: Any) -> dict[str, int]:
     return dict(sorted(Counter(_op_key(n) for n in _nodes(model.graph)).items()))
 
 
+def custom_ops(model: Any) -> list[str]:
+    """``"MaxUnpool2x2 x3 (ai.onnx.contrib)"`` for each op outside the standard ONNX domain."""
+    found = Counter((n.domain, n.op_type) for n in _nodes(model.graph) if n.domain not in DEFAULT_DOMAINS)
+    return [f"{op} x{n} ({domain})" for (domain, op), n in sorted(found.items())]
+
+
+def stock_runtime_fix(checkpoint: str = "CHECKPOINT", out: str = "model.native.onnx",
+                      input_hw: str = "") -> str:
+    """The command that writes the file every tool runs: the native export of the checkpoint."""
+    import shlex
+
+    size = f" --input {input_hw}" if input_hw else ""
+    return f"edgeseg export {shlex.quote(checkpoint)} -o {shlex.quote(out)}{size} --unpool native"
+
+
+def stock_runtime_note(model: Any, **native: str) -> str | None:
+    """For a graph with custom nodes: which stock runtimes refuse it and what runs it (else None).
+    ``native``: ``checkpoint`` / ``out`` / ``input_hw`` of the suggested native export (placeholders
+    when not given)."""
+    custom = custom_ops(model)
+    if not custom:
+        return None
+    ours = any(op.startswith(OP_NAME + " ") for op in custom)
+    runs = ("it runs on TensorRT with the edgeseg plugin (edgeseg build-plugin, edgeseg build-engine) and "
+            "in edgeseg's own onnxruntime backend (edgeseg stream/eval/bench, via onnxruntime-extensions); "
+            if ours else "")
+    return (f"custom node {', '.join(custom)}: stock onnxruntime, OpenVINO and OpenCV DNN cannot run this "
+            f"file; {runs}for every other tool export native ops from the checkpoint: "
+            f"{stock_runtime_fix(**native)}")
+
+
 def _default_opset(model: Any) -> int:
     for imp in model.opset_import:
         if imp.domain in DEFAULT_DOMAINS:

@@ -38,11 +38,12 @@ class BackendSpec:
     """A bench backend name: which artifact it runs, with which runtime, on which device."""
 
     name: str
-    runtime: str  # torch | onnxruntime | tensorrt
+    runtime: str  # torch | onnxruntime | openvino | tensorrt
     artifact: str  # checkpoint | onnx | engine
-    precision: str  # fp32 | fp16 | int8
-    device: str  # cpu | cuda
+    precision: str  # fp32 | fp16 | int8 (of the file; OpenVINO rows also record what it computed in)
+    device: str  # cpu | cuda | gpu / npu (Intel, OpenVINO)
     what: str
+    inference_precision: str | None = None  # OpenVINO: fixed for this row (None: --inference-precision)
 
 
 BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
@@ -52,6 +53,13 @@ BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
     BackendSpec("ort-int8", "onnxruntime", "onnx", "int8", "cpu", "onnxruntime CPU, Q/DQ INT8 ONNX"),
     BackendSpec("ort-fp16", "onnxruntime", "onnx", "fp16", "cpu", "onnxruntime CPU, FP16 ONNX"),
     BackendSpec("ort-cuda", "onnxruntime", "onnx", "fp32", "cuda", "onnxruntime CUDA provider, FP32"),
+    BackendSpec("ov", "openvino", "onnx", "fp32", "cpu", "OpenVINO CPU, FP32 ONNX"),
+    BackendSpec("ov-int8", "openvino", "onnx", "int8", "cpu", "OpenVINO CPU, Q/DQ INT8 ONNX"),
+    BackendSpec("ov-fp16", "openvino", "onnx", "fp16", "cpu", "OpenVINO CPU, FP16 ONNX"),
+    BackendSpec("ov-f32", "openvino", "onnx", "fp32", "cpu", "OpenVINO CPU, FP32 ONNX computed in f32 "
+                "(next to ov: bf16 by default on CPUs with bf16)", inference_precision="f32"),
+    BackendSpec("ov-gpu", "openvino", "onnx", "fp32", "gpu", "OpenVINO Intel GPU, FP32 ONNX"),
+    BackendSpec("ov-npu", "openvino", "onnx", "fp32", "npu", "OpenVINO Intel NPU, FP32 ONNX"),
     BackendSpec("trt-fp32", "tensorrt", "engine", "fp32", "cuda", "TensorRT engine, FP32"),
     BackendSpec("trt-fp16", "tensorrt", "engine", "fp16", "cuda", "TensorRT engine, FP16"),
     BackendSpec("trt-int8", "tensorrt", "engine", "int8", "cuda", "TensorRT engine, INT8 (Q/DQ)"),
@@ -135,6 +143,7 @@ def library_versions() -> dict[str, str | None]:
     """Installed versions of the inference libraries (from package metadata: nothing imported)."""
     versions: dict[str, str | None] = {}
     for key, dists in (("onnxruntime", ("onnxruntime", "onnxruntime-gpu")), ("torch", ("torch",)),
+                       ("openvino", ("openvino",)),
                        ("tensorrt", ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"))):
         versions[key] = None
         for dist in dists:

@@ -5,9 +5,9 @@ MODEL is any artifact of one model family, or a folder (``model.safetensors``,
 The family is the files sharing its stem, named as edgeseg writes them::
 
     S.safetensors          torch, torch-cuda
-    S.onnx                 ort, ort-cuda            (FP32)
-    S.int8.onnx            ort-int8                 (edgeseg calibrate)
-    S.fp16.onnx            ort-fp16
+    S.onnx                 ort, ort-cuda, ov, ov-f32, ov-gpu, ov-npu   (FP32)
+    S.int8.onnx            ort-int8, ov-int8        (edgeseg calibrate)
+    S.fp16.onnx            ort-fp16, ov-fp16
     S.<fp32|fp16|int8>.engine   trt-fp32 / trt-fp16 / trt-int8   (built on the target GPU)
 
 **Prepared on the fly** (only when the checkpoint is in the family and torch is installed): an
@@ -89,6 +89,8 @@ def unavailable(spec: BackendSpec) -> str | None:
         if spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             return (f"onnxruntime {ort.__version__} has no CUDAExecutionProvider here (providers: "
                     f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu on a CUDA host")
+    if spec.runtime == "openvino":
+        return _openvino_unavailable(spec)
     if spec.runtime == "tensorrt":
         from edgeseg.export.trt_common import require_tensorrt
 
@@ -98,6 +100,18 @@ def unavailable(spec: BackendSpec) -> str | None:
             return str(e).split(";")[0]
         if importlib.util.find_spec("edgeseg.runtime.backends.trt") is None:
             return "this edgeseg has no TensorRT backend module"
+    return None
+
+
+def _openvino_unavailable(spec: BackendSpec) -> str | None:
+    if importlib.util.find_spec("openvino") is None:
+        return "OpenVINO is not installed (pip install 'edgeseg[openvino]')"
+    import openvino
+
+    devices = list(openvino.Core().available_devices)
+    if spec.device.upper() not in {d.split(".")[0] for d in devices}:
+        return (f"OpenVINO {openvino.get_version()} has no {spec.device.upper()} device here (devices: "
+                f"{', '.join(devices) or 'none'}); it needs an Intel {spec.device.upper()} and its driver")
     return None
 
 

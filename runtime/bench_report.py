@@ -27,6 +27,7 @@ BENCH_SCHEMA = 1
 
 CSV_COLUMNS = ("model", "architecture", "backend", "precision", "input", "batch", "status", "mean_ms",
                "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "speedup_vs_torch", "speedup_vs_fp32",
+               "inference_precision",
                "params", "gflops", "file_mb", "peak_host_mb", "host_delta_mb", "gpu_mem_mb", "miou",
                "avg_power_w", "energy_per_frame_mj", "device", "cpu", "threads", "gpu", "runtime",
                "runtime_version", "iters", "artifact", "reason")
@@ -47,6 +48,7 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
         mine = _p50(r)
         torch_ref = by_backend.get((*key(r), "torch-cuda" if r["device"] == "cuda" else "torch"))
         fp32 = {"onnxruntime": "ort-cuda" if r["device"] == "cuda" else "ort",
+                "openvino": "ov" if r["device"] == "cpu" else None,
                 "tensorrt": "trt-fp32"}.get(r["runtime"])
         fp32_ref = by_backend.get((*key(r), fp32)) if fp32 and r["precision"] != "fp32" else None
         for name, ref in (("speedup_vs_torch", torch_ref), ("speedup_vs_fp32", fp32_ref)):
@@ -82,7 +84,8 @@ def table_cells(r: dict[str, Any]) -> list[str]:
     lat = r.get("latency_ms") or {}
     status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
     miou = r.get("miou")
-    return [r["architecture"], r["backend"], r["input"], str(r["batch"]), _f(lat.get("mean")),
+    backend = r["backend"] + (f" [{r['inference_precision']}]" if r.get("inference_precision") else "")
+    return [r["architecture"], backend, r["input"], str(r["batch"]), _f(lat.get("mean")),
             _f(lat.get("p50")), _f(lat.get("p99")), _f(r.get("throughput_ips"), "{:.1f}"),
             _f(r.get("speedup_vs_torch"), "{:.2f}x"), _f(r.get("speedup_vs_fp32"), "{:.2f}x"),
             _f(r.get("params") and r["params"] / 1e6, "{:.3f}"), _f(r.get("gflops"), "{:.2f}"),
@@ -100,6 +103,7 @@ def machine_line(result: BenchResult) -> str:
     v = m["versions"]
     return (f"{m['cpu']} ({m['cpu_count']} logical CPUs, {m['threads']} threads used), GPU "
             f"{m['gpu'] or 'none'}; onnxruntime {v.get('onnxruntime') or '-'}, "
+            f"OpenVINO {v.get('openvino') or '-'}, "
             f"torch {v.get('torch') or '-'}, "
             f"TensorRT {v.get('tensorrt') or '-'}; 1-min load {m.get('loadavg_1m')}")
 
@@ -112,7 +116,8 @@ def to_markdown(result: BenchResult, command: str) -> str:
              f"{cfg.warmup} warm-up + {cfg.iters} timed calls per row ({order}); latency per batch; "
              "speed-ups are ratios of p50 latencies in this run. peak MB: peak resident memory of the "
              "bench process during the row; +MB: that peak minus the resident memory just before the "
-             "backend was opened (negative when memory of earlier rows was returned meanwhile).", ""]
+             "backend was opened (negative when memory of earlier rows was returned meanwhile). "
+             "[f32]/[bf16]/[f16] after an OpenVINO backend: the precision it computed in.", ""]
     lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * 3 + "---:|" * (len(HEADER) - 4) + "---|"]
     for r in result.rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in table_cells(r)) + " |")
@@ -130,6 +135,7 @@ def rich_table(result: BenchResult) -> Any:
     """A terminal-width table; reasons of skipped/failed rows and model facts go below it."""
     from rich import box
     from rich.console import Group
+    from rich.markup import escape  # "ov [f32]" is not a markup tag
     from rich.table import Table
 
     table = Table(title="edgeseg bench", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0))
@@ -141,7 +147,7 @@ def rich_table(result: BenchResult) -> Any:
         status = SHORT_STATUS.get(r["status"], r["status"])
         if r["status"] != "ok" and r["reason"]:
             status += f" [{notes.setdefault(r['reason'], len(notes) + 1)}]"
-        table.add_row(c[0], c[1], status, c[2], c[3], c[5], c[6], c[7], c[8], c[9], c[15],
+        table.add_row(c[0], escape(c[1]), status, c[2], c[3], c[5], c[6], c[7], c[8], c[9], c[15],
                       style=None if r["status"] == "ok" else "dim")
     lines = [machine_line(result)] + [f"[{n}] {reason}" for reason, n in notes.items()]
     facts = {(r["architecture"], r["input"]): r for r in result.rows}
@@ -162,6 +168,7 @@ def write_outputs(result: BenchResult, stem: Path, command: str) -> list[Path]:
     data = {"format": BENCH_FORMAT, "schema": BENCH_SCHEMA, "edgeseg_version": __version__,
             "command": command, "machine": result.machine, "interrupted": result.interrupted,
             "config": {"warmup": result.config.warmup, "iters": result.config.iters,
+                       "inference_precision": result.config.inference_precision,
                        "batches": list(result.config.batches), "threads": result.config.threads,
                        "data": result.config.data, "split": result.config.split,
                        "calib": result.config.calib, "ratios": "p50 latency",

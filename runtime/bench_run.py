@@ -41,7 +41,8 @@ class BenchConfig:
     """What to run. ``inputs`` None = each model's own input size. ``threads`` None = all cores
     (the same number is given to torch and onnxruntime). ``interleave``: time the backends of one
     model and input round-robin (:mod:`edgeseg.runtime.bench_interleave`) instead of one after
-    the other."""
+    the other. ``inference_precision``: what OpenVINO rows compute in (``auto``: OpenVINO's default
+    for the device; the precision actually used is recorded on each row)."""
 
     models: tuple[Path, ...]
     backends: tuple[BackendSpec, ...]
@@ -56,6 +57,7 @@ class BenchConfig:
     data_num: int | None = None
     calib: str | None = None
     interleave: bool = False
+    inference_precision: str = "auto"
 
 
 @dataclass
@@ -91,7 +93,7 @@ def base_row(model: Path, card: ModelCard, spec: BackendSpec, hw: tuple[int, int
             "artifact": None, "artifact_note": "", "file_mb": None, "params": None, "params_from": None,
             "gflops": None, "gflops_from": None, "latency_ms": None, "throughput_ips": None,
             "iters": 0, "peak_host_mb": None, "host_delta_mb": None, "gpu_mem_mb": None,
-            "miou": None, "power": None, "runs_on": {}}
+            "miou": None, "inference_precision": None, "power": None, "runs_on": {}}
 
 
 def arch_label(card: ModelCard) -> str:
@@ -193,7 +195,7 @@ def open_rows(cfg: BenchConfig, resolver: ArtifactResolver, model: Path, spec: B
         row.update(artifact=str(resolved.path), artifact_note=resolved.note,
                    file_mb=round(resolved.path.stat().st_size / 1e6, 3))
     try:
-        backend = open_for(spec, resolved.path, hw, cfg.threads)
+        backend = open_for(spec, resolved.path, hw, cfg.threads, cfg.inference_precision)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # a backend library error: report it on the row, go on with the rest
@@ -202,6 +204,7 @@ def open_rows(cfg: BenchConfig, resolver: ArtifactResolver, model: Path, spec: B
     runs_on = runs_on_of(backend, spec, result.machine)
     for row in rows:
         row["runs_on"] = runs_on
+        row["inference_precision"] = runs_on.get("inference_precision")
     return backend
 
 
@@ -274,8 +277,10 @@ def batch_fits(backend: Any, row: dict[str, Any]) -> bool:
     return True
 
 
-def open_for(spec: BackendSpec, path: Path, hw: tuple[int, int], threads: int | None) -> Any:
-    """Open ``path`` for ``spec``. A checkpoint runs at any valid size (fully convolutional)."""
+def open_for(spec: BackendSpec, path: Path, hw: tuple[int, int], threads: int | None,
+             inference_precision: str = "auto") -> Any:
+    """Open ``path`` for ``spec``. A checkpoint runs at any valid size (fully convolutional).
+    ``inference_precision`` applies to OpenVINO only."""
     from edgeseg.runtime.backends import open_backend
 
     if spec.runtime == "torch":
@@ -288,11 +293,17 @@ def open_for(spec: BackendSpec, path: Path, hw: tuple[int, int], threads: int | 
         return backend
     if spec.runtime == "onnxruntime":
         return open_backend(path, threads=threads, providers=["cuda" if spec.device == "cuda" else "cpu"])
+    if spec.runtime == "openvino":
+        return open_backend(path, runtime="openvino", device=spec.device.upper(),
+                            inference_precision=spec.inference_precision or inference_precision,
+                            threads=threads)
     return open_backend(path)
 
 
 def fixed_batch(backend: Any) -> int | None:
-    """The batch size an onnxruntime session's input is fixed to (None: dynamic or not ONNX)."""
+    """The batch size an ONNX file's input is fixed to (None: dynamic or not ONNX)."""
+    if hasattr(backend, "fixed_batch"):  # OpenVINO reads it from the compiled model
+        return backend.fixed_batch  # type: ignore[no-any-return]
     session = getattr(backend, "session", None)
     if session is None:
         return None
@@ -308,7 +319,8 @@ def runs_on_of(backend: Any, spec: BackendSpec, machine: dict[str, Any]) -> dict
     gpu = d.get("gpu_name") or (machine.get("gpu") if spec.device == "cuda" else None)
     return {"device": d.get("device", spec.device), "cpu": machine.get("cpu"),
             "threads": d.get("threads"), "gpu": gpu, "runtime": spec.runtime, "version": version,
-            "providers": d.get("providers")}
+            "providers": d.get("providers"), "inference_precision": d.get("inference_precision"),
+            "device_name": d.get("device_name")}
 
 
 def score_miou(backend: Any, cfg: BenchConfig) -> float | None:

@@ -189,6 +189,8 @@ class StreamReport:
                 ("file size", f"{self.model.get('file_bytes', 0) / 1e6:.2f} MB"),
                 ("backend", f"{self.backend.get('name')} {self.backend.get('device', '')} "
                             f"{self.backend.get('providers', '')}".strip())]
+        if self.backend.get("inference_precision"):  # OpenVINO: what it computed in (not the file's)
+            rows.append(("inference precision", str(self.backend["inference_precision"])))
         if self.metrics is not None:
             rows.append(("mIoU (frames with ground truth)",
                          f"{_pct(self.metrics.get('miou'))} ({self.metrics.get('frames')} frames)"))

@@ -148,10 +148,10 @@ def test_onnx_model_cannot_run_on_torch(run: tuple[Path, dict, object], tmp_path
 def test_failing_backend_keeps_other_rows(ckpt: Path, tmp_path: Path, monkeypatch) -> None:
     real = bench_run.open_for
 
-    def broken(spec, path, hw, threads):  # noqa: ANN001, ANN202
+    def broken(spec, path, hw, threads, *rest):  # noqa: ANN001, ANN002, ANN202
         if spec.name == "torch":
             raise RuntimeError("simulated driver crash\nsecond line")
-        return real(spec, path, hw, threads)
+        return real(spec, path, hw, threads, *rest)
 
     monkeypatch.setattr(bench_run, "open_for", broken)
     result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch,ort", "--iters", "2", "--warmup",

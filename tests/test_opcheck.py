@@ -140,3 +140,22 @@ def test_check_ops_cli(tmp_path: Path):
     missing = runner.invoke(app, ["check-ops", str(tmp_path / "none.onnx")])
     assert missing.exit_code == 2 and missing.stderr.startswith("error:")
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_plugin_mode_file_says_what_runs_it(tmp_path: Path):
+    """A custom node passes TensorRT's check (with the plugin) but no stock runtime runs it: say so,
+    and name the native export (issue 21)."""
+    from edgeseg.export.opcheck import stock_runtime_note
+
+    plugin = model([POOL, plugin_node(plugin_version="1", plugin_namespace="")])
+    note = stock_runtime_note(plugin)
+    assert note is not None and f"{OP_NAME} x1 ({OP_DOMAIN})" in note
+    assert "stock onnxruntime, OpenVINO and OpenCV DNN cannot run" in note
+    assert "edgeseg build-engine" in note and "--unpool native" in note
+    assert stock_runtime_note(model([helper.make_node("Relu", ["x"], ["out"])])) is None
+    path = tmp_path / "plugin.onnx"
+    onnx.save(plugin, str(path))
+    r = CliRunner().invoke(app, ["check-ops", str(path)])
+    assert r.exit_code == 0, r.output
+    assert "cannot run this file" in r.stdout and "edgeseg export CHECKPOINT -o model.native.onnx " \
+                                                     "--unpool native" in " ".join(r.stdout.split())

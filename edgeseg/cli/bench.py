@@ -22,7 +22,9 @@ def bench_cmd(
         help="Model files or run folders: model.safetensors, model.onnx, model.int8.onnx, "
              "model.<precision>.engine. Each backend runs the file of its kind in the same family.")],
     backends: Annotated[str, typer.Option(
-        help="Comma list: torch, torch-cuda, ort, ort-int8, ort-fp16, ort-cuda, trt-fp32, trt-fp16, "
+        help="Comma list: torch, torch-cuda, ort, ort-int8, ort-fp16, ort-cuda, ov, ov-int8, ov-fp16, "
+             "ov-f32 (always f32), ov-gpu, ov-npu (OpenVINO: pip install 'edgeseg[openvino]'), "
+             "trt-fp32, trt-fp16, "
              "trt-int8.")] = "torch,ort,ort-int8",
     input: Annotated[str | None, typer.Option(
         "--input", help="Input sizes HxW, comma list (default: each model's own size).")] = None,
@@ -37,6 +39,9 @@ def bench_cmd(
     warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 10,
     threads: Annotated[int | None, typer.Option(
         help="CPU threads for torch and onnxruntime alike (default: all logical CPUs).")] = None,
+    inference_precision: Annotated[str, typer.Option(
+        help="OpenVINO rows: precision to compute in: auto (bf16 on CPUs with bf16, else f32), f32, bf16, "
+             "f16. The precision used is recorded on each row.")] = "auto",
     interleave: Annotated[bool, typer.Option(
         "--interleave", help="Time the backends of each model and input round-robin (fair ratios on "
                              "a shared, noisy machine).")] = False,
@@ -71,12 +76,14 @@ def bench_cmd(
                       inputs=None if inputs is None else tuple(inputs),
                       batches=tuple(bench.parse_batches(batch)), warmup=warmup, iters=iters,
                       threads=threads, data=data, split=split, data_num=data_num, calib=calib,
-                      interleave=interleave)
+                      interleave=interleave, inference_precision=_inference_precision(inference_precision))
     console, err = Console(), Console(stderr=True)
     result = BenchResult(cfg, bench.machine_facts(threads))
     command = _command(models, {"--backends": backends, "--input": input, "--batch": batch,
                                 "--data": data, "--split": split if data else None, "--data-num": data_num,
                                 "--calib": calib, "--iters": iters, "--warmup": warmup,
+                                "--inference-precision": inference_precision if inference_precision != "auto"
+                                else None,
                                 "--threads": threads, "--out": out})
     command += " --interleave" if interleave else ""
     try:
@@ -90,6 +97,17 @@ def bench_cmd(
         raise typer.Exit(130)
     if any(r["status"] == "failed" for r in result.rows):
         raise typer.Exit(1)
+
+
+def _inference_precision(text: str) -> str:
+    """ConfigError (listing the choices) unless ``text`` is an OpenVINO inference precision."""
+    from edgeseg.errors import did_you_mean
+    from edgeseg.runtime.backends.openvino import INFERENCE_PRECISIONS as choices
+
+    if text not in choices:
+        raise ConfigError(f"--inference-precision {text!r} is not one of {', '.join(choices)}"
+                          f"{did_you_mean(text, choices)}")
+    return text
 
 
 def _command(models: list[Path], options: dict[str, Any]) -> str:

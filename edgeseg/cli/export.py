@@ -55,10 +55,17 @@ def _verification_table(extra: dict[str, Any]) -> Table:
     return table
 
 
-def _print_opchecks(console: Console, checks: list[Any]) -> None:
+def _print_opchecks(console: Console, checks: list[Any], model: Any, **native: str) -> None:
+    """The TensorRT parser check per version, then (plugin mode) which runtimes cannot run it;
+    ``native``: checkpoint / out paths for the native-export command it suggests."""
+    from edgeseg.export.opcheck import stock_runtime_note
+
     for c in checks:
         style = "green" if c.ok else "yellow"
         console.print(f"[{style}]{c.summary()}[/{style}]", highlight=False)
+    note = stock_runtime_note(model, **native)
+    if note is not None:
+        console.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
 
 
 def export_cmd(
@@ -142,7 +149,10 @@ def export_cmd(
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    _print_opchecks(out_console, [check_ops(model, v) for v in trt_versions()])
+    native_out = path.with_name(path.name.removesuffix(".onnx") + ".native.onnx")
+    _print_opchecks(out_console, [check_ops(model, v) for v in trt_versions()], model,
+                    checkpoint=str(checkpoint), out=str(native_out),
+                    input_hw=f"{card.input_hw[0]}x{card.input_hw[1]}")
     out_console.print(f"wrote {path} (unpool {card.unpool_mode}, {card.input_hw[0]}x{card.input_hw[1]}) "
                       f"and its card {path}.json", highlight=False)
 
@@ -153,9 +163,12 @@ def check_ops_cmd(
     list_ops: Annotated[bool, typer.Option("--list", help="Also list every op type and count.")] = False,
 ) -> None:
     """TensorRT op check of an ONNX file (help text: CHECK_OPS_HELP)."""
+    import onnx
+
     from edgeseg.export.opcheck import check_file
 
-    checks = check_file(model, trt.value)
+    checks = check_file(model, trt.value)  # checks the path and that it parses
+    graph = onnx.load(str(model), load_external_data=False)
     console = Console()
     if list_ops:
         table = Table(title=f"ops in {model}")
@@ -164,7 +177,7 @@ def check_ops_cmd(
         for op, n in checks[0].ops.items():
             table.add_row(op, str(n))
         console.print(table)
-    _print_opchecks(console, checks)
+    _print_opchecks(console, checks, graph)
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
@@ -186,7 +199,9 @@ EXPORT_HELP = (
 CHECK_OPS_HELP = (
     "List the ops of an ONNX file and check them against TensorRT's ONNX parser (10.3, 11.x)."
     "\n\nPlugin nodes pass only if they are the edgeseg unpool plugin with matching "
-    "plugin_version / plugin_namespace. Exit code 1 if a requested version cannot parse the file."
+    "plugin_version / plugin_namespace. A file with custom nodes (plugin mode) is also flagged: "
+    "stock onnxruntime, OpenVINO and OpenCV DNN cannot run it; the native export can. "
+    "Exit code 1 if a requested version cannot parse the file."
 )
 
 

@@ -17,19 +17,26 @@ import typer
 
 from edgeseg.errors import EXIT_FAILED, ConfigError, signal_exit_code
 
-BACKEND_OPTIONS = {".onnx": ("threads", "provider"), ".safetensors": ("device",), ".engine": ("plugin",)}
+# which options each kind of model takes; ".onnx --runtime openvino" is an ONNX file on OpenVINO
+BACKEND_OPTIONS = {".onnx": ("threads", "provider"), ".safetensors": ("device",), ".engine": ("plugin",),
+                   ".onnx --runtime openvino": ("threads", "device", "inference_precision")}
 
 
 def _backend_kwargs(model: Path, threads: int | None, provider: str | None,
-                    device: str | None, plugin: Path | None = None) -> dict[str, Any]:
-    """Options of the backend MODEL's suffix selects; an option it does not take is an error."""
-    given = {"threads": threads, "provider": provider, "device": device, "plugin": plugin}
-    allowed = BACKEND_OPTIONS.get(model.suffix, ())
+                    device: str | None, plugin: Path | None = None, runtime: str | None = None,
+                    inference_precision: str | None = None) -> dict[str, Any]:
+    """Options of the backend MODEL's suffix (and ``runtime``) selects; an option it does not take
+    is an error. ``runtime``: None or the suffix's default runtime, or ``openvino`` for .onnx."""
+    given = {"threads": threads, "provider": provider, "device": device, "plugin": plugin,
+             "inference_precision": inference_precision}
+    kind = f"{model.suffix} --runtime {runtime}" if runtime == "openvino" else model.suffix
+    allowed = BACKEND_OPTIONS.get(kind, ())
     for name, value in given.items():
-        if value is not None and name not in allowed and model.suffix in BACKEND_OPTIONS:
-            raise ConfigError(f"--{name} does not apply to {model.suffix} models; it is for "
+        if value is not None and name not in allowed and kind in BACKEND_OPTIONS:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} does not apply to {kind} models; it is for "
                               f"{', '.join(s for s, o in BACKEND_OPTIONS.items() if name in o)} models")
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {} if runtime is None else {"runtime": runtime}
     if threads is not None:
         kwargs["threads"] = threads
     if provider is not None:
@@ -38,6 +45,8 @@ def _backend_kwargs(model: Path, threads: int | None, provider: str | None,
         kwargs["device"] = device
     if plugin is not None:
         kwargs["plugin"] = plugin
+    if inference_precision is not None:
+        kwargs["inference_precision"] = inference_precision
     return kwargs
 
 
@@ -86,10 +95,16 @@ def stream_cmd(
         help="Show a window / never show one. Default: when a display exists.")] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N processed frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime / OpenVINO CPU threads.")] = None,
     provider: Annotated[str | None, typer.Option(
         help="onnxruntime providers, comma-separated: cpu (default), cuda, tensorrt.")] = None,
-    device: Annotated[str | None, typer.Option(help="Torch checkpoints: auto, cpu or cuda.")] = None,
+    runtime: Annotated[str | None, typer.Option(
+        help="ONNX files: onnxruntime (default) or openvino (pip install 'edgeseg[openvino]').")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="Torch checkpoints: auto, cpu or cuda. OpenVINO: CPU (default), GPU, GPU.1, NPU.")] = None,
+    inference_precision: Annotated[str | None, typer.Option(
+        help="OpenVINO: precision to compute in: auto (default: bf16 on CPUs with bf16, else f32), "
+             "f32, bf16, f16.")] = None,
     plugin: Annotated[Path | None, typer.Option(
         help="TensorRT engines: edgeseg plugin library (default: the one the engine card names).")] = None,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay colour weight.")] = 0.5,
@@ -120,7 +135,8 @@ def stream_cmd(
     _check_report_path(report)
     _guard(model, spec, masks, plugin, save, save_frames, stats, report)
     overlay = OverlayOptions(alpha=alpha, legend=legend, hud=hud)
-    backend = open_backend(model, **_backend_kwargs(model, threads, provider, device, plugin))
+    backend = open_backend(model, **_backend_kwargs(model, threads, provider, device, plugin, runtime,
+                                                    inference_precision))
     try:
         hw = parse_hw(synthetic_size) if synthetic_size else backend.card.input_hw
         cam_hw = parse_hw(camera_size) if camera_size else None

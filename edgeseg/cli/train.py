@@ -125,8 +125,15 @@ def eval_cmd(
     data: Annotated[str, typer.Option(help="Dataset folder, list file, or 'synthetic'.")],
     split: Annotated[str, typer.Option(help="Split to score.")] = "val",
     out: Annotated[Path | None, typer.Option(help="Report stem (default MODEL.eval-SPLIT).")] = None,
-    device: Annotated[Device, typer.Option(help="Checkpoints only: torch device.")] = Device.auto,
+    device: Annotated[str | None, typer.Option(
+        help="Checkpoints: torch device auto (default), cpu or cuda. OpenVINO: CPU (default), GPU, NPU."
+    )] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads of the backend.")] = None,
+    runtime: Annotated[str | None, typer.Option(
+        help="ONNX files: onnxruntime (default) or openvino (pip install 'edgeseg[openvino]').")] = None,
+    inference_precision: Annotated[str | None, typer.Option(
+        help="OpenVINO: precision to compute in: auto (bf16 on CPUs with bf16, else f32), f32, bf16, "
+             "f16. Score each precision you deploy.")] = None,
     num: Annotated[int | None, typer.Option(help="Synthetic data only: number of scenes.")] = None,
 ) -> None:
     """Score MODEL on a labelled split: per-class table, JSON + Markdown report.
@@ -142,11 +149,7 @@ def eval_cmd(
 
     stem = out if out is not None else model.with_name(f"{model.name}.eval-{split}")
     guard_outputs({"--out": stem_outputs(stem)}, [*model_input(model), *data_input(data)])
-    options: dict[str, Any] = {}
-    if model.suffix == ".safetensors":
-        options["device"] = device.value
-    if threads is not None:
-        options["threads"] = threads
+    options = _eval_options(model, device, threads, runtime, inference_precision)
     console = Console()
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True) as bar:
@@ -158,9 +161,35 @@ def eval_cmd(
             f"{result.card.input_hw[1]})"
     console.print(metrics_table(result.metrics, result.card.class_names, title=title))
     md = metrics_markdown(result.metrics, result.card.class_names, title=title)
-    md += f"\nScored at the {result.to_dict()['resolution']}; backend {result.backend.get('name')}.\n"
+    computed = result.backend.get("inference_precision")
+    md += (f"\nScored at the {result.to_dict()['resolution']}; backend {result.backend.get('name')}"
+           f"{f' (inference precision {computed})' if computed else ''}.\n")
     json_path, md_path = write_report(stem, result.to_dict(), md)
     console.print(f"wrote {json_path} and {md_path}")
+
+
+def _eval_options(model: Path, device: str | None, threads: int | None, runtime: str | None,
+                  inference_precision: str | None) -> dict[str, Any]:
+    """Backend options for ``eval``: --device for checkpoints (default auto) and OpenVINO, --threads
+    for every backend, --inference-precision for OpenVINO only (ConfigError elsewhere)."""
+    openvino = runtime == "openvino"
+    options: dict[str, Any] = {} if runtime is None else {"runtime": runtime}
+    if model.suffix == ".safetensors" and runtime in (None, "torch"):
+        options["device"] = device or Device.auto.value
+    elif device is not None:
+        if not openvino:
+            on = runtime or "the default"
+            raise ConfigError(f"--device does not apply to {model.suffix} models on {on} runtime; it is "
+                              "for checkpoints (auto, cpu, cuda) and --runtime openvino (CPU, GPU, NPU)")
+        options["device"] = device
+    if inference_precision is not None:
+        if not openvino:
+            raise ConfigError("--inference-precision applies to --runtime openvino only; add --runtime "
+                              "openvino or drop it")
+        options["inference_precision"] = inference_precision
+    if threads is not None:
+        options["threads"] = threads
+    return options
 
 
 def register(app: typer.Typer) -> None:

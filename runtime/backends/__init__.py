@@ -6,6 +6,8 @@
 | ``.engine``     | TensorRT        | ``edgeseg.runtime.backends.trt``     | tensorrt, CUDA |
 | ``.safetensors``| torch           | ``edgeseg.runtime.backends.torch_backend`` | torch    |
 
+``runtime=`` picks another runtime for the same file type (:data:`RUNTIMES`): ``.onnx`` files
+also run on OpenVINO (``edgeseg.runtime.backends.openvino``, needs ``edgeseg[openvino]``).
 Only the torch backend imports torch (and only when opened).
 """
 
@@ -18,12 +20,19 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from edgeseg.card import ModelCard
-from edgeseg.errors import BackendError
+from edgeseg.errors import BackendError, did_you_mean
 
 SUFFIXES: dict[str, tuple[str, str]] = {
     ".onnx": ("edgeseg.runtime.backends.ort", "OrtBackend"),
     ".engine": ("edgeseg.runtime.backends.trt", "TrtBackend"),
     ".safetensors": ("edgeseg.runtime.backends.torch_backend", "TorchBackend"),
+}
+# runtime name -> (the suffix it runs, module, class); the suffix's default runtime is SUFFIXES'
+RUNTIMES: dict[str, tuple[str, str, str]] = {
+    "onnxruntime": (".onnx", "edgeseg.runtime.backends.ort", "OrtBackend"),
+    "openvino": (".onnx", "edgeseg.runtime.backends.openvino", "OpenVinoBackend"),
+    "tensorrt": (".engine", "edgeseg.runtime.backends.trt", "TrtBackend"),
+    "torch": (".safetensors", "edgeseg.runtime.backends.torch_backend", "TorchBackend"),
 }
 
 
@@ -51,10 +60,11 @@ class Backend(Protocol):
         ...
 
 
-def open_backend(path: str | Path, **options: Any) -> Backend:
-    """Open ``path`` with the backend its suffix names; ``options`` go to that backend.
+def open_backend(path: str | Path, runtime: str | None = None, **options: Any) -> Backend:
+    """Open ``path`` with ``runtime`` (None: the one its suffix names); ``options`` go to that backend.
 
-    Raises BackendError for an unknown suffix (listing the valid ones).
+    Raises BackendError for an unknown suffix or runtime, or a runtime that does not run this
+    file type (each listing the valid choices).
     """
     path = Path(path)
     if path.suffix not in SUFFIXES:
@@ -63,4 +73,13 @@ def open_backend(path: str | Path, **options: Any) -> Backend:
             f"expected one of {', '.join(SUFFIXES)} (a checkpoint, ONNX file or TensorRT engine)"
         )
     module, cls = SUFFIXES[path.suffix]
+    if runtime is not None:
+        if runtime not in RUNTIMES:
+            hint = did_you_mean(runtime, list(RUNTIMES))
+            raise BackendError(f"unknown runtime {runtime!r}{hint}; use one of {', '.join(RUNTIMES)}")
+        suffix, module, cls = RUNTIMES[runtime]
+        if suffix != path.suffix:
+            takes = [r for r, (s, _, _) in RUNTIMES.items() if s == path.suffix]
+            raise BackendError(f"runtime {runtime} runs {suffix} files, not {path.name}; use --runtime "
+                               f"{' or '.join(takes)} (or leave --runtime out) for {path.suffix} files")
     return getattr(importlib.import_module(module), cls)(path, **options)
