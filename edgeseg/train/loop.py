@@ -5,6 +5,11 @@ Run folder ``RUN/``: ``config.json``, ``last/`` (resumable state, see ``state.py
 A first Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves ``last/`` and stops; a
 SIGKILL loses at most the steps since the last save (``--checkpoint-every``), and ``--resume``
 then continues bit-exactly from there (same weights as an uninterrupted run on the CPU).
+
+Data parallel (started by torchrun, see ``dist.py``): every rank runs this loop on its share of
+each global batch; rank 0 alone prints and writes files; all ranks agree every step on the loss,
+a non-finite loss and a stop request, so they stop at the same step; ``--resume`` needs the same
+number of processes (refused otherwise, with the command that works).
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from edgeseg.checkpoint import check_state, save_checkpoint
 from edgeseg.errors import ConfigError, EdgesegError, ModelError
 from edgeseg.io import write_json_atomic
 from edgeseg.metrics import SegMetrics
+from edgeseg.train import dist as dd
 from edgeseg.train import state as st
 from edgeseg.train.config import TrainConfig, read_config
 from edgeseg.train.data import make_loader
 from edgeseg.train.history import write_logs
-from edgeseg.train.setup import Run, build_run, lr_at
+from edgeseg.train.setup import Run, build_run, lr_at, setup_torch, wrap_ddp
 
 
 class TrainingError(EdgesegError):
@@ -49,13 +55,18 @@ class _Stop:
 
 
 @contextmanager
-def _graceful_stop():
-    """Turn the first SIGINT/SIGTERM into a flag checked between steps (a second one kills)."""
+def _graceful_stop(escalate: bool = True):
+    """Turn the first SIGINT/SIGTERM into a flag checked between steps (a second one kills).
+
+    ``escalate`` False (under torchrun): the launcher forwards the terminal's Ctrl-C to its
+    workers, so each gets the signal twice; the launcher itself SIGKILLs them if they do not
+    finish within its shutdown timeout (30 s).
+    """
     stop = _Stop()
     previous = {}
 
     def handler(signum: int, frame: Any) -> None:
-        if stop.requested:
+        if stop.requested and escalate:
             raise KeyboardInterrupt
         stop.requested = True
         stop.signals.append(signum)
@@ -84,9 +95,11 @@ def _metrics(cm: torch.Tensor) -> SegMetrics:
     return SegMetrics.from_confusion(cm.cpu().numpy())
 
 
-def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, progress: st.Progress
-               ) -> tuple[float, torch.Tensor]:
-    """One optimizer step; TrainingError (weights untouched) if the loss is not finite."""
+def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, progress: st.Progress, stop: _Stop
+               ) -> tuple[float, torch.Tensor, bool]:
+    """One optimizer step: (loss averaged over ranks, predictions, stop agreed by the ranks).
+
+    TrainingError (weights untouched, on every rank) if any rank's loss is not finite."""
     fmt = torch.channels_last if run.amp else torch.contiguous_format
     x = x.to(run.device, non_blocking=True, memory_format=fmt)
     y = y.to(run.device, non_blocking=True)
@@ -94,12 +107,13 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, progress: st.Progress
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.amp):
-        logits = run.model(x)
+        logits = run.net(x)
         loss = run.loss_fn(logits.float(), y)
-    value = float(loss.detach())
-    if not math.isfinite(value):
+    value, bad, stopping = dd.step_flags(run.dist, run.device, float(loss.detach()), stop.requested)
+    if bad:
+        where = f" on at least one of {run.dist.world} processes" if run.dist.enabled else ""
         raise TrainingError(
-            f"loss became {value} at epoch {progress.epoch + 1} step {progress.step_in_epoch + 1} "
+            f"loss became {value}{where} at epoch {progress.epoch + 1} step {progress.step_in_epoch + 1} "
             f"(global step {progress.global_step + 1}, lr {lr:.3g}); stopped before updating the "
             f"weights; the last good checkpoint is {run.folder / st.LAST} (step "
             f"{_saved_step(run.folder)}); lower --lr or check the data, then --resume or restart")
@@ -107,7 +121,7 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, progress: st.Progress
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
-    return value, logits.detach().argmax(1)
+    return value, logits.detach().argmax(1), stopping
 
 
 def _saved_step(folder: Path) -> str:
@@ -121,13 +135,18 @@ def _saved_step(folder: Path) -> str:
 
 @torch.inference_mode()
 def validate(run: Run) -> tuple[float, SegMetrics]:
-    """Mean loss and metrics on the validation split at the model input size."""
+    """Mean loss and metrics on the validation split at the model input size.
+
+    Data parallel: each rank scores its share and the confusion matrices (integers) are summed,
+    so the metrics equal the single-process ones exactly; the loss is a float sum (last bits).
+    """
     run.model.eval()
     k = run.card.num_classes
     cm = torch.zeros((k, k), dtype=torch.int64, device=run.device)
     total, count = 0.0, 0
     try:
-        for x, y in make_loader(run.val_ds, run.cfg, epoch=0, start_step=0, train=False):
+        for x, y in make_loader(run.val_ds, run.cfg, epoch=0, start_step=0, train=False,
+                                rank=run.dist.rank, world=run.dist.world):
             x, y = x.to(run.device), y.to(run.device)
             with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.amp):
                 logits = run.model(x)
@@ -136,12 +155,27 @@ def validate(run: Run) -> tuple[float, SegMetrics]:
             confusion_update(cm, logits.argmax(1), y)
     finally:
         run.model.train()
+    dd.all_sum(run.dist, cm)
+    sums = dd.all_sum(run.dist, torch.tensor([total, count], dtype=torch.float64, device=run.device))
+    total, count = float(sums[0]), int(sums[1])
     return total / max(count, 1), _metrics(cm)
 
 
+def _global_cm(run: Run, cm: torch.Tensor) -> torch.Tensor:
+    """The training confusion matrix summed over ranks (``cm`` itself for one process)."""
+    return dd.all_sum(run.dist, cm.clone()) if run.dist.enabled else cm
+
+
 def save_last(run: Run, cm: torch.Tensor, progress: st.Progress) -> None:
-    st.save_state(run.folder, run.model, _card(run, progress), run.optimizer, run.scaler.state_dict(),
-                  cm, progress)
+    """Save ``last/``: collective (RNG of every rank, summed confusion), then rank 0 writes."""
+    if not run.dist.enabled:
+        st.save_state(run.folder, run.model, _card(run, progress), run.optimizer,
+                      run.scaler.state_dict(), cm, progress)
+        return
+    rng, total = dd.gather_rng(run.dist, run.device), _global_cm(run, cm)
+    if run.dist.main:
+        st.save_state(run.folder, run.model, _card(run, progress), run.optimizer,
+                      run.scaler.state_dict(), total, progress, rng=rng, world_size=run.dist.world)
 
 
 def _card(run: Run, progress: st.Progress, **extra: Any):
@@ -159,7 +193,7 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
     """Train the rest of the current epoch; False if stopped early by --max-steps."""
     cfg = run.cfg
     loader = make_loader(run.train_ds, cfg, epoch=progress.epoch, start_step=progress.step_in_epoch,
-                         train=True)
+                         train=True, rank=run.dist.rank, world=run.dist.world)
     t0 = time.perf_counter()
     with _progress_bar(console) as bar:
         task = bar.add_task(f"epoch {progress.epoch + 1}/{cfg.epochs}", total=run.steps_per_epoch,
@@ -167,7 +201,7 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
         for x, y in loader:
             if cfg.max_steps is not None and progress.global_step >= cfg.max_steps:
                 return False
-            loss, pred = train_step(run, x, y, progress)
+            loss, pred, stopping = train_step(run, x, y, progress, stop)
             confusion_update(cm, pred, y.to(run.device))
             progress.loss_sum += loss
             progress.loss_count += 1
@@ -181,9 +215,9 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
                 console.print(f"  epoch {progress.epoch + 1} step {progress.step_in_epoch}/"
                               f"{run.steps_per_epoch} loss {progress.loss_sum / progress.loss_count:.4f} "
                               f"({progress.train_seconds:.0f} s)")
-            if stop.requested:
+            if stopping or (stop.requested and not run.dist.enabled):
                 save_last(run, cm, progress)
-                write_logs(run.folder, progress.history, summary(run, progress))
+                _write_logs(run, progress)
                 raise TrainingInterrupted(
                     f"interrupted at epoch {progress.epoch + 1} step {progress.step_in_epoch} (global "
                     f"step {progress.global_step}); state saved in {run.folder / st.LAST}; continue "
@@ -194,9 +228,14 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
                 and progress.step_in_epoch < run.steps_per_epoch)
 
 
+def _write_logs(run: Run, progress: st.Progress) -> None:
+    if run.dist.main:
+        write_logs(run.folder, progress.history, summary(run, progress))
+
+
 def _row(run: Run, progress: st.Progress, cm: torch.Tensor, val_loss: float, val: SegMetrics,
          seconds: float) -> dict[str, Any]:
-    train = _metrics(cm)
+    train = _metrics(_global_cm(run, cm))
     row: dict[str, Any] = {
         "epoch": progress.epoch + 1, "step": progress.global_step,
         "lr": lr_at(run.cfg, progress.global_step, run.total_steps),
@@ -220,7 +259,8 @@ def _maybe_best(run: Run, progress: st.Progress, val: SegMetrics, console: Conso
     extra = {"val_miou": float(val.miou), "val_mean_dice": float(val.mean_dice)}
     if run.card.num_classes == 2:
         extra["val_fg_iou"] = float(val.iou[1])
-    save_checkpoint(run.model, _card(run, progress, **extra), run.folder / "best")
+    if run.dist.main:
+        save_checkpoint(run.model, _card(run, progress, **extra), run.folder / "best")
     console.print(f"  new best val mIoU {val.miou:.4f} -> {run.folder / 'best' / 'model.safetensors'}")
 
 
@@ -237,7 +277,7 @@ def end_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, seconds: float,
     progress.step_in_epoch, progress.loss_sum, progress.loss_count = 0, 0.0, 0
     cm.zero_()
     save_last(run, cm, progress)
-    write_logs(run.folder, progress.history, summary(run, progress))
+    _write_logs(run, progress)
 
 
 def summary(run: Run, progress: st.Progress) -> dict[str, Any]:
@@ -248,7 +288,7 @@ def summary(run: Run, progress: st.Progress) -> dict[str, Any]:
                  f"{run.cfg.input_hw[0]}x{run.cfg.input_hw[1]}",
         "model": run.cfg.model, "data": run.cfg.data, "input_hw": list(run.cfg.input_hw),
         "parameters": sum(p.numel() for p in run.model.parameters()),
-        "device": str(run.device), "torch_threads": torch.get_num_threads(),
+        "device": str(run.device), "processes": run.dist.world, "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(0) if run.device.type == "cuda" else None,
         "epochs_done": progress.epoch, "global_step": progress.global_step,
@@ -257,13 +297,36 @@ def summary(run: Run, progress: st.Progress) -> dict[str, Any]:
     }
 
 
+def check_resume_world(folder: Path, d: dd.Dist) -> None:
+    """Refuse to resume a run written by another number of processes (same verdict on all ranks).
+
+    Exactness across world sizes is not possible bit for bit: each process draws from its own
+    generator and float sums change order, so the run would silently stop being the one it was.
+    """
+    saved = st.saved_world_size(folder)
+    if saved is None or saved == d.world:
+        return
+    how = "in one process: edgeseg train" if saved == 1 else \
+        f"with {saved} processes, e.g. edgeseg train --nproc {saved}"
+    raise ConfigError(f"{folder} was trained by {saved} process(es) and this job has {d.world}; resume "
+                      f"exactly needs the same number, so run it {how} --out {folder} --resume")
+
+
 def _restore(run: Run) -> tuple[torch.Tensor, st.Progress]:
-    restored = st.load_state(run.folder, run.cfg.model)
+    d = run.dist
+    if d.main:
+        st.clean_partial(run.folder)
+    dd.barrier(d)
+    restored = st.load_state(run.folder, run.cfg.model, clean=False, set_rng=not d.enabled)
+    if d.enabled:
+        dd.set_rank_rng(restored.tensors, d, run.device)
     check_state(run.model, restored.model.state_dict(), str(run.folder / st.LAST), run.cfg.model)
     run.model.load_state_dict(restored.model.state_dict())
     run.optimizer.load_state_dict(restored.optimizer_state)
     run.scaler.load_state_dict(restored.scaler_state)
-    return restored.confusion.to(run.device), restored.progress
+    # the saved matrix is the sum over ranks: rank 0 carries it on, the others start from zero
+    confusion = restored.confusion if d.main else torch.zeros_like(restored.confusion)
+    return confusion.to(run.device), restored.progress
 
 
 def warm_start(run: Run, path: Path) -> None:
@@ -280,8 +343,11 @@ def warm_start(run: Run, path: Path) -> None:
     run.card = run.card.replace(extra={**run.card.extra, "init": str(path), "init_sha256": card.file_sha256})
 
 
-def prepare_folder(cfg: TrainConfig, folder: Path, resume: bool) -> TrainConfig:
-    """Create the run folder (new run) or read its config (resume). Returns the config to use."""
+def prepare_folder(cfg: TrainConfig, folder: Path, resume: bool, d: dd.Dist | None = None) -> TrainConfig:
+    """Create the run folder (new run) or read its config (resume). Returns the config to use.
+
+    Every rank checks; rank 0 alone creates and writes, after all have checked."""
+    d = d or dd.Dist()
     if resume:
         saved = read_config(folder / "config.json")
         diff = [k for k, v in cfg.to_dict().items()
@@ -293,21 +359,44 @@ def prepare_folder(cfg: TrainConfig, folder: Path, resume: bool) -> TrainConfig:
     if (folder / st.LAST).exists() or (folder / "config.json").exists():
         raise ConfigError(f"run folder {folder} already holds a run; pass --resume to continue it or "
                           "choose a new --out")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "config.json", cfg.to_dict())
+    dd.barrier(d)  # nobody may see rank 0's config.json as "a run already there"
+    if d.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "config.json", cfg.to_dict())
     return cfg
 
 
 RESUME_OVERRIDES = ("max_steps", "workers", "device", "threads", "checkpoint_every")
 
 
-def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Console | None = None
-          ) -> dict[str, Any]:
-    """Train (or resume) the run in ``folder``; returns the run summary (also in ``log.json``)."""
+def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Console | None = None,
+          dist_timeout_s: float = 600.0) -> dict[str, Any]:
+    """Train (or resume) the run in ``folder``; returns the run summary (also in ``log.json``).
+
+    Under torchrun (``RANK``/``WORLD_SIZE`` set) this process is one rank of a data-parallel job:
+    it joins the process group (``dist_timeout_s`` for the rendezvous and every collective) and
+    trains its share; only rank 0 prints and writes.
+    """
+    d = dd.from_env()
+    if not d.main:
+        console = Console(quiet=True)
     console = console or Console(stderr=True, soft_wrap=True)
     folder = Path(folder)
-    cfg = prepare_folder(cfg, folder, resume)
-    run = build_run(cfg, folder)
+    dd.check_world(cfg, d)
+    if resume:
+        check_resume_world(folder, d)  # reads only: refused before any process group or write
+    device = setup_torch(cfg, d.local_rank)
+    dd.init(d, device, dist_timeout_s)
+    try:
+        return _train(cfg, folder, resume, console, d, device)
+    finally:
+        dd.shutdown()
+
+
+def _train(cfg: TrainConfig, folder: Path, resume: bool, console: Console, d: dd.Dist,
+           device: torch.device) -> dict[str, Any]:
+    cfg = prepare_folder(cfg, folder, resume, d)
+    run = build_run(cfg, folder, d, device)
     cm = torch.zeros((run.card.num_classes,) * 2, dtype=torch.int64, device=run.device)
     progress = st.Progress()
     if resume:
@@ -317,19 +406,41 @@ def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Cons
     elif cfg.init is not None:
         warm_start(run, Path(cfg.init))
         console.print(f"starting from the weights of {cfg.init}")
+    wrap_ddp(run)
+    if d.enabled:
+        console.print(f"data parallel: {d.world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), "
+                      f"{cfg.batch // d.world} images each of the global batch {cfg.batch}"
+                      f"{', SyncBatchNorm' if cfg.sync_bn else ', per-process BatchNorm'}")
     run.model.train()
-    with _graceful_stop() as stop:
-        while progress.epoch < cfg.epochs:
-            seconds = progress.train_seconds
-            if not run_epoch(run, cm, progress, stop, console):
-                _stop_at_max_steps(run, cm, progress, console)
-                break
-            end_epoch(run, cm, progress, progress.train_seconds - seconds, console)
-            if cfg.max_steps is not None and progress.global_step >= cfg.max_steps:
-                break
+    with _graceful_stop(escalate=not dd.launched()) as stop:
+        try:
+            _epochs(run, cm, progress, stop, console)
+        except (TrainingError, TrainingInterrupted, dd.PeerLost):
+            raise  # every rank raises these together (or, PeerLost, rank 0 says it)
+        except EdgesegError as e:
+            if d.main:
+                raise
+            raise dd.RankError(f"rank {d.rank}: {e}") from None
+        except (RuntimeError, torch.distributed.DistError) as e:
+            lost = dd.peer_lost(d, e, f"seen by rank {d.rank} at global step {progress.global_step + 1}")
+            if lost is None:
+                raise
+            raise lost from None
     result = summary(run, progress)
-    write_logs(folder, progress.history, result)
+    _write_logs(run, progress)
     return result
+
+
+def _epochs(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, console: Console) -> None:
+    cfg = run.cfg
+    while progress.epoch < cfg.epochs:
+        seconds = progress.train_seconds
+        if not run_epoch(run, cm, progress, stop, console):
+            _stop_at_max_steps(run, cm, progress, console)
+            break
+        end_epoch(run, cm, progress, progress.train_seconds - seconds, console)
+        if cfg.max_steps is not None and progress.global_step >= cfg.max_steps:
+            break
 
 
 def _stop_at_max_steps(run: Run, cm: torch.Tensor, progress: st.Progress, console: Console) -> None:

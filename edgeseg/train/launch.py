@@ -1,0 +1,38 @@
+"""``edgeseg train --nproc N``: torchrun's own launcher (``torch.distributed.run``), single node.
+
+Equivalent to ``torchrun --standalone --nproc-per-node N -m edgeseg train ...``; the workers
+print their own lines (rank 0 only), so the launcher turns torchrun's failure reports into an
+exit code instead of a second, longer traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from edgeseg.train.dist import DistributedError
+
+
+def launch(nproc: int, train_argv: list[str]) -> int:
+    """Run ``python -m edgeseg train *train_argv`` in ``nproc`` processes; return the exit code
+    (0, the failing rank's code, or 130 after Ctrl-C / SIGTERM)."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
+
+    args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "edgeseg",
+                                "train", *train_argv])
+    # the agent logs every worker failure with a traceback; the workers already said why
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        torchrun.run(args)
+    except ChildFailedError as e:
+        failures = e.failures
+        first = failures.get(0) or failures[min(failures)]
+        return first.exitcode if first.exitcode > 0 else 128 - first.exitcode  # -9: killed, 137
+    except SignalException:
+        return 130
+    except RendezvousError as e:
+        raise DistributedError(f"torchrun could not start its {nproc} local processes ({e}); "
+                               "check that localhost networking works and retry") from None
+    return 0
