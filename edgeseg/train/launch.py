@@ -8,6 +8,7 @@ exit code instead of a second, longer traceback.
 from __future__ import annotations
 
 import logging
+import os
 
 from edgeseg.train.dist import DistributedError
 
@@ -20,10 +21,16 @@ def launch(nproc: int, train_argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
 
+    # torchrun would give every worker 1 thread; split this machine's cores instead (--threads
+    # still decides per process)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "edgeseg",
                                 "train", *train_argv])
-    # the agent logs every worker failure with a traceback; the workers already said why
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # the agent logs every worker failure and signal with a traceback or a warning; the workers
+    # already said why in one line (each of its loggers has its own level, hence the loop)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         torchrun.run(args)
     except ChildFailedError as e:

@@ -221,7 +221,7 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
                 raise TrainingInterrupted(
                     f"interrupted at epoch {progress.epoch + 1} step {progress.step_in_epoch} (global "
                     f"step {progress.global_step}); state saved in {run.folder / st.LAST}; continue "
-                    f"with: edgeseg train --out {run.folder} --resume")
+                    f"with: {_resume_command(run)}")
             if cfg.checkpoint_every and progress.global_step % cfg.checkpoint_every == 0:
                 save_last(run, cm, progress)
     return not (cfg.max_steps is not None and progress.global_step >= cfg.max_steps
@@ -231,6 +231,13 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
 def _write_logs(run: Run, progress: st.Progress) -> None:
     if run.dist.main:
         write_logs(run.folder, progress.history, summary(run, progress))
+
+
+def _resume_command(run: Run) -> str:
+    if not run.dist.enabled:
+        return f"edgeseg train --out {run.folder} --resume"
+    return (f"edgeseg train --out {run.folder} --resume --nproc {run.dist.world} (one node) or the "
+            "same torchrun command with --resume")
 
 
 def _row(run: Run, progress: st.Progress, cm: torch.Tensor, val_loss: float, val: SegMetrics,
