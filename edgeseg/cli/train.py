@@ -80,8 +80,11 @@ def _argv_without_nproc(ctx: typer.Context) -> list[str]:
 
 
 def _rank_zero_only(e: EdgesegError) -> EdgesegError | typer.Exit:
-    """Errors every rank raises alike are printed by rank 0 alone; the other ranks exit quietly
-    with the same code unless the error is theirs only (a rank's own data, its rendezvous)."""
+    """Under a launcher, rank 0 prints the job's error; the other ranks leave quietly with exit
+    code 0 unless the error is theirs alone (RankError: their own data in the loop; their
+    rendezvous). Exit code 0 on purpose: torchrun stops the whole job at the first failing
+    process, which could kill rank 0 before it prints; a quiet rank that "succeeds" lets rank 0
+    finish, and rank 0's code becomes the job's."""
     from edgeseg.train.dist import DistributedError, RankError, from_env, launched
 
     if not launched() or isinstance(e, (RankError, DistributedError)):
@@ -90,7 +93,7 @@ def _rank_zero_only(e: EdgesegError) -> EdgesegError | typer.Exit:
         rank = from_env().rank
     except EdgesegError:
         return e
-    return e if rank == 0 else typer.Exit(e.exit_code)
+    return e if rank == 0 else typer.Exit(0)
 
 
 def train_cmd(
@@ -168,7 +171,7 @@ def _train(ctx: typer.Context, out: Path, resume: bool, nproc: int | None, dist_
     if nproc is not None and nproc > 1:
         from edgeseg.train.dist import Dist, check_world
         from edgeseg.train.launch import launch
-        from edgeseg.train.loop import check_resume_world
+        from edgeseg.train.start import check_resume_world
 
         job = Dist(0, nproc, 0, nproc)
         check_world(cfg, job)  # refused here once, before any process starts

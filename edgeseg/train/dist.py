@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgeseg.errors import ConfigError, EdgesegError
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     import torch
 
     from edgeseg.train.config import TrainConfig
+
+
+T = TypeVar("T")
 
 
 class DistributedError(EdgesegError):
@@ -39,6 +43,10 @@ class PeerLost(EdgesegError):
 
 class RankError(EdgesegError):
     """An error only this (non-zero) rank saw; printed with its rank, unlike errors all ranks share."""
+
+
+class JobStopped(EdgesegError):
+    """Raised on the ranks other than 0 when another rank failed a phase; rank 0 says why."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,42 @@ def shutdown() -> None:
             tdist.destroy_process_group()
 
 
+def agreed(d: Dist, phase: Callable[[], T]) -> T:
+    """Run ``phase`` on every rank, then agree: if it raised an EdgesegError on any rank, every
+    rank raises, rank 0 with the message (its own, else the lowest failing rank's, prefixed with
+    that rank), the others :class:`JobStopped` (which the CLI does not print).
+
+    Collective (one small all-gather); ``phase`` itself must not call collectives, so a rank
+    that fails early cannot leave the others waiting in a different one.
+    """
+    import torch.distributed as tdist
+
+    error: EdgesegError | None = None
+    result: T | None = None
+    try:
+        result = phase()
+    except EdgesegError as e:
+        error = e
+    if not d.enabled:
+        if error is not None:
+            raise error
+        return result  # type: ignore[return-value]
+    # plain strings between this job's own processes (all_gather_object pickles them)
+    said: list[Any] = [None] * d.world
+    tdist.all_gather_object(said, None if error is None else [str(error), error.exit_code])
+    failed = [(rank, item) for rank, item in enumerate(said) if item is not None]
+    if not failed:
+        return result  # type: ignore[return-value]
+    if not d.main:
+        raise JobStopped(f"rank 0 reports the error of rank {failed[0][0]}")
+    if error is not None:
+        raise error
+    rank, (text, code) = failed[0]
+    stopped = RankError(f"rank {rank}: {text}")
+    stopped.exit_code = code
+    raise stopped
+
+
 def rank_seed(seed: int, rank: int) -> int:
     """Seed of rank ``rank``'s global generator (rank 0 keeps ``seed``: one process is unchanged)."""
     return seed if rank == 0 else (seed * 1_000_003 + 7_919 * rank) % (2**63 - 1)
@@ -200,13 +244,6 @@ def all_sum(d: Dist, t: torch.Tensor) -> torch.Tensor:
     if d.enabled:
         tdist.all_reduce(t)
     return t
-
-
-def barrier(d: Dist) -> None:
-    import torch.distributed as tdist
-
-    if d.enabled:
-        tdist.barrier()
 
 
 def gather_rng(d: Dist, device: torch.device) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from edgeseg.train.dist import DistributedError
 
@@ -34,12 +35,18 @@ def launch(nproc: int, train_argv: list[str]) -> int:
     try:
         torchrun.run(args)
     except ChildFailedError as e:
-        failures = e.failures
-        first = failures.get(0) or failures[min(failures)]
-        return first.exitcode if first.exitcode > 0 else 128 - first.exitcode  # -9: killed, 137
+        return _exit_code(e.failures)
     except SignalException:
         return 130
     except RendezvousError as e:
         raise DistributedError(f"torchrun could not start its {nproc} local processes ({e}); "
                                "check that localhost networking works and retry") from None
     return 0
+
+
+def _exit_code(failures: dict[int, Any]) -> int:
+    """The job's exit code: rank 0's error code, else another rank's, else 128 + the signal that
+    killed a rank (torchrun reports a signal as a negative exit code)."""
+    codes = [failures[r].exitcode for r in sorted(failures)]
+    positive = [c for c in codes if c > 0]
+    return positive[0] if positive else 128 - codes[0]

@@ -26,16 +26,16 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgeseg.checkpoint import check_state, save_checkpoint
-from edgeseg.errors import ConfigError, EdgesegError, ModelError
-from edgeseg.io import write_json_atomic
+from edgeseg.checkpoint import save_checkpoint
+from edgeseg.errors import EdgesegError
 from edgeseg.metrics import SegMetrics
 from edgeseg.train import dist as dd
 from edgeseg.train import state as st
-from edgeseg.train.config import TrainConfig, read_config
+from edgeseg.train.config import TrainConfig
 from edgeseg.train.data import make_loader
 from edgeseg.train.history import write_logs
 from edgeseg.train.setup import Run, build_run, lr_at, setup_torch, wrap_ddp
+from edgeseg.train.start import check_folder, check_resume_world, create_folder, restore, warm_start
 
 
 class TrainingError(EdgesegError):
@@ -304,78 +304,6 @@ def summary(run: Run, progress: st.Progress) -> dict[str, Any]:
     }
 
 
-def check_resume_world(folder: Path, d: dd.Dist) -> None:
-    """Refuse to resume a run written by another number of processes (same verdict on all ranks).
-
-    Exactness across world sizes is not possible bit for bit: each process draws from its own
-    generator and float sums change order, so the run would silently stop being the one it was.
-    """
-    saved = st.saved_world_size(folder)
-    if saved is None or saved == d.world:
-        return
-    how = "in one process: edgeseg train" if saved == 1 else \
-        f"with {saved} processes, e.g. edgeseg train --nproc {saved}"
-    raise ConfigError(f"{folder} was trained by {saved} process(es) and this job has {d.world}; resume "
-                      f"exactly needs the same number, so run it {how} --out {folder} --resume")
-
-
-def _restore(run: Run) -> tuple[torch.Tensor, st.Progress]:
-    d = run.dist
-    if d.main:
-        st.clean_partial(run.folder)
-    dd.barrier(d)
-    restored = st.load_state(run.folder, run.cfg.model, clean=False, set_rng=not d.enabled)
-    if d.enabled:
-        dd.set_rank_rng(restored.tensors, d, run.device)
-    check_state(run.model, restored.model.state_dict(), str(run.folder / st.LAST), run.cfg.model)
-    run.model.load_state_dict(restored.model.state_dict())
-    run.optimizer.load_state_dict(restored.optimizer_state)
-    run.scaler.load_state_dict(restored.scaler_state)
-    # the saved matrix is the sum over ranks: rank 0 carries it on, the others start from zero
-    confusion = restored.confusion if d.main else torch.zeros_like(restored.confusion)
-    return confusion.to(run.device), restored.progress
-
-
-def warm_start(run: Run, path: Path) -> None:
-    """Load the weights of checkpoint ``path`` (same architecture, arguments and classes)."""
-    from edgeseg.checkpoint import load_checkpoint
-
-    model, card = load_checkpoint(path)
-    if (card.architecture, card.arch_args, card.class_names) != (
-            run.card.architecture, run.card.arch_args, run.card.class_names):
-        raise ModelError(f"--init {path} is a {card.architecture} {card.arch_args} for classes "
-                         f"{list(card.class_names)}, but this run trains a {run.card.architecture} "
-                         f"{run.card.arch_args} for {list(run.card.class_names)}; use a matching checkpoint")
-    run.model.load_state_dict(model.state_dict())
-    run.card = run.card.replace(extra={**run.card.extra, "init": str(path), "init_sha256": card.file_sha256})
-
-
-def prepare_folder(cfg: TrainConfig, folder: Path, resume: bool, d: dd.Dist | None = None) -> TrainConfig:
-    """Create the run folder (new run) or read its config (resume). Returns the config to use.
-
-    Every rank checks; rank 0 alone creates and writes, after all have checked."""
-    d = d or dd.Dist()
-    if resume:
-        saved = read_config(folder / "config.json")
-        diff = [k for k, v in cfg.to_dict().items()
-                if k not in RESUME_OVERRIDES and saved.to_dict()[k] != v]
-        if diff:
-            raise ConfigError(f"--resume continues the run in {folder} as configured there, but "
-                              f"{', '.join(diff)} differ(s); drop those options or start a new --out")
-        return saved.replace(**{k: getattr(cfg, k) for k in RESUME_OVERRIDES})
-    if (folder / st.LAST).exists() or (folder / "config.json").exists():
-        raise ConfigError(f"run folder {folder} already holds a run; pass --resume to continue it or "
-                          "choose a new --out")
-    dd.barrier(d)  # nobody may see rank 0's config.json as "a run already there"
-    if d.main:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / "config.json", cfg.to_dict())
-    return cfg
-
-
-RESUME_OVERRIDES = ("max_steps", "workers", "device", "threads", "checkpoint_every")
-
-
 def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Console | None = None,
           dist_timeout_s: float = 600.0) -> dict[str, Any]:
     """Train (or resume) the run in ``folder``; returns the run summary (also in ``log.json``).
@@ -396,22 +324,26 @@ def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Cons
     dd.init(d, device, dist_timeout_s)
     try:
         return _train(cfg, folder, resume, console, d, device)
+    except (RuntimeError, torch.distributed.DistError) as e:
+        lost = dd.peer_lost(d, e, f"seen by rank {d.rank}")
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         dd.shutdown()
 
 
 def _train(cfg: TrainConfig, folder: Path, resume: bool, console: Console, d: dd.Dist,
            device: torch.device) -> dict[str, Any]:
-    cfg = prepare_folder(cfg, folder, resume, d)
-    run = build_run(cfg, folder, d, device)
-    cm = torch.zeros((run.card.num_classes,) * 2, dtype=torch.int64, device=run.device)
-    progress = st.Progress()
+    # each phase ends with all ranks agreeing that it worked (the agreement is also the barrier
+    # between rank 0's writes and everybody's reads)
+    cfg = dd.agreed(d, lambda: check_folder(cfg, folder, resume))
+    dd.agreed(d, lambda: create_folder(cfg, folder, resume) if d.main else None)
+    run, cm, progress = dd.agreed(d, lambda: _start(cfg, folder, resume, d, device))
     if resume:
-        cm, progress = _restore(run)
         console.print(f"resuming {folder} at epoch {progress.epoch + 1} step {progress.step_in_epoch} "
                       f"(global step {progress.global_step})")
     elif cfg.init is not None:
-        warm_start(run, Path(cfg.init))
         console.print(f"starting from the weights of {cfg.init}")
     wrap_ddp(run)
     if d.enabled:
@@ -436,6 +368,19 @@ def _train(cfg: TrainConfig, folder: Path, resume: bool, console: Console, d: dd
     result = summary(run, progress)
     _write_logs(run, progress)
     return result
+
+
+def _start(cfg: TrainConfig, folder: Path, resume: bool, d: dd.Dist, device: torch.device
+           ) -> tuple[Run, torch.Tensor, st.Progress]:
+    """Build the run and load its starting weights (``last/`` or ``--init``); no collectives."""
+    run = build_run(cfg, folder, d, device)
+    cm = torch.zeros((run.card.num_classes,) * 2, dtype=torch.int64, device=run.device)
+    progress = st.Progress()
+    if resume:
+        cm, progress = restore(run)
+    elif cfg.init is not None:
+        warm_start(run, Path(cfg.init))
+    return run, cm, progress
 
 
 def _epochs(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, console: Console) -> None:
