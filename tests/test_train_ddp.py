@@ -276,3 +276,17 @@ def test_unreachable_rendezvous_is_one_line(tmp_path: Path) -> None:
     assert lines[-1].startswith("error: rank 1 of 2 could not join"), res.stderr
     assert "Traceback" not in res.stderr
     assert not out.exists()
+
+
+def test_nproc_hands_every_given_option_to_the_processes(tmp_path: Path, monkeypatch) -> None:
+    import edgeseg.train.launch as launch
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(launch, "launch", lambda n, argv: seen.update(n=n, argv=argv) or 3)
+    res = CliRunner().invoke(app, ["train", *TINY, "--batch", "4", "--model-arg", "deep_skip=false",
+                                   "--no-sync-bn", "--out", str(tmp_path / "r"), "--nproc", "2"])
+    assert res.exit_code == 3 and seen["n"] == 2  # the launcher's exit code is the command's
+    argv = seen["argv"]
+    assert "--nproc" not in argv and "--no-sync-bn" in argv and "--resume" not in argv
+    assert argv[argv.index("--model-arg") + 1] == "deep_skip=false"
+    assert argv[argv.index("--lr") + 1] == "0.002" and argv[argv.index("--out") + 1] == str(tmp_path / "r")
