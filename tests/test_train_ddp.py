@@ -290,3 +290,18 @@ def test_nproc_hands_every_given_option_to_the_processes(tmp_path: Path, monkeyp
     assert "--nproc" not in argv and "--no-sync-bn" in argv and "--resume" not in argv
     assert argv[argv.index("--model-arg") + 1] == "deep_skip=false"
     assert argv[argv.index("--lr") + 1] == "0.002" and argv[argv.index("--out") + 1] == str(tmp_path / "r")
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_two_gpus_nccl_run_saves_every_ranks_cuda_generator(tmp_path: Path) -> None:
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA GPUs for 2 NCCL processes")
+    out = tmp_path / "run"
+    res = _run([sys.executable, "-m", "edgeseg", "train", *TINY, "--batch", "4", "--synthetic-num", "16",
+                "--epochs", "1", "--device", "cuda", "--nproc", "2", "--out", str(out)])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 processes (nccl)" in res.stderr
+    state = load_file(str(out / "last" / "state.safetensors"))
+    assert {"rng.rank0.cuda", "rng.rank1.cuda"} <= set(state)
+    assert json.loads((out / "last" / "state.json").read_text())["world_size"] == 2
