@@ -60,7 +60,44 @@ def _one_line(e: EdgesegError) -> EdgesegError:
     return type(e)(last.split(": ", 1)[-1] if last.startswith(("edgeseg.", type(e).__name__)) else last)
 
 
+def _argv_without_nproc(ctx: typer.Context) -> list[str]:
+    """This command's options as typed (defaults left out), minus ``--nproc``: what each process
+    that torchrun starts receives."""
+    argv: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or value is None or value == param.default:
+            continue
+        value = value.value if isinstance(value, Enum) else value
+        if param.is_flag:
+            argv.append(param.opts[0] if value else param.secondary_opts[0])
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                argv += [param.opts[0], str(item)]
+        else:
+            argv += [param.opts[0], str(value)]
+    return argv
+
+
+def _rank_zero_only(e: EdgesegError) -> EdgesegError | typer.Exit:
+    """Under a launcher, rank 0 prints the job's error; the other ranks leave quietly with exit
+    code 0 unless the error is theirs alone (RankError: their own data in the loop; their
+    rendezvous). Exit code 0 on purpose: torchrun stops the whole job at the first failing
+    process, which could kill rank 0 before it prints; a quiet rank that "succeeds" lets rank 0
+    finish, and rank 0's code becomes the job's."""
+    from edgeseg.train.dist import DistributedError, RankError, from_env, launched
+
+    if not launched() or isinstance(e, (RankError, DistributedError)):
+        return e
+    try:
+        rank = from_env().rank
+    except EdgesegError:
+        return e
+    return e if rank == 0 else typer.Exit(0)
+
+
 def train_cmd(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Run folder (config, checkpoints, logs, curves).")],
     model: Annotated[str | None, typer.Option(help="Architecture, e.g. lite-unet.")] = None,
     data: Annotated[str | None, typer.Option(help="Dataset folder, list file, or 'synthetic'.")] = None,
@@ -72,7 +109,8 @@ def train_cmd(
     lr: Annotated[float | None, typer.Option(help="Base LR (default sgd 0.05, adamw 1e-3).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Default sgd 5e-4, adamw 1e-2.")] = None,
     schedule: Annotated[Schedule | None, typer.Option(help="LR schedule (default poly).")] = None,
-    batch: Annotated[int | None, typer.Option(help="Batch size (default 8).")] = None,
+    batch: Annotated[int | None, typer.Option(
+        help="Global batch size (default 8): with N processes each takes batch/N per step.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 30).")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader worker processes (default 0).")] = None,
     device: Annotated[Device | None, typer.Option(help="auto: CUDA + AMP if present.")] = None,
@@ -85,34 +123,72 @@ def train_cmd(
     synthetic_num: Annotated[int | None, typer.Option(help="Synthetic train scenes (256).")] = None,
     init: Annotated[str | None, typer.Option(help="Start from a checkpoint's weights.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly.")] = False,
+    nproc: Annotated[int | None, typer.Option(
+        help="Data-parallel processes on this node (starts torchrun; one per GPU on CUDA).")] = None,
+    sync_bn: Annotated[bool | None, typer.Option(
+        "--sync-bn/--no-sync-bn", help="With several processes: BatchNorm over the global batch.")] = None,
+    dist_timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for the other processes (rendezvous, each collective).")] = 600.0,
 ) -> None:
-    """Train a model; checkpoints in OUT/best and OUT/last, logs and curves in OUT."""
+    """Train a model; checkpoints in OUT/best and OUT/last, logs and curves in OUT.
+
+    Data parallel: torchrun --nproc-per-node N -m edgeseg train ... (or --nproc N on one node);
+    see docs/training-multi-gpu.md.
+    """
+    try:
+        _train(ctx, out, resume, nproc, dist_timeout, input, model_arg, loss_arg,
+               _given(model=model, data=data, loss=loss, optimizer=optimizer, lr=lr,
+                      weight_decay=weight_decay, schedule=schedule, batch=batch, epochs=epochs,
+                      workers=workers, device=device, seed=seed, max_steps=max_steps,
+                      val_split=val_split, train_split=train_split, checkpoint_every=checkpoint_every,
+                      threads=threads, synthetic_num=synthetic_num, init=init, sync_bn=sync_bn))
+    except EdgesegError as e:
+        raise _rank_zero_only(_one_line(e)) from None
+
+
+def _train(ctx: typer.Context, out: Path, resume: bool, nproc: int | None, dist_timeout: float,
+           input: str | None, model_arg: list[str] | None, loss_arg: list[str] | None,
+           given: dict[str, Any]) -> None:
     from edgeseg.models.registry import parse_hw
     from edgeseg.train.config import parse_kv
+    from edgeseg.train.dist import launched
 
-    given = _given(model=model, data=data, loss=loss, optimizer=optimizer, lr=lr,
-                   weight_decay=weight_decay, schedule=schedule, batch=batch, epochs=epochs,
-                   workers=workers, device=device, seed=seed, max_steps=max_steps, val_split=val_split,
-                   train_split=train_split, checkpoint_every=checkpoint_every, threads=threads,
-                   synthetic_num=synthetic_num, init=init)
     if input is not None:
         given["input_hw"] = parse_hw(input)
     if model_arg is not None:
         given["model_args"] = parse_kv(model_arg, "--model-arg")
     if loss_arg is not None:
         given["loss_args"] = parse_kv(loss_arg, "--loss-arg")
-    cfg = config_from_options(out, resume, given)
+    if not dist_timeout > 0:
+        raise ConfigError(f"--dist-timeout must be positive, got {dist_timeout}")
+    if nproc is not None:
+        if nproc < 1:
+            raise ConfigError(f"--nproc must be at least 1, got {nproc}")
+        if launched():
+            raise ConfigError("--nproc starts torchrun itself; under torchrun drop --nproc "
+                              "(torchrun's --nproc-per-node sets the number of processes)")
+    cfg = config_from_options(out, resume, given)  # bad options: one line here, not once per process
     from edgeseg.guard import data_input, guard_outputs, model_input
 
     guard_outputs({"--out": [out, out / "config.json", out / "best" / "model.safetensors",
                              out / "best" / "model.json"]},
                   [*model_input(cfg.init, "--init"), *data_input(cfg.data)])
+    if nproc is not None and nproc > 1:
+        from edgeseg.train.dist import Dist, check_world
+        from edgeseg.train.launch import launch
+        from edgeseg.train.start import check_resume_world
+
+        job = Dist(0, nproc, 0, nproc)
+        check_world(cfg, job)  # refused here once, before any process starts
+        if resume:
+            check_resume_world(out, job)
+        raise typer.Exit(launch(nproc, _argv_without_nproc(ctx)))
+    from edgeseg.train.dist import from_env
     from edgeseg.train.loop import train
 
-    try:
-        result = train(cfg, out, resume=resume)
-    except EdgesegError as e:
-        raise _one_line(e) from None
+    result = train(cfg, out, resume=resume, dist_timeout_s=dist_timeout)
+    if not from_env().main:
+        return
     best = "n/a"
     if result["best_val_miou"] is not None:
         best = f"{result['best_val_miou']:.4f} (epoch {result['best_epoch']})"

@@ -34,6 +34,9 @@ class TrainConfig:
     ``data``: a dataset folder / list file, or "synthetic" (``synthetic_num`` frames).
     ``init``: start from the weights of this checkpoint (same model, arguments and classes;
     fine-tuning) instead of a random initialization; optimizer and schedule start fresh.
+    ``batch`` is the global batch: with N data-parallel processes each takes ``batch / N``.
+    ``sync_bn``: with more than one process, BatchNorm statistics span the global batch
+    (SyncBatchNorm); False keeps per-process statistics (faster, differs from one process).
     """
 
     model: str
@@ -59,6 +62,7 @@ class TrainConfig:
     deterministic: bool = True
     synthetic_num: int = 256
     init: str | None = None
+    sync_bn: bool = True
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)

@@ -4,6 +4,11 @@ Determinism (what makes ``--resume`` exact and the worker count irrelevant): the
 epoch is a permutation drawn from ``(seed, epoch)`` and every sample's augmentation is seeded
 from ``(seed, epoch, position)``; the sampler yields ``(index, sample_seed)`` pairs, so resuming at
 step k of an epoch simply starts the sampler at position ``k * batch``.
+
+Data parallel (``rank`` of ``world`` processes): the epoch's order is the same on every rank and
+each global batch of ``batch`` positions is cut into ``world`` contiguous pieces of
+``batch / world``; rank r takes piece r. The union of the ranks' batches of a step is therefore
+the single-process batch of that step, with the same per-sample augmentation seeds.
 """
 
 from __future__ import annotations
@@ -70,33 +75,49 @@ class TorchSegDataset(Dataset):
 
 
 class EpochSampler(Sampler):
-    """Yields ``(index, sample_seed)`` for one epoch's permutation, from position ``start`` on."""
+    """Yields ``(index, sample_seed)`` for one epoch's permutation, from position ``start`` on.
 
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, shuffle: bool = True) -> None:
+    With ``world`` > 1 only the positions of rank ``rank``: within every global batch of
+    ``batch`` positions, the ``rank``-th run of ``batch // world``; ``stop`` ends the epoch early
+    (training drops the incomplete last global batch).
+    """
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, shuffle: bool = True, *,
+                 rank: int = 0, world: int = 1, batch: int = 1, stop: int | None = None) -> None:
         self.n, self.seed, self.epoch, self.start, self.shuffle = n, seed, epoch, start, shuffle
+        self.rank, self.world, self.batch = rank, world, batch
+        self.stop = n if stop is None else min(stop, n)
 
     def order(self) -> np.ndarray:
         if not self.shuffle:
             return np.arange(self.n)
         return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
 
+    def _mine(self, pos: int) -> bool:
+        return self.world == 1 or (pos % self.batch) // (self.batch // self.world) == self.rank
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
         base = (self.seed * 1_000_003 + self.epoch) * 10_000_019
-        for pos, index in enumerate(self.order()[self.start:], start=self.start):
-            yield int(index), int((base + pos) % (2**31 - 1))
+        order = self.order()
+        for pos in range(self.start, self.stop):
+            if self._mine(pos):
+                yield int(order[pos]), int((base + pos) % (2**31 - 1))
 
     def __len__(self) -> int:
-        return max(0, self.n - self.start)
+        return sum(1 for pos in range(self.start, self.stop) if self._mine(pos))
 
 
-def make_loader(ds: TorchSegDataset, cfg: TrainConfig, *, epoch: int, start_step: int, train: bool
-                ) -> DataLoader:
-    """A loader for one epoch; training drops the last incomplete batch (BatchNorm)."""
-    sampler = EpochSampler(len(ds), cfg.seed, epoch, start_step * cfg.batch if train else 0, shuffle=train)
+def make_loader(ds: TorchSegDataset, cfg: TrainConfig, *, epoch: int, start_step: int, train: bool,
+                rank: int = 0, world: int = 1) -> DataLoader:
+    """A loader for one epoch (this rank's share of it); training drops the last incomplete batch
+    (BatchNorm). ``cfg.batch`` is the global batch; each of ``world`` ranks loads a ``1/world`` share."""
+    stop = (len(ds) // cfg.batch) * cfg.batch if train else None
+    sampler = EpochSampler(len(ds), cfg.seed, epoch, start_step * cfg.batch if train else 0,
+                           shuffle=train, rank=rank, world=world, batch=cfg.batch, stop=stop)
     # Its own generator: the loader's worker base seed must not draw from the global RNG, which
     # belongs to the model (dropout) and is saved/restored with the training state.
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    return DataLoader(ds, batch_size=cfg.batch, sampler=sampler, drop_last=train,
+    return DataLoader(ds, batch_size=cfg.batch // world, sampler=sampler, drop_last=train,
                       num_workers=cfg.workers, pin_memory=torch.cuda.is_available(),
                       persistent_workers=False, generator=generator)
 

@@ -5,6 +5,11 @@ Run folder ``RUN/``: ``config.json``, ``last/`` (resumable state, see ``state.py
 A first Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves ``last/`` and stops; a
 SIGKILL loses at most the steps since the last save (``--checkpoint-every``), and ``--resume``
 then continues bit-exactly from there (same weights as an uninterrupted run on the CPU).
+
+Data parallel (started by torchrun, see ``dist.py``): every rank runs this loop on its share of
+each global batch; rank 0 alone prints and writes files; all ranks agree every step on the loss,
+a non-finite loss and a stop request, so they stop at the same step; ``--resume`` needs the same
+number of processes (refused otherwise, with the command that works).
 """
 
 from __future__ import annotations
@@ -21,15 +26,16 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgeseg.checkpoint import check_state, save_checkpoint
-from edgeseg.errors import ConfigError, EdgesegError, ModelError, signal_exit_code
-from edgeseg.io import write_json_atomic
+from edgeseg.checkpoint import save_checkpoint
+from edgeseg.errors import EdgesegError, signal_exit_code
 from edgeseg.metrics import SegMetrics
+from edgeseg.train import dist as dd
 from edgeseg.train import state as st
-from edgeseg.train.config import TrainConfig, read_config
+from edgeseg.train.config import TrainConfig
 from edgeseg.train.data import make_loader
 from edgeseg.train.history import write_logs
-from edgeseg.train.setup import Run, build_run, lr_at
+from edgeseg.train.setup import Run, build_run, lr_at, setup_torch, wrap_ddp
+from edgeseg.train.start import check_folder, check_resume_world, create_folder, restore, warm_start
 
 
 class TrainingError(EdgesegError):
@@ -51,13 +57,18 @@ class _Stop:
 
 
 @contextmanager
-def _graceful_stop():
-    """Turn the first SIGINT/SIGTERM into a flag checked between steps (a second one kills)."""
+def _graceful_stop(escalate: bool = True):
+    """Turn the first SIGINT/SIGTERM into a flag checked between steps (a second one kills).
+
+    ``escalate`` False (under torchrun): the launcher forwards the terminal's Ctrl-C to its
+    workers, so each gets the signal twice; the launcher itself SIGKILLs them if they do not
+    finish within its shutdown timeout (30 s).
+    """
     stop = _Stop()
     previous = {}
 
     def handler(signum: int, frame: Any) -> None:
-        if stop.requested:
+        if stop.requested and escalate:
             raise KeyboardInterrupt
         stop.requested = True
         stop.signals.append(signum)
@@ -86,9 +97,11 @@ def _metrics(cm: torch.Tensor) -> SegMetrics:
     return SegMetrics.from_confusion(cm.cpu().numpy())
 
 
-def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, progress: st.Progress
-               ) -> tuple[float, torch.Tensor]:
-    """One optimizer step; TrainingError (weights untouched) if the loss is not finite."""
+def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, progress: st.Progress, stop: _Stop
+               ) -> tuple[float, torch.Tensor, bool]:
+    """One optimizer step: (loss averaged over ranks, predictions, stop agreed by the ranks).
+
+    TrainingError (weights untouched, on every rank) if any rank's loss is not finite."""
     fmt = torch.channels_last if run.amp else torch.contiguous_format
     x = x.to(run.device, non_blocking=True, memory_format=fmt)
     y = y.to(run.device, non_blocking=True)
@@ -96,26 +109,27 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, progress: st.Progress
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.amp):
-        logits = run.model(x)
+        logits = run.net(x)
         loss = run.loss_fn(logits.float(), y)
-    value = float(loss.detach())
-    if not math.isfinite(value):
+    value, bad, stopping = dd.step_flags(run.dist, run.device, float(loss.detach()), stop.requested)
+    if bad:
+        where = f" on at least one of {run.dist.world} processes" if run.dist.enabled else ""
         saved = _saved_step(run.folder)
         lower = f"{run.cfg.lr / 10:.3g}" if run.cfg.lr is not None else f"{lr / 10:.3g}"
         # The advice must work when typed: --lr may change on --resume (RESUME_OVERRIDES); without a
         # saved state there is nothing to resume, so the run starts again in a new folder.
-        fix = (f"continue from step {saved} with a lower LR: edgeseg train --out {run.folder} --resume "
-               f"--lr {lower}" if saved.isdigit() else
+        fix = (f"continue from step {saved} with a lower LR: {_resume_command(run, f'--lr {lower}')}"
+               if saved.isdigit() else
                f"no state was saved yet: start again with a lower --lr {lower} and a new --out")
         raise TrainingError(
-            f"loss became {value} at epoch {progress.epoch + 1} step {progress.step_in_epoch + 1} "
+            f"loss became {value}{where} at epoch {progress.epoch + 1} step {progress.step_in_epoch + 1} "
             f"(global step {progress.global_step + 1}, lr {lr:.3g}); stopped before updating the "
             f"weights (check the data if a lower LR does not help); {fix}")
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
-    return value, logits.detach().argmax(1)
+    return value, logits.detach().argmax(1), stopping
 
 
 def _saved_step(folder: Path) -> str:
@@ -129,13 +143,18 @@ def _saved_step(folder: Path) -> str:
 
 @torch.inference_mode()
 def validate(run: Run) -> tuple[float, SegMetrics]:
-    """Mean loss and metrics on the validation split at the model input size."""
+    """Mean loss and metrics on the validation split at the model input size.
+
+    Data parallel: each rank scores its share and the confusion matrices (integers) are summed,
+    so the metrics equal the single-process ones exactly; the loss is a float sum (last bits).
+    """
     run.model.eval()
     k = run.card.num_classes
     cm = torch.zeros((k, k), dtype=torch.int64, device=run.device)
     total, count = 0.0, 0
     try:
-        for x, y in make_loader(run.val_ds, run.cfg, epoch=0, start_step=0, train=False):
+        for x, y in make_loader(run.val_ds, run.cfg, epoch=0, start_step=0, train=False,
+                                rank=run.dist.rank, world=run.dist.world):
             x, y = x.to(run.device), y.to(run.device)
             with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.amp):
                 logits = run.model(x)
@@ -144,12 +163,27 @@ def validate(run: Run) -> tuple[float, SegMetrics]:
             confusion_update(cm, logits.argmax(1), y)
     finally:
         run.model.train()
+    dd.all_sum(run.dist, cm)
+    sums = dd.all_sum(run.dist, torch.tensor([total, count], dtype=torch.float64, device=run.device))
+    total, count = float(sums[0]), int(sums[1])
     return total / max(count, 1), _metrics(cm)
 
 
+def _global_cm(run: Run, cm: torch.Tensor) -> torch.Tensor:
+    """The training confusion matrix summed over ranks (``cm`` itself for one process)."""
+    return dd.all_sum(run.dist, cm.clone()) if run.dist.enabled else cm
+
+
 def save_last(run: Run, cm: torch.Tensor, progress: st.Progress) -> None:
-    st.save_state(run.folder, run.model, _card(run, progress), run.optimizer, run.scaler.state_dict(),
-                  cm, progress)
+    """Save ``last/``: collective (RNG of every rank, summed confusion), then rank 0 writes."""
+    if not run.dist.enabled:
+        st.save_state(run.folder, run.model, _card(run, progress), run.optimizer,
+                      run.scaler.state_dict(), cm, progress)
+        return
+    rng, total = dd.gather_rng(run.dist, run.device), _global_cm(run, cm)
+    if run.dist.main:
+        st.save_state(run.folder, run.model, _card(run, progress), run.optimizer,
+                      run.scaler.state_dict(), total, progress, rng=rng, world_size=run.dist.world)
 
 
 def _card(run: Run, progress: st.Progress, **extra: Any):
@@ -167,7 +201,7 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
     """Train the rest of the current epoch; False if stopped early by --max-steps."""
     cfg = run.cfg
     loader = make_loader(run.train_ds, cfg, epoch=progress.epoch, start_step=progress.step_in_epoch,
-                         train=True)
+                         train=True, rank=run.dist.rank, world=run.dist.world)
     t0 = time.perf_counter()
     with _progress_bar(console) as bar:
         task = bar.add_task(f"epoch {progress.epoch + 1}/{cfg.epochs}", total=run.steps_per_epoch,
@@ -175,7 +209,7 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
         for x, y in loader:
             if cfg.max_steps is not None and progress.global_step >= cfg.max_steps:
                 return False
-            loss, pred = train_step(run, x, y, progress)
+            loss, pred, stopping = train_step(run, x, y, progress, stop)
             confusion_update(cm, pred, y.to(run.device))
             progress.loss_sum += loss
             progress.loss_count += 1
@@ -189,23 +223,36 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
                 console.print(f"  epoch {progress.epoch + 1} step {progress.step_in_epoch}/"
                               f"{run.steps_per_epoch} loss {progress.loss_sum / progress.loss_count:.4f} "
                               f"({progress.train_seconds:.0f} s)")
-            if stop.requested:
+            if stopping or (stop.requested and not run.dist.enabled):
                 save_last(run, cm, progress)
-                write_logs(run.folder, progress.history, summary(run, progress))
+                _write_logs(run, progress)
                 raise TrainingInterrupted(
                     f"interrupted at epoch {progress.epoch + 1} step {progress.step_in_epoch} (global "
                     f"step {progress.global_step}); state saved in {run.folder / st.LAST}; continue "
-                    f"with: edgeseg train --out {run.folder} --resume",
-                    stop.signals[0] if stop.signals else signal.SIGINT)
+                    f"with: {_resume_command(run)}", stop.signals[0] if stop.signals else signal.SIGINT)
             if cfg.checkpoint_every and progress.global_step % cfg.checkpoint_every == 0:
                 save_last(run, cm, progress)
     return not (cfg.max_steps is not None and progress.global_step >= cfg.max_steps
                 and progress.step_in_epoch < run.steps_per_epoch)
 
 
+def _write_logs(run: Run, progress: st.Progress) -> None:
+    if run.dist.main:
+        write_logs(run.folder, progress.history, summary(run, progress))
+
+
+def _resume_command(run: Run, extra: str = "") -> str:
+    """The command that continues this run (``extra``: options --resume may change, e.g. --lr)."""
+    tail = f" {extra}" if extra else ""
+    if not run.dist.enabled:
+        return f"edgeseg train --out {run.folder} --resume{tail}"
+    return (f"edgeseg train --out {run.folder} --resume{tail} --nproc {run.dist.world} (one node) or the "
+            f"same torchrun command with --resume{tail}")
+
+
 def _row(run: Run, progress: st.Progress, cm: torch.Tensor, val_loss: float, val: SegMetrics,
          seconds: float) -> dict[str, Any]:
-    train = _metrics(cm)
+    train = _metrics(_global_cm(run, cm))
     row: dict[str, Any] = {
         "epoch": progress.epoch + 1, "step": progress.global_step,
         "lr": lr_at(run.cfg, progress.global_step, run.total_steps),
@@ -229,7 +276,8 @@ def _maybe_best(run: Run, progress: st.Progress, val: SegMetrics, console: Conso
     extra = {"val_miou": float(val.miou), "val_mean_dice": float(val.mean_dice)}
     if run.card.num_classes == 2:
         extra["val_fg_iou"] = float(val.iou[1])
-    save_checkpoint(run.model, _card(run, progress, **extra), run.folder / "best")
+    if run.dist.main:
+        save_checkpoint(run.model, _card(run, progress, **extra), run.folder / "best")
     console.print(f"  new best val mIoU {val.miou:.4f} -> {run.folder / 'best' / 'model.safetensors'}")
 
 
@@ -246,7 +294,7 @@ def end_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, seconds: float,
     progress.step_in_epoch, progress.loss_sum, progress.loss_count = 0, 0.0, 0
     cm.zero_()
     save_last(run, cm, progress)
-    write_logs(run.folder, progress.history, summary(run, progress))
+    _write_logs(run, progress)
 
 
 def summary(run: Run, progress: st.Progress) -> dict[str, Any]:
@@ -257,7 +305,7 @@ def summary(run: Run, progress: st.Progress) -> dict[str, Any]:
                  f"{run.cfg.input_hw[0]}x{run.cfg.input_hw[1]}",
         "model": run.cfg.model, "data": run.cfg.data, "input_hw": list(run.cfg.input_hw),
         "parameters": sum(p.numel() for p in run.model.parameters()),
-        "device": str(run.device), "torch_threads": torch.get_num_threads(),
+        "device": str(run.device), "processes": run.dist.world, "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(0) if run.device.type == "cuda" else None,
         "epochs_done": progress.epoch, "global_step": progress.global_step,
@@ -266,83 +314,100 @@ def summary(run: Run, progress: st.Progress) -> dict[str, Any]:
     }
 
 
-def _restore(run: Run) -> tuple[torch.Tensor, st.Progress]:
-    restored = st.load_state(run.folder, run.cfg.model)
-    check_state(run.model, restored.model.state_dict(), str(run.folder / st.LAST), run.cfg.model)
-    run.model.load_state_dict(restored.model.state_dict())
-    run.optimizer.load_state_dict(restored.optimizer_state)
-    run.scaler.load_state_dict(restored.scaler_state)
-    return restored.confusion.to(run.device), restored.progress
+def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Console | None = None,
+          dist_timeout_s: float = 600.0) -> dict[str, Any]:
+    """Train (or resume) the run in ``folder``; returns the run summary (also in ``log.json``).
 
-
-def warm_start(run: Run, path: Path) -> None:
-    """Load the weights of checkpoint ``path`` (same architecture, arguments and classes)."""
-    from edgeseg.checkpoint import load_checkpoint
-
-    model, card = load_checkpoint(path)
-    if (card.architecture, card.arch_args, card.class_names) != (
-            run.card.architecture, run.card.arch_args, run.card.class_names):
-        raise ModelError(f"--init {path} is a {card.architecture} {card.arch_args} for classes "
-                         f"{list(card.class_names)}, but this run trains a {run.card.architecture} "
-                         f"{run.card.arch_args} for {list(run.card.class_names)}; use a matching checkpoint")
-    run.model.load_state_dict(model.state_dict())
-    run.card = run.card.replace(extra={**run.card.extra, "init": str(path), "init_sha256": card.file_sha256})
-
-
-def prepare_folder(cfg: TrainConfig, folder: Path, resume: bool) -> TrainConfig:
-    """Create the run folder (new run) or read its config (resume). Returns the config to use."""
-    if resume:
-        saved = read_config(folder / "config.json")
-        diff = [k for k, v in cfg.to_dict().items()
-                if k not in RESUME_OVERRIDES and saved.to_dict()[k] != v]
-        if diff:
-            raise ConfigError(f"--resume continues the run in {folder} as configured there, but "
-                              f"{', '.join(diff)} differ(s); drop those options or start a new --out")
-        return saved.replace(**{k: getattr(cfg, k) for k in RESUME_OVERRIDES})
-    if (folder / st.LAST).exists() or (folder / "config.json").exists():
-        raise ConfigError(f"run folder {folder} already holds a run; pass --resume to continue it or "
-                          "choose a new --out")
-    return cfg  # config.json is written by train() once the run is built (bad input leaves nothing)
-
-
-# Options --resume may change. lr is one: the non-finite-loss error advises "lower --lr, then --resume".
-RESUME_OVERRIDES = ("max_steps", "workers", "device", "threads", "checkpoint_every", "lr")
-
-
-def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Console | None = None
-          ) -> dict[str, Any]:
-    """Train (or resume) the run in ``folder``; returns the run summary (also in ``log.json``)."""
+    Under torchrun (``RANK``/``WORLD_SIZE`` set) this process is one rank of a data-parallel job:
+    it joins the process group (``dist_timeout_s`` for the rendezvous and every collective) and
+    trains its share; only rank 0 prints and writes.
+    """
+    d = dd.from_env()
+    if not d.main:
+        console = Console(quiet=True)
     console = console or Console(stderr=True, soft_wrap=True)
     folder = Path(folder)
-    cfg = prepare_folder(cfg, folder, resume)
-    run = build_run(cfg, folder)
+    dd.check_world(cfg, d)
+    if resume:
+        check_resume_world(folder, d)  # reads only: refused before any process group or write
+    device = setup_torch(cfg, d.local_rank)
+    dd.init(d, device, dist_timeout_s)
+    try:
+        return _train(cfg, folder, resume, console, d, device)
+    except (RuntimeError, torch.distributed.DistError) as e:
+        lost = dd.peer_lost(d, e, f"seen by rank {d.rank}")
+        if lost is None:
+            raise
+        raise lost from None
+    finally:
+        dd.shutdown()
+
+
+def _train(cfg: TrainConfig, folder: Path, resume: bool, console: Console, d: dd.Dist,
+           device: torch.device) -> dict[str, Any]:
+    # each phase ends with all ranks agreeing that it worked (the agreement is also the barrier
+    # between rank 0's writes and everybody's reads)
+    cfg = dd.agreed(d, lambda: check_folder(cfg, folder, resume))
+    if resume:  # tidy a save killed half-way before any rank reads last/
+        dd.agreed(d, lambda: create_folder(cfg, folder, resume) if d.main else None)
+    run, cm, progress = dd.agreed(d, lambda: _start(cfg, folder, resume, d, device))
+    if not resume:
+        # Only now, with data, model and --init accepted, does a new run folder get its config: a
+        # refused run leaves nothing that would block the corrected command.
+        dd.agreed(d, lambda: create_folder(cfg, folder, resume) if d.main else None)
+    if resume:
+        console.print(f"resuming {folder} at epoch {progress.epoch + 1} step {progress.step_in_epoch} "
+                      f"(global step {progress.global_step})")
+    elif cfg.init is not None:
+        console.print(f"starting from the weights of {cfg.init}")
+    wrap_ddp(run)
+    if d.enabled:
+        console.print(f"data parallel: {d.world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), "
+                      f"{cfg.batch // d.world} images each of the global batch {cfg.batch}"
+                      f"{', SyncBatchNorm' if cfg.sync_bn else ', per-process BatchNorm'}")
+    run.model.train()
+    with _graceful_stop(escalate=not dd.launched()) as stop:
+        try:
+            _epochs(run, cm, progress, stop, console)
+        except (TrainingError, TrainingInterrupted, dd.PeerLost):
+            raise  # every rank raises these together (or, PeerLost, rank 0 says it)
+        except EdgesegError as e:
+            if d.main:
+                raise
+            raise dd.RankError(f"rank {d.rank}: {e}") from None
+        except (RuntimeError, torch.distributed.DistError) as e:
+            lost = dd.peer_lost(d, e, f"seen by rank {d.rank} at global step {progress.global_step + 1}")
+            if lost is None:
+                raise
+            raise lost from None
+    result = summary(run, progress)
+    _write_logs(run, progress)
+    return result
+
+
+def _start(cfg: TrainConfig, folder: Path, resume: bool, d: dd.Dist, device: torch.device
+           ) -> tuple[Run, torch.Tensor, st.Progress]:
+    """Build the run and load its starting weights (``last/`` or ``--init``); no collectives."""
+    run = build_run(cfg, folder, d, device)
     cm = torch.zeros((run.card.num_classes,) * 2, dtype=torch.int64, device=run.device)
     progress = st.Progress()
     if resume:
-        cm, progress = _restore(run)
-        console.print(f"resuming {folder} at epoch {progress.epoch + 1} step {progress.step_in_epoch} "
-                      f"(global step {progress.global_step})")
-    else:
-        if cfg.init is not None:
-            warm_start(run, Path(cfg.init))
-            console.print(f"starting from the weights of {cfg.init}")
-        # Only now, with data, model and --init accepted, does the run folder get its config: a
-        # refused run leaves nothing that would block the corrected command.
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / "config.json", cfg.to_dict())
-    run.model.train()
-    with _graceful_stop() as stop:
-        while progress.epoch < cfg.epochs:
-            seconds = progress.train_seconds
-            if not run_epoch(run, cm, progress, stop, console):
-                _stop_at_max_steps(run, cm, progress, console)
-                break
-            end_epoch(run, cm, progress, progress.train_seconds - seconds, console)
-            if cfg.max_steps is not None and progress.global_step >= cfg.max_steps:
-                break
-    result = summary(run, progress)
-    write_logs(folder, progress.history, result)
-    return result
+        cm, progress = restore(run)
+    elif cfg.init is not None:
+        warm_start(run, Path(cfg.init))
+    return run, cm, progress
+
+
+def _epochs(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, console: Console) -> None:
+    cfg = run.cfg
+    while progress.epoch < cfg.epochs:
+        seconds = progress.train_seconds
+        if not run_epoch(run, cm, progress, stop, console):
+            _stop_at_max_steps(run, cm, progress, console)
+            break
+        end_epoch(run, cm, progress, progress.train_seconds - seconds, console)
+        if cfg.max_steps is not None and progress.global_step >= cfg.max_steps:
+            break
 
 
 def _stop_at_max_steps(run: Run, cm: torch.Tensor, progress: st.Progress, console: Console) -> None:

@@ -13,11 +13,16 @@ from edgeseg.card import ModelCard
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.train.config import POLY_POWER, TrainConfig
 from edgeseg.train.data import TorchSegDataset, steps_per_epoch
+from edgeseg.train.dist import Dist, rank_seed
 
 
 @dataclass
 class Run:
-    """Everything a training run works with (built once by :func:`build_run`)."""
+    """Everything a training run works with (built once by :func:`build_run`).
+
+    ``model`` is the bare network (saved, loaded, evaluated); ``net`` is what a training step
+    calls: ``model`` itself, or its DistributedDataParallel wrapper when ``dist.world`` > 1.
+    """
 
     cfg: TrainConfig
     folder: Path
@@ -32,10 +37,14 @@ class Run:
     val_ds: TorchSegDataset
     steps_per_epoch: int
     total_steps: int
+    dist: Dist
+    net: torch.nn.Module
 
 
-def setup_torch(cfg: TrainConfig) -> torch.device:
-    """Threads, device, seeds and determinism; ConfigError if CUDA is asked for but absent."""
+def setup_torch(cfg: TrainConfig, local_rank: int = 0) -> torch.device:
+    """Threads, device, seeds and determinism; ConfigError if CUDA is asked for but absent.
+
+    A data-parallel process uses GPU ``local_rank`` of its node."""
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -45,7 +54,7 @@ def setup_torch(cfg: TrainConfig) -> torch.device:
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     if use_cuda:
         torch.backends.cudnn.benchmark = not cfg.deterministic
-    return torch.device("cuda" if use_cuda else "cpu")
+    return torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
 
 
 def open_splits(cfg: TrainConfig) -> tuple[Any, Any]:
@@ -113,18 +122,32 @@ def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.base_lr
 
 
-def build_run(cfg: TrainConfig, folder: Path) -> Run:
-    """Open the data and build model, card, loss, optimizer and AMP scaler on the chosen device."""
+def build_run(cfg: TrainConfig, folder: Path, d: Dist | None = None,
+              device: torch.device | None = None) -> Run:
+    """Open the data and build model, card, loss, optimizer and AMP scaler on the chosen device.
+
+    With ``d.world`` > 1 BatchNorm layers become synchronized (``cfg.sync_bn``) and every rank
+    but 0 reseeds its global generator after the (identical) initialization, so ranks draw
+    different random numbers while one process stays exactly as before. ``run.net`` is the bare
+    model until :func:`wrap_ddp`.
+    """
     from edgeseg.data.augment import eval_transform, train_transform
 
-    device = setup_torch(cfg)
+    d = d or Dist()
+    device = device if device is not None else setup_torch(cfg, d.local_rank)
     train_data, val_data = open_splits(cfg)
     model, arch_args = build_model_for(cfg, train_data.info.num_classes)
     card = make_card(cfg, train_data.info, arch_args)
     amp = device.type == "cuda"
+    if d.enabled and cfg.sync_bn:
+        from edgeseg.train.syncbn import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model, device)
     model = model.to(device)
     if amp:
         model = model.to(memory_format=torch.channels_last)
+    if d.rank:
+        torch.manual_seed(rank_seed(cfg.seed, d.rank))
     spe = steps_per_epoch(len(train_data), cfg.batch, cfg.data)
     return Run(
         cfg=cfg, folder=folder, device=device, amp=amp, model=model, card=card,
@@ -132,5 +155,16 @@ def build_run(cfg: TrainConfig, folder: Path) -> Run:
         scaler=torch.amp.GradScaler("cuda", enabled=amp),
         train_ds=TorchSegDataset(train_data, card, train_transform(cfg.input_hw, card.ignore_index)),
         val_ds=TorchSegDataset(val_data, card, eval_transform(cfg.input_hw)),
-        steps_per_epoch=spe, total_steps=spe * cfg.epochs,
+        steps_per_epoch=spe, total_steps=spe * cfg.epochs, dist=d, net=model,
     )
+
+
+def wrap_ddp(run: Run) -> None:
+    """Wrap ``run.model`` in DistributedDataParallel (after its weights are final: DDP broadcasts
+    rank 0's parameters and buffers when it is built). No-op for one process."""
+    if not run.dist.enabled:
+        return
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [run.device.index] if run.device.type == "cuda" else None
+    run.net = DistributedDataParallel(run.model, device_ids=ids, output_device=ids[0] if ids else None)

@@ -6,6 +6,10 @@ confusion matrix) and ``state.json`` (everything else: epoch, step, LR groups, s
 The folder is built under a temporary name and swapped in with renames: a kill at any moment
 leaves either the previous ``last/`` or the new one (``.last.old`` covers the instant between
 the two renames), never a mix.
+
+A data-parallel run (N processes) stores every rank's generator states
+(``rng.rank{r}.torch`` / ``rng.rank{r}.cuda``) and ``world_size`` N in ``state.json``; only
+rank 0 writes.
 """
 
 from __future__ import annotations
@@ -92,8 +96,11 @@ def _set_rng(tensors: dict[str, torch.Tensor]) -> None:
 
 
 def save_state(run: Path, model: torch.nn.Module, card: ModelCard, optimizer: torch.optim.Optimizer,
-               scaler_state: dict[str, Any], confusion: torch.Tensor, progress: Progress) -> Path:
-    """Write ``run/last`` atomically (folder swap); return its path."""
+               scaler_state: dict[str, Any], confusion: torch.Tensor, progress: Progress, *,
+               rng: dict[str, torch.Tensor] | None = None, world_size: int = 1) -> Path:
+    """Write ``run/last`` atomically (folder swap); return its path.
+
+    ``rng``: every rank's generator states of a data-parallel run (None: this process's)."""
     from dataclasses import asdict
 
     from safetensors.torch import save_file
@@ -106,12 +113,14 @@ def save_state(run: Path, model: torch.nn.Module, card: ModelCard, optimizer: to
     try:
         save_checkpoint(model, card, tmp)
         opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-        tensors = {**opt_tensors, **_rng_tensors(), "train.confusion": confusion.detach().cpu().contiguous()}
+        rng = _rng_tensors() if rng is None else rng
+        tensors = {**opt_tensors, **rng, "train.confusion": confusion.detach().cpu().contiguous()}
         try:
             save_file(tensors, str(tmp / "state.safetensors"))
         except Exception as e:  # safetensors reports ENOSPC/EFBIG as its own error type
             raise output_error(e, run / LAST, "training state") or e from None
-        meta = {"progress": asdict(progress), "optimizer": opt_meta, "scaler": scaler_state}
+        meta = {"progress": asdict(progress), "optimizer": opt_meta, "scaler": scaler_state,
+                "world_size": world_size}
         write_json_atomic(tmp / "state.json", meta)
         _swap_in(run, tmp)
     finally:
@@ -150,13 +159,30 @@ class Restored:
     scaler_state: dict[str, Any]
     confusion: torch.Tensor
     progress: Progress
+    tensors: dict[str, torch.Tensor]
 
 
-def load_state(run: Path, architecture: str) -> Restored:
-    """Read ``run/last`` (after :func:`clean_partial`); ModelError if absent or of another model."""
+def saved_world_size(run: Path) -> int | None:
+    """Number of processes that wrote ``run/last`` (1 for runs from before data parallelism;
+    None if there is no state)."""
+    path = run / LAST / "state.json"
+    if not path.exists():  # a save killed between its two renames left only the previous state
+        path = run / _OLD / "state.json"
+    if not path.exists():
+        return None
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8")).get("world_size", 1))
+    except (OSError, ValueError, TypeError) as e:
+        raise ModelError(f"{path} is not readable ({e}); start a new run with another --out") from None
+
+
+def load_state(run: Path, architecture: str, *, clean: bool = True, set_rng: bool = True) -> Restored:
+    """Read ``run/last`` (after :func:`clean_partial` if ``clean``); ModelError if absent or of
+    another model. ``set_rng``: restore this process's generators (single-process layout)."""
     from safetensors.torch import load_file
 
-    clean_partial(run)
+    if clean:
+        clean_partial(run)
     last = run / LAST
     if not (last / "state.json").exists():
         raise ModelError(f"no resumable state in {last} (a run saves it at each epoch end and every "
@@ -168,7 +194,8 @@ def load_state(run: Path, architecture: str) -> Restored:
                          f"{architecture!r}: the run folder was mixed up; start a new run with a new --out")
     meta = json.loads((last / "state.json").read_text(encoding="utf-8"))
     tensors = load_file(str(last / "state.safetensors"))
-    _set_rng(tensors)
+    if set_rng:
+        _set_rng(tensors)
     progress = Progress(**meta["progress"])
     return Restored(model, card, _unflatten_optimizer(tensors, meta["optimizer"]), meta["scaler"],
-                    tensors["train.confusion"], progress)
+                    tensors["train.confusion"], progress, tensors)
