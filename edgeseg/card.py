@@ -26,6 +26,8 @@ SCHEMA_VERSION = 1
 ARTIFACTS = ("checkpoint", "onnx", "engine")
 UNPOOL_MODES = ("train", "native", "plugin", "none")
 PRECISIONS = ("fp32", "fp16", "int8")
+OUTPUT_KINDS = ("logits", "labels")  # labels: argmax inside the graph, (N, H, W) class ids
+INPUT_KINDS = ("normalized", "bgr-uint8")  # bgr-uint8: preprocessing inside the graph
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -40,6 +42,12 @@ class ModelCard:
     ``extra`` holds stage-specific facts: for engines ``tensorrt_version``, ``gpu_name``,
     ``compute_capability``, ``plugin_sha256``; for INT8 files ``calibration_set_sha256``, ``method``;
     for checkpoints training facts (epoch, best metric).
+
+    ``output_kind``: ``logits`` = float (N, K, H, W); ``labels`` = class ids (N, H, W) from an
+    ArgMax inside the graph (the runtime skips its host argmax). ``input_kind``: ``normalized`` =
+    float32 (N, 3, H, W) as :func:`edgeseg.preprocess.preprocess` makes it; ``bgr-uint8`` = the
+    camera frame as OpenCV gives it, uint8 (N, Hf, Wf, 3) BGR with ``frame_hw`` = (Hf, Wf); the
+    graph resizes to ``input_hw``, reorders channels and normalizes itself.
     """
 
     architecture: str
@@ -58,6 +66,9 @@ class ModelCard:
     parent_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    output_kind: str = "logits"
+    input_kind: str = "normalized"
+    frame_hw: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if len(self.class_names) != len(self.class_colors):
@@ -69,11 +80,16 @@ class ModelCard:
             ("artifact", self.artifact, ARTIFACTS),
             ("unpool_mode", self.unpool_mode, UNPOOL_MODES),
             ("precision", self.precision, PRECISIONS),
+            ("output_kind", self.output_kind, OUTPUT_KINDS),
+            ("input_kind", self.input_kind, INPUT_KINDS),
         ):
             if value not in allowed:
                 raise ModelError(f"model card {name}={value!r} is not one of {', '.join(allowed)}")
         if self.channel_order not in ("RGB", "BGR"):
             raise ModelError(f"model card channel_order={self.channel_order!r}; expected RGB or BGR")
+        if (self.input_kind == "bgr-uint8") != (self.frame_hw is not None):
+            raise ModelError(f"model card input_kind={self.input_kind!r} with frame_hw={self.frame_hw}; "
+                             "frame_hw is set exactly for bgr-uint8 inputs: re-create the artifact")
 
     @property
     def num_classes(self) -> int:
@@ -90,6 +106,7 @@ class ModelCard:
         d["input_hw"] = list(self.input_hw)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        d["frame_hw"] = None if self.frame_hw is None else list(self.frame_hw)
         return d
 
     @classmethod
@@ -112,6 +129,8 @@ class ModelCard:
         d["class_names"] = tuple(d["class_names"])
         d["class_colors"] = tuple(tuple(int(v) for v in c) for c in d["class_colors"])
         d["input_hw"] = (int(d["input_hw"][0]), int(d["input_hw"][1]))
+        if d.get("frame_hw") is not None:
+            d["frame_hw"] = (int(d["frame_hw"][0]), int(d["frame_hw"][1]))
         for k in ("mean", "std"):
             if k in d:
                 d[k] = tuple(float(v) for v in d[k])

@@ -55,6 +55,21 @@ def resolve_providers(requested: Sequence[str] | str | None, available: Sequence
     return names
 
 
+def check_input(batch: np.ndarray, card: ModelCard, in_shape: tuple[int, ...]) -> None:
+    """Raise BackendError unless ``batch`` is what the model takes: float (N,3,H,W) normalized, or
+    for ``input_kind="bgr-uint8"`` models uint8 (N,Hf,Wf,3) BGR frames (never float)."""
+    if card.input_kind == "bgr-uint8" and batch.dtype != np.uint8:
+        h, w = in_shape[:2]
+        raise BackendError(f"the model takes uint8 BGR frames of {h}x{w} (preprocessing inside the graph, "
+                           f"made with --frame-size {h}x{w}) but got {batch.dtype} input; give it raw "
+                           "frames, or use the file made without --frame-size for normalized input")
+    if batch.ndim != 4 or batch.shape[1:] != in_shape:
+        want = ", ".join(map(str, in_shape))
+        made = "uint8 BGR frames" if card.input_kind == "bgr-uint8" else "edgeseg.preprocess produces"
+        raise BackendError(f"input batch has shape {batch.shape}; expected (N, {want}) as {made} "
+                           "for this card")
+
+
 class OrtBackend:
     """An ONNX model in an onnxruntime session. ``infer``: float32 (N,3,H,W) -> logits (N,K,H,W)."""
 
@@ -97,9 +112,11 @@ class OrtBackend:
             raise ModelError(f"{self.path.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
                              "expected one image input and a logits output (re-export with edgeseg export)")
         shape, h, w = inputs[0].shape, *self.card.input_hw
-        fixed = zip(shape[1:], (3, h, w), strict=False)
+        self._in_chw = (3, h, w) if self.card.frame_hw is None else (*self.card.frame_hw, 3)
+        fixed = zip(shape[1:], self._in_chw, strict=False)
         if len(shape) != 4 or any(isinstance(d, int) and d != e for d, e in fixed):
-            raise ModelError(f"{self.path.name} takes input {shape} but its card says (N, 3, {h}, {w}); the "
+            want = ", ".join(map(str, self._in_chw))
+            raise ModelError(f"{self.path.name} takes input {shape} but its card says (N, {want}); the "
                              "card does not match the model file: re-export it with edgeseg export")
         k = outputs[0].shape[1] if len(outputs[0].shape) == 4 else None
         if isinstance(k, int) and k not in (self.card.num_classes, 1):
@@ -108,18 +125,20 @@ class OrtBackend:
                              "with edgeseg export")
         self._in_name, self._out_name = inputs[0].name, outputs[0].name
         self._in_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
-        self._in_chw = (3, h, w)
+        if self.card.input_kind == "bgr-uint8":
+            self._in_dtype = np.uint8
+        if (inputs[0].type == "tensor(uint8)") != (self.card.input_kind == "bgr-uint8"):
+            raise ModelError(f"{self.path.name} takes {inputs[0].type} input but its card says "
+                             f"input_kind {self.card.input_kind}; re-create it with edgeseg export/deploy")
 
     def infer(self, batch_nchw: np.ndarray) -> np.ndarray:
-        """float32 (N,3,H,W) normalized batch -> float32 logits (N,K,H,W)."""
-        if batch_nchw.ndim != 4 or batch_nchw.shape[1:] != self._in_chw:
-            want = ", ".join(map(str, self._in_chw))
-            raise BackendError(f"input batch has shape {batch_nchw.shape}; expected (N, {want}) as "
-                               "edgeseg.preprocess produces for this card")
+        """float32 (N,3,H,W) normalized batch -> float32 logits (N,K,H,W); see :func:`check_input`
+        for uint8-frame models and labels outputs."""
+        check_input(batch_nchw, self.card, self._in_chw)
         if batch_nchw.dtype != self._in_dtype:
             batch_nchw = batch_nchw.astype(self._in_dtype)
         out = self.session.run([self._out_name], {self._in_name: batch_nchw})[0]
-        return out if out.dtype == np.float32 else out.astype(np.float32)
+        return out if out.dtype == np.float32 or self.card.output_kind == "labels" else out.astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
         providers = self.session.get_providers()
