@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.errors import ModelError, did_you_mean
+from edgeseg.errors import ConfigError, ModelError, did_you_mean
 from edgeseg.io import sha256_file, write_json_atomic
 
 SCHEMA_VERSION = 1
@@ -176,3 +176,19 @@ def write_card(artifact: str | os.PathLike[str], card: ModelCard) -> Path:
     """Hash ``artifact`` into ``card.file_sha256`` and write the card atomically; return its path."""
     card = card.replace(file_sha256=sha256_file(artifact))
     return write_json_atomic(card_path(artifact), card.to_dict())
+
+
+def require_logits(card: ModelCard, path: str | os.PathLike[str], tool: str, labels_ok: bool = False) -> None:
+    """Refuse a deployment file (argmax or preprocessing inside the graph) in a tool that rewrites
+    or compares logits graphs / feeds normalized input (calibrate, convert-fp16, int8-sensitivity;
+    precision-report takes labels outputs, ``labels_ok``, but not uint8 inputs): those read the
+    logits files, and deployment files are made from them at the end."""
+    name = Path(path).name
+    if card.output_kind == "labels" and not labels_ok:
+        raise ConfigError(f"{name} returns labels (argmax inside the graph, made with --argmax); {tool} "
+                          "needs the logits file: pass the file it was made from (edgeseg deploy keeps it; "
+                          "edgeseg export without --argmax writes one)")
+    if card.input_kind == "bgr-uint8":
+        raise ConfigError(f"{name} takes uint8 frames (preprocessing inside the graph, made with "
+                          f"--frame-size); {tool} feeds normalized float input: pass the file made without "
+                          "--frame-size")

@@ -58,7 +58,7 @@ class FrameInput:
             raise ConfigError(
                 f"frame is {frame_bgr.shape[0]}x{frame_bgr.shape[1]} {frame_bgr.dtype} but the model takes "
                 f"uint8 BGR frames of {h}x{w} (made with --frame-size {h}x{w}); pass --camera-size {h}x{w} "
-                "(or --synthetic-size), or make the model again with edgeseg deploy --frame-size "
+                f"(or --synthetic-size {h}x{w}), or make the model again with edgeseg deploy --frame-size "
                 f"{frame_bgr.shape[0]}x{frame_bgr.shape[1]}")
         return frame_bgr[None] if frame_bgr.flags.c_contiguous else np.ascontiguousarray(frame_bgr)[None]
 

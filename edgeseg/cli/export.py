@@ -81,6 +81,12 @@ def export_cmd(
         help="Refuse to write below this argmax agreement with PyTorch, in %.")] = 99.9,
     force: Annotated[bool, typer.Option(help="Write even if verification fails.")] = False,
     threads: Annotated[int | None, typer.Option(help="onnxruntime threads for verification.")] = None,
+    argmax: Annotated[bool, typer.Option(
+        help="ArgMax inside the graph: (N,H,W) labels out. Off by default: the exported file is the "
+             "logits reference for calibrate / precision-report / int8-sensitivity; make deployment "
+             "files with edgeseg deploy.")] = False,
+    frame_size: Annotated[str | None, typer.Option(
+        help="Preprocessing inside the graph for uint8 BGR frames of this size HxW.")] = None,
 ) -> None:
     """Checkpoint -> verified ONNX file + card (help text: EXPORT_HELP)."""
     from edgeseg.export.onnx_export import export_onnx
@@ -93,6 +99,7 @@ def export_cmd(
             unpool=default_unpool(target, unpool), opset=opset, input_hw=_hw(input),
             dynamic_batch=dynamic_batch, simplify=simplify, data=data, data_split=split,
             verify_frames=frames, min_agreement=min_agreement / 100.0, force=force, threads=threads,
+            argmax=argmax, frame_hw=_hw(frame_size),
         )
     out_console = Console()
     out_console.print(_verification_table(card.extra["export"]))

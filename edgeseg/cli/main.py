@@ -16,7 +16,8 @@ from typer.core import TyperGroup
 from edgeseg.errors import EdgesegError
 
 # Command-group modules under edgeseg.cli, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("models", "train", "export", "stream", "engine", "calib", "bench")
+COMMAND_MODULES: tuple[str, ...] = ("models", "train", "export", "deploy", "stream", "engine", "calib",
+                                    "bench")
 
 
 class _Group(TyperGroup):

@@ -105,8 +105,9 @@ def stream_cmd(
     overlay = OverlayOptions(alpha=alpha, legend=legend, hud=hud)
     backend = open_backend(model, **_backend_kwargs(model, threads, provider, device, plugin))
     try:
-        hw = parse_hw(synthetic_size) if synthetic_size else backend.card.input_hw
-        cam_hw = parse_hw(camera_size) if camera_size else None
+        model_hw = backend.card.frame_hw or backend.card.input_hw  # frame_hw: preprocessing in the graph
+        hw = parse_hw(synthetic_size) if synthetic_size else model_hw
+        cam_hw = parse_hw(camera_size) if camera_size else backend.card.frame_hw
         src = open_source(spec, SourceOptions(timeout_s=timeout, reconnect_s=reconnect, masks_dir=masks,
                                               synthetic_hw=hw, synthetic_fps=synthetic_fps, camera_hw=cam_hw))
         sink_opts = SinkOptions(window=window, save=save, save_frames=save_frames, stats=stats,
