@@ -55,21 +55,6 @@ def resolve_providers(requested: Sequence[str] | str | None, available: Sequence
     return names
 
 
-def check_input(batch: np.ndarray, card: ModelCard, in_shape: tuple[int, ...]) -> None:
-    """Raise BackendError unless ``batch`` is what the model takes: float (N,3,H,W) normalized, or
-    for ``input_kind="bgr-uint8"`` models uint8 (N,Hf,Wf,3) BGR frames (never float)."""
-    if card.input_kind == "bgr-uint8" and batch.dtype != np.uint8:
-        h, w = in_shape[:2]
-        raise BackendError(f"the model takes uint8 BGR frames of {h}x{w} (preprocessing inside the graph, "
-                           f"made with --frame-size {h}x{w}) but got {batch.dtype} input; give it raw "
-                           "frames, or use the file made without --frame-size for normalized input")
-    if batch.ndim != 4 or batch.shape[1:] != in_shape:
-        want = ", ".join(map(str, in_shape))
-        made = "uint8 BGR frames" if card.input_kind == "bgr-uint8" else "edgeseg.preprocess produces"
-        raise BackendError(f"input batch has shape {batch.shape}; expected (N, {want}) as {made} "
-                           "for this card")
-
-
 class OrtBackend:
     """An ONNX model in an onnxruntime session. ``infer``: float32 (N,3,H,W) -> logits (N,K,H,W)."""
 
@@ -134,6 +119,8 @@ class OrtBackend:
     def infer(self, batch_nchw: np.ndarray) -> np.ndarray:
         """float32 (N,3,H,W) normalized batch -> float32 logits (N,K,H,W); see :func:`check_input`
         for uint8-frame models and labels outputs."""
+        from edgeseg.runtime.backends import check_input
+
         check_input(batch_nchw, self.card, self._in_chw)
         if batch_nchw.dtype != self._in_dtype:
             batch_nchw = batch_nchw.astype(self._in_dtype)
