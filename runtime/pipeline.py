@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from edgeseg.runtime.sources import Frame, ReadStatus, Source
@@ -34,6 +35,7 @@ from edgeseg.errors import EdgesegError
 
 now = time.perf_counter
 POLL_S = 0.05  # how often a blocked thread looks at the stop flag
+AWAIT_S = 0.0005  # while a run is on the device: how often to look for its end or the next input
 
 
 @dataclass
@@ -67,9 +69,9 @@ class Limits:
 class Pipeline:
     """Runs the two worker threads; the caller takes finished items with :meth:`get`."""
 
-    def __init__(self, source: Source, to_input: Callable[[np.ndarray], np.ndarray],
-                 infer: Callable[[np.ndarray], np.ndarray], limits: Limits) -> None:
-        self._source, self._to_input, self._infer, self._limits = source, to_input, infer, limits
+    def __init__(self, source: Source, to_input: Callable[[np.ndarray], np.ndarray], backend: Any,
+                 limits: Limits) -> None:
+        self._source, self._to_input, self._backend, self._limits = source, to_input, backend, limits
         self._ready: queue.Queue[Item | End] = queue.Queue(maxsize=1)
         self._done: queue.Queue[Item | End] = queue.Queue(maxsize=1)
         self._stop = threading.Event()  # everything stops now
@@ -77,7 +79,9 @@ class Pipeline:
         self._taken = threading.Event()  # the inference thread took an input (live pacing)
         self._ema = {"read": 0.0, "pre": 0.0, "infer": 0.0}
         self._infer_started = 0.0
+        self._last_done = 0.0
         self.timeouts = 0
+        self.taken = 0  # inputs the inference thread has taken
         self._threads = [threading.Thread(target=self._guard, args=(self._capture, self._ready),
                                           name="edgeseg-capture", daemon=True),
                          threading.Thread(target=self._guard, args=(self._inference, self._done),
@@ -180,19 +184,51 @@ class Pipeline:
         return lead <= POLL_S
 
     def _inference(self) -> End:
-        while (item := self._take(self._ready)) is not None:
+        """Run the model on each input in order. A backend with ``submit``/``collect``/``done``
+        (TensorRT) gets the next input queued as soon as it arrives while the previous run is still
+        on the device; the previous output is collected once its run is done."""
+        b = self._backend
+        overlapped = all(hasattr(b, m) for m in ("submit", "collect", "done"))
+        submit, collect = (b.submit, b.collect) if overlapped else (b.infer, lambda out: out)
+        pending: tuple[Item, Any, float] | None = None
+        while not self._stop.is_set():
+            if pending is not None and b.done(pending[1]):
+                if not self._deliver(pending, collect):
+                    break
+                pending = None
+                continue
+            try:  # with a run in flight: look for the next input often, without holding the output back
+                item = self._ready.get(timeout=POLL_S if pending is None else AWAIT_S)
+            except queue.Empty:
+                continue
             if isinstance(item, End):
+                if pending is not None:
+                    self._deliver(pending, collect)
                 return item
             self._infer_started = now()
+            self.taken += 1
             self._taken.set()
-            item.out = self._infer(item.x)  # type: ignore[arg-type]
-            item.seconds.append(now() - self._infer_started)
-            self._ema["infer"] = _ema(self._ema["infer"], item.seconds[-1])
+            ticket = submit(item.x)
             item.x = None  # the input is not needed downstream
-            if not self._put(self._done, item):
+            if pending is not None and not self._deliver(pending, collect):
                 break
+            pending = (item, ticket, self._infer_started)
+            if not overlapped:  # a synchronous backend: the output is there, pass it on now
+                if not self._deliver(pending, collect):
+                    break
+                pending = None
         return End("")
 
+    def _deliver(self, pending: tuple[Item, Any, float], collect: Callable[[Any], np.ndarray]) -> bool:
+        """Collect one output and pass it on. Its inference time runs from its submit, or from the
+        previous output if that came later (time queued behind it on the device is not counted twice)."""
+        item, ticket, started = pending
+        item.out = collect(ticket)
+        done = now()
+        item.seconds.append(done - max(started, self._last_done))
+        self._last_done = done
+        self._ema["infer"] = _ema(self._ema["infer"], item.seconds[-1])
+        return self._put(self._done, item)
 
 def _ema(old: float, new: float, weight: float = 0.2) -> float:
     return new if old == 0.0 else (1 - weight) * old + weight * new

@@ -85,7 +85,7 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
     rec, reason, miou = StreamRecorder(), "", None
     deadline = None if opts.duration_s is None else rec.t0 + opts.duration_s
     limits = Limits(opts.max_frames, deadline, opts.duration_s)
-    pipe = Pipeline(source, model_input(card), backend.infer, limits)
+    pipe = Pipeline(source, model_input(card), backend, limits)
     with stop.installed():
         try:
             pipe.start()

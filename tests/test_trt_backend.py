@@ -77,6 +77,9 @@ class _Event:
             self.stream.run_until(self.mark)
         return self
 
+    def query(self) -> bool:
+        return self.stream is None or self.stream.done >= self.mark
+
 
 def fake_pycuda() -> types.ModuleType:
     drv = types.ModuleType("pycuda.driver")
@@ -276,7 +279,7 @@ def test_submit_collect_keeps_frames_apart(tmp_path: Path, fakes: Any) -> None:
     backend = TrtBackend(make_engine(tmp_path))
     frames = [np.full((1, 3, *HW), float(i + 1), np.float32) for i in range(5)]
     tickets = [backend.submit(frames[0]), backend.submit(frames[1])]
-    assert tickets == [0, 1] and SLOTS == 2
+    assert tickets == [0, 1] and SLOTS == 2 and not backend.done(0)
     assert backend.collect(tickets[0])[0, 0].max() == 2.0  # not frame 1's numbers
     tickets.append(backend.submit(frames[2]))  # slot 0 again, while frame 1 is still queued
     assert backend.collect(tickets[1])[0, 0].max() == 4.0

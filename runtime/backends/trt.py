@@ -184,6 +184,14 @@ class TrtBackend:
         out = slot.host[self._outputs[0]]
         return out.copy() if self.card.output_kind == "labels" else out.astype(np.float32)
 
+    def done(self, ticket: int) -> bool:
+        """Whether ``ticket``'s run (and its copy back) has finished; never blocks."""
+        self._ctx.push()
+        try:
+            return bool(self._slots[ticket].event.query())
+        finally:
+            self._ctx.pop()
+
     def infer(self, batch_nchw: np.ndarray) -> np.ndarray:
         """float32 (N,3,H,W) normalized batch -> float32 logits (N,K,H,W) (labels (N,H,W) for
         engines with argmax inside). Synchronous."""
