@@ -185,7 +185,8 @@ def markdown(res: dict[str, Any]) -> str:
         hw = f"{m['input_hw'][0]}x{m['input_hw'][1]}"
         lines += [f"## {name} (input {hw}; 1-min load {m['load_1m'][0]:.1f} -> {m['load_1m'][1]:.1f})", "",
                   "| variant | FPS | FPS / bare (median of rounds) | FPS / bare (totals) | inference ms | "
-                  "host ms outside inference | wall ms not covered by inference | bytes out of the model per frame | FPS per round |",
+                  "host ms outside inference | wall ms not covered by inference | bytes out of the model "
+                  "per frame | FPS per round |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for v, d in m["variants"].items():
             cells = [v, f"{d['fps']:.2f}", f"{d['fps_vs_bare']:.3f}", f"{d['fps_vs_bare_total']:.3f}",
