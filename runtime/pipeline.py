@@ -21,6 +21,7 @@ reason (end of source, limit, error). ``close()`` stops both threads from any st
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -107,8 +108,9 @@ class Pipeline:
         """Stop both threads now (items in flight are discarded) and wait for them."""
         self._stop.set()
         for q in (self._ready, self._done):  # unblock a thread waiting to put
-            while not q.empty():
-                q.get_nowait()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    q.get_nowait()
         for t in self._threads:
             t.join(timeout=join_s)
 
