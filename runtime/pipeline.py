@@ -66,6 +66,16 @@ class Limits:
     deadline: float | None = None
     duration_s: float | None = None
 
+    def reason(self, frames: int, stopping: bool) -> str | None:
+        """Why to read no more ('' when told to stop), or None to go on."""
+        if stopping:
+            return ""
+        if self.max_frames is not None and frames >= self.max_frames:
+            return f"--max-frames {self.max_frames} reached"
+        if self.deadline is not None and now() >= self.deadline:
+            return f"--duration {self.duration_s:g} s reached"
+        return None
+
 
 class Pipeline:
     """Runs the two worker threads; the caller takes finished items with :meth:`get`."""
@@ -143,14 +153,7 @@ class Pipeline:
         self._put(out, end)
 
     def _limit(self, frames: int) -> str | None:
-        lim = self._limits
-        if self._finish.is_set() or self._stop.is_set():
-            return ""
-        if lim.max_frames is not None and frames >= lim.max_frames:
-            return f"--max-frames {lim.max_frames} reached"
-        if lim.deadline is not None and now() >= lim.deadline:
-            return f"--duration {lim.duration_s:g} s reached"
-        return None
+        return self._limits.reason(frames, self._finish.is_set() or self._stop.is_set())
 
     def _capture(self) -> End:
         frames, live = 0, bool(getattr(self._source, "live", False))
@@ -231,6 +234,44 @@ class Pipeline:
         self._last_done = done
         self._ema["infer"] = _ema(self._ema["infer"], item.seconds[-1])
         return self._put(self._done, item)
+
+class InlinePipeline:
+    """The same stages one frame at a time on the caller's thread, inside :meth:`get` (the loop
+    as it was before the pipeline): for 1-core machines, debugging, and before/after figures."""
+
+    def __init__(self, source: Source, to_input: Callable[[np.ndarray], np.ndarray], backend: Any,
+                 limits: Limits) -> None:
+        self._source, self._to_input, self._backend, self._limits = source, to_input, backend, limits
+        self._finishing, self.frames, self.timeouts, self.taken = False, 0, 0, 0
+
+    def start(self) -> InlinePipeline:
+        return self
+
+    def get(self, timeout_s: float = POLL_S) -> Item | End | None:
+        """Read, preprocess and infer the next frame; End when over; None after a live timeout.
+        A failing stage raises (EdgesegError) in the caller, as the loop always did."""
+        if (reason := self._limits.reason(self.frames, self._finishing)) is not None:
+            return End(reason)
+        t0 = now()
+        got = self._source.read()
+        t1 = now()
+        if got.status is ReadStatus.TIMEOUT:
+            self.timeouts += 1
+            return None
+        if got.status is not ReadStatus.OK or got.frame is None:
+            return End(f"{got.status.value}: {got.message}")
+        x = self._to_input(got.frame.image_bgr)
+        t2 = now()
+        out = self._backend.infer(x)
+        self.frames, self.taken = self.frames + 1, self.taken + 1
+        return Item(got.frame, None, [t1 - t0, t2 - t1, now() - t2], out)
+
+    def finish(self) -> None:
+        self._finishing = True
+
+    def close(self, join_s: float = 0.0) -> None:
+        return None
+
 
 def _ema(old: float, new: float, weight: float = 0.2) -> float:
     return new if old == 0.0 else (1 - weight) * old + weight * new

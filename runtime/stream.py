@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from edgeseg.runtime.backends import Backend
 from edgeseg.runtime.overlay import Overlay, OverlayOptions
-from edgeseg.runtime.pipeline import End, Limits, Pipeline
+from edgeseg.runtime.pipeline import End, InlinePipeline, Limits, Pipeline
 from edgeseg.runtime.report import StreamRecorder, StreamReport, count_params, distribution_ms
 from edgeseg.runtime.sources import Source
 from edgeseg.runtime.stages import ArgmaxLabels, GroundTruthScorer, blank_input, model_input
@@ -39,11 +39,13 @@ now = time.perf_counter
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """``max_frames`` / ``duration_s``: stop after that many processed frames / seconds (None = no limit)."""
+    """``max_frames`` / ``duration_s``: stop after that many processed frames / seconds (None = no
+    limit). ``pipelined``: overlap the stages across frames (threads) or run them one by one."""
 
     max_frames: int | None = None
     duration_s: float | None = None
     overlay: OverlayOptions = field(default_factory=OverlayOptions)
+    pipelined: bool = True  # False: every stage on this thread, one frame at a time
 
 
 class StopSignal:
@@ -85,7 +87,7 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
     rec, reason, miou = StreamRecorder(), "", None
     deadline = None if opts.duration_s is None else rec.t0 + opts.duration_s
     limits = Limits(opts.max_frames, deadline, opts.duration_s)
-    pipe = Pipeline(source, model_input(card), backend, limits)
+    pipe = (Pipeline if opts.pipelined else InlinePipeline)(source, model_input(card), backend, limits)
     with stop.installed():
         try:
             pipe.start()

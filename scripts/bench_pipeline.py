@@ -6,8 +6,8 @@ freshly initialised — weights do not change timings) on 360x480 synthetic fram
 interleaved round by round (so load from other work hits all alike):
 
 * ``bare``       — ``backend.infer`` alone on preprocessed frames (the model's speed)
-* ``sequential`` — the loop before issue 16 (read, preprocess, infer, argmax, overlay, one after
-  another; replicated here stage for stage)
+* ``sequential`` — ``run_stream`` with ``pipelined=False`` (``--no-pipeline``): the loop before
+  issue 16, every stage one after another on one thread
 * ``pipelined``  — ``run_stream`` (capture+preprocess / inference / post on their own threads)
 * ``argmax``     — ``run_stream`` on the file from ``edgeseg deploy`` (argmax in the graph)
 * ``argmax+pre`` — ``run_stream`` on ``edgeseg deploy --frame-size 360x480`` (both in the graph)
@@ -33,11 +33,10 @@ from typing import Any
 import numpy as np
 from edgeseg.export.deploy_graph import deploy_onnx, preprocess_model
 from edgeseg.runtime.backends import open_backend
-from edgeseg.runtime.overlay import Overlay
 from edgeseg.runtime.report import host_facts
 from edgeseg.runtime.sources import SourceOptions, open_source
-from edgeseg.runtime.stages import ArgmaxLabels, Preprocessor
-from edgeseg.runtime.stream import run_stream
+from edgeseg.runtime.stages import ArgmaxLabels
+from edgeseg.runtime.stream import StreamOptions, run_stream
 
 from edgeseg.io import write_json_atomic, write_text_atomic
 from edgeseg.preprocess import preprocess
@@ -76,28 +75,9 @@ def bare(backend: Any, frames: int) -> dict[str, float]:
     return {"frames": frames, "wall_s": wall, "infer_s": infer, "host_s": 0.0, "out_bytes": out.nbytes}
 
 
-def sequential(backend: Any, frames: int, seed: int) -> dict[str, float]:
-    """The pre-issue-16 loop, stage for stage (scoring and sinks were no-ops here: headless, the
-    synthetic masks are scored in both loops alike, so they are left out of both)."""
-    card, src = backend.card, source(frames, seed)
-    pre, argmax = Preprocessor(card), ArgmaxLabels()
-    overlay = Overlay(card.class_names, card.class_colors)
-    t0, infer, host, n = now(), 0.0, 0.0, 0
-    while (got := src.read()).frame is not None:
-        t1 = now()
-        x = pre(got.frame.image_bgr)
-        t2 = now()
-        out = backend.infer(x)
-        t3 = now()
-        overlay.render(got.frame.image_bgr, argmax(out), ["FPS", "x"])
-        t4 = now()
-        infer, host, n = infer + t3 - t2, host + (t2 - t1) + (t4 - t3), n + 1
-    wall = now() - t0
-    return {"frames": n, "wall_s": wall, "infer_s": infer, "host_s": host, "out_bytes": out.nbytes}
-
-
-def pipelined(backend: Any, frames: int, seed: int) -> dict[str, float]:
-    rep = run_stream(backend, source(frames, seed), [])
+def streamed(backend: Any, frames: int, seed: int, pipelined: bool = True) -> dict[str, float]:
+    """``run_stream`` headless; host time = the mean stage times other than capture and inference."""
+    rep = run_stream(backend, source(frames, seed), [], StreamOptions(pipelined=pipelined))
     mean = {k: v["mean"] or 0.0 for k, v in rep.stages_ms.items()}
     host = sum(v for k, v in mean.items() if k not in ("inference", "capture_wait"))
     out = backend.infer(np.zeros((1, *backend.card.frame_hw, 3), np.uint8) if backend.card.frame_hw else
@@ -148,10 +128,8 @@ def bench_model(name: str, logits: Path, out: Path, rounds: int, frames: int, th
             b = backends[v]
             if v == "bare":
                 runs[v].append(bare(b, frames))
-            elif v == "sequential":
-                runs[v].append(sequential(b, frames, r))
             else:
-                runs[v].append(pipelined(b, frames, r))
+                runs[v].append(streamed(b, frames, r, pipelined=v != "sequential"))
         print(f"{name}: round {r + 1}/{rounds} done", flush=True)
     load.append(os.getloadavg()[0])
     for b in backends.values():

@@ -190,3 +190,15 @@ def test_report_keeps_stage_names_and_latency(tmp_path: Path) -> None:
     assert set(report.stages_ms) == {"capture_wait", "preprocess", "inference", "postprocess", "overlay",
                                      "sinks"}
     assert report.latency_ms["mean"] is not None and report.dropped == 0
+
+
+def test_no_pipeline_gives_the_same_frames_and_report_fields(tmp_path: Path) -> None:
+    from edgeseg.runtime.stream import StreamOptions
+
+    reports = [run_stream(QueuedBackend(), ListSource(7), [StatsSink(tmp_path / f"{p}.jsonl")],
+                          StreamOptions(max_frames=6, pipelined=p)) for p in (True, False)]
+    assert [r.frames for r in reports] == [6, 6]
+    assert {r.stop_reason for r in reports} == {"--max-frames 6 reached"}
+    lines = [(tmp_path / f"{p}.jsonl").read_text().count("\n") for p in (True, False)]
+    assert lines == [6, 6]
+    assert reports[0].stages_ms.keys() == reports[1].stages_ms.keys()

@@ -91,6 +91,9 @@ def stream_cmd(
         help="Seconds to keep reconnecting a lost camera/stream before stopping.")] = 15.0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a live frame before a timeout.")] = 2.0,
     quiet: Annotated[bool, typer.Option(help="No progress line and no table.")] = False,
+    pipeline: Annotated[bool, typer.Option(
+        help="Overlap capture+preprocessing, inference and drawing/writing across frames (threads); "
+             "--no-pipeline runs them one after another (1-core machines, debugging).")] = True,
 ) -> None:
     """Run MODEL on a camera, file, stream or the synthetic source; overlay, measure, report."""
     from edgeseg.models.registry import parse_hw
@@ -117,7 +120,7 @@ def stream_cmd(
         except BaseException:
             src.close()
             raise
-        result = run_stream(backend, src, sinks, StreamOptions(max_frames, duration, overlay))
+        result = run_stream(backend, src, sinks, StreamOptions(max_frames, duration, overlay, pipeline))
     finally:
         backend.close()
     _finish(result, report, quiet)
