@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.card import read_card, write_card
+from edgeseg.card import read_card, require_logits, write_card
 from edgeseg.errors import CalibrationError
 from edgeseg.io import atomic_path, load_onnx
 
@@ -142,6 +142,7 @@ def convert_fp16(model_path: str | Path, out: str | Path | None = None) -> tuple
     model_path = Path(model_path)
     out = Path(out) if out is not None else default_fp16_path(model_path)
     card = read_card(model_path)
+    require_logits(card, model_path, "convert-fp16")
     if card.artifact != "onnx" or card.precision != "fp32":
         raise CalibrationError(f"convert-fp16 needs an FP32 ONNX model; {model_path} is {card.artifact} "
                                f"{card.precision}; convert the FP32 file from edgeseg export")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.card import ModelCard
+from edgeseg.card import ModelCard, require_logits
 from edgeseg.errors import CalibrationError, DataError
 
 
@@ -81,6 +81,11 @@ def _check_compatible(cards: list[ModelCard], paths: list[Path]) -> int:
     return fp32[0]
 
 
+def _labels(out: np.ndarray) -> np.ndarray:
+    """(1,K,H,W) logits -> argmax; (1,H,W) labels from an argmax inside the graph as they are."""
+    return out[0] if out.ndim == 3 else np.argmax(out[0], axis=0)
+
+
 def _score_images(backends: list[Any], dataset: Any, ref: int, count: int, on_image: Any
                   ) -> tuple[list[Any], np.ndarray, int]:
     """(confusion meters, differing-pixel counts vs ``ref``, non-ignored pixels) over ``count`` images."""
@@ -97,7 +102,7 @@ def _score_images(backends: list[Any], dataset: Any, ref: int, count: int, on_im
                             "pairs (a labelled split)")
         mask = resize_mask(sample.mask, card.input_hw)
         x = preprocess(sample.image_bgr, card)
-        preds = [np.argmax(b.infer(x)[0], axis=0) for b in backends]
+        preds = [_labels(b.infer(x)) for b in backends]
         keep = np.ones(mask.shape, bool) if card.ignore_index is None else mask != card.ignore_index
         for k, pred in enumerate(preds):
             meters[k].update(pred, mask)
@@ -127,6 +132,8 @@ def precision_report(models: list[str | Path], data: str | Path, split: str = "v
     backends = [open_backend(p, **({} if p.suffix == ".engine" else {"threads": threads})) for p in paths]
     try:
         cards = [b.card for b in backends]
+        for c, p in zip(cards, paths, strict=True):
+            require_logits(c, p, "precision-report", labels_ok=True)  # disagreement needs labels only
         ref = _check_compatible(cards, paths)
         dataset = open_eval_data(data, split, cards[ref])
         count = len(dataset) if num is None else min(num, len(dataset))

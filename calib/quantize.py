@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from edgeseg.calib.calib_set import CalibSet, Preprocess, load_calib_set
 
-from edgeseg.card import ModelCard, read_card, write_card
+from edgeseg.card import ModelCard, read_card, require_logits, write_card
 from edgeseg.errors import CalibrationError
 from edgeseg.io import atomic_path, load_onnx, sha256_json, write_json_atomic
 
@@ -291,6 +291,7 @@ def calibrate(model_path: str | Path, set_path: str | Path, out: str | Path,
     if out.resolve() == model_path.resolve() or out.suffix != ".onnx":
         raise CalibrationError(f"output {out} must be a new .onnx file (e.g. model.int8.onnx), not the input")
     card = read_card(model_path)
+    require_logits(card, model_path, "calibrate")
     model = load_onnx(model_path)
     cset = load_calib_set(set_path, root=root)
     input_name = check_inputs(model, card, cset, cfg)

@@ -88,11 +88,13 @@ def layer_sensitivity(fp32_path: str | Path, int8_path: str | Path, data: str | 
                       on_layer: Any = None) -> tuple[float, list[LayerSensitivity]]:
     """(disagreement of the INT8 file, per-layer results sorted by reduction, largest first)."""
 
-    from edgeseg.card import read_card
+    from edgeseg.card import read_card, require_logits
     from edgeseg.data import open_dataset
     from edgeseg.preprocess import preprocess
 
     card = read_card(fp32_path)
+    require_logits(card, fp32_path, "int8-sensitivity")
+    require_logits(read_card(int8_path), int8_path, "int8-sensitivity")
     fp32, qmodel = load_onnx(fp32_path), load_onnx(int8_path)
     ds = open_dataset(str(data), split=split)
     inputs = [preprocess(ds[i].image_bgr, card) for i in range(min(num, len(ds)))]

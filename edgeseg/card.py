@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.errors import ModelError, did_you_mean
+from edgeseg.errors import ConfigError, ModelError, did_you_mean
 from edgeseg.io import sha256_file, write_json_atomic
 
 SCHEMA_VERSION = 1
 ARTIFACTS = ("checkpoint", "onnx", "engine")
 UNPOOL_MODES = ("train", "native", "plugin", "none")
 PRECISIONS = ("fp32", "fp16", "int8")
+OUTPUT_KINDS = ("logits", "labels")  # labels: argmax inside the graph, (N, H, W) class ids
+INPUT_KINDS = ("normalized", "bgr-uint8")  # bgr-uint8: preprocessing inside the graph
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -40,6 +42,12 @@ class ModelCard:
     ``extra`` holds stage-specific facts: for engines ``tensorrt_version``, ``gpu_name``,
     ``compute_capability``, ``plugin_sha256``; for INT8 files ``calibration_set_sha256``, ``method``;
     for checkpoints training facts (epoch, best metric).
+
+    ``output_kind``: ``logits`` = float (N, K, H, W); ``labels`` = class ids (N, H, W) from an
+    ArgMax inside the graph (the runtime skips its host argmax). ``input_kind``: ``normalized`` =
+    float32 (N, 3, H, W) as :func:`edgeseg.preprocess.preprocess` makes it; ``bgr-uint8`` = the
+    camera frame as OpenCV gives it, uint8 (N, Hf, Wf, 3) BGR with ``frame_hw`` = (Hf, Wf); the
+    graph resizes to ``input_hw``, reorders channels and normalizes itself.
     """
 
     architecture: str
@@ -58,6 +66,9 @@ class ModelCard:
     parent_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    output_kind: str = "logits"
+    input_kind: str = "normalized"
+    frame_hw: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if len(self.class_names) != len(self.class_colors):
@@ -69,11 +80,16 @@ class ModelCard:
             ("artifact", self.artifact, ARTIFACTS),
             ("unpool_mode", self.unpool_mode, UNPOOL_MODES),
             ("precision", self.precision, PRECISIONS),
+            ("output_kind", self.output_kind, OUTPUT_KINDS),
+            ("input_kind", self.input_kind, INPUT_KINDS),
         ):
             if value not in allowed:
                 raise ModelError(f"model card {name}={value!r} is not one of {', '.join(allowed)}")
         if self.channel_order not in ("RGB", "BGR"):
             raise ModelError(f"model card channel_order={self.channel_order!r}; expected RGB or BGR")
+        if (self.input_kind == "bgr-uint8") != (self.frame_hw is not None):
+            raise ModelError(f"model card input_kind={self.input_kind!r} with frame_hw={self.frame_hw}; "
+                             "frame_hw is set exactly for bgr-uint8 inputs: re-create the artifact")
 
     @property
     def num_classes(self) -> int:
@@ -98,6 +114,7 @@ class ModelCard:
         d["input_hw"] = list(self.input_hw)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        d["frame_hw"] = None if self.frame_hw is None else list(self.frame_hw)
         return d
 
     @classmethod
@@ -132,6 +149,8 @@ class ModelCard:
             "channel_order": v.channel_order, "artifact": v.artifact, "unpool_mode": v.unpool_mode,
             "precision": v.precision, "file_sha256": v.file_sha256, "parent_sha256": v.parent_sha256,
             "extra": dict(d.get("extra") or {}), "schema": v.schema_,
+            "output_kind": v.output_kind, "input_kind": v.input_kind,
+            "frame_hw": None if v.frame_hw is None else (v.frame_hw[0], v.frame_hw[1]),
         }
         for k in ("mean", "std"):
             if getattr(v, k) is not None:
@@ -191,3 +210,19 @@ def write_card(artifact: str | os.PathLike[str], card: ModelCard,
     """
     card = card.replace(file_sha256=sha256_file(hashed if hashed is not None else artifact))
     return write_json_atomic(card_path(artifact), card.to_dict())
+
+
+def require_logits(card: ModelCard, path: str | os.PathLike[str], tool: str, labels_ok: bool = False) -> None:
+    """Refuse a deployment file (argmax or preprocessing inside the graph) in a tool that rewrites
+    or compares logits graphs / feeds normalized input (calibrate, convert-fp16, int8-sensitivity;
+    precision-report takes labels outputs, ``labels_ok``, but not uint8 inputs): those read the
+    logits files, and deployment files are made from them at the end."""
+    name = Path(path).name
+    if card.output_kind == "labels" and not labels_ok:
+        raise ConfigError(f"{name} returns labels (argmax inside the graph, made with --argmax); {tool} "
+                          "needs the logits file: pass the file it was made from (edgeseg deploy keeps it; "
+                          "edgeseg export without --argmax writes one)")
+    if card.input_kind == "bgr-uint8":
+        raise ConfigError(f"{name} takes uint8 frames (preprocessing inside the graph, made with "
+                          f"--frame-size); {tool} feeds normalized float input: pass the file made without "
+                          "--frame-size")

@@ -80,6 +80,19 @@ def open_eval_data(data: str | os.PathLike[str], split: str, card: ModelCard, nu
     return ds
 
 
+def _model_input(image_bgr: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Normalized nchw input, or for a model with preprocessing inside its graph the uint8 BGR
+    frame resized to its ``frame_hw`` (what a camera of that size would deliver)."""
+    if card.frame_hw is None:
+        return preprocess(image_bgr, card)
+    import cv2
+
+    h, w = card.frame_hw
+    if image_bgr.shape[:2] != (h, w):
+        image_bgr = cv2.resize(image_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(image_bgr)[None]
+
+
 def score(backend: Any, dataset: Any, on_image: Callable[[int], None] | None = None) -> SegMetrics:
     """Run ``backend`` on every sample and accumulate the confusion matrix at the model's size."""
     card: ModelCard = backend.card
@@ -88,8 +101,8 @@ def score(backend: Any, dataset: Any, on_image: Callable[[int], None] | None = N
         sample = dataset[i]
         if sample.mask is None:
             raise DataError(f"image {sample.name} has no mask; evaluation needs 'image mask' pairs")
-        logits = backend.infer(preprocess(sample.image_bgr, card))
-        pred = np.argmax(logits[0], axis=0).astype(np.int64)
+        out = backend.infer(_model_input(sample.image_bgr, card))
+        pred = (out[0] if out.ndim == 3 else np.argmax(out[0], axis=0)).astype(np.int64)  # labels or logits
         meter.update(pred, resize_mask(sample.mask, card.input_hw))
         if on_image is not None:
             on_image(i + 1)

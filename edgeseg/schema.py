@@ -86,6 +86,9 @@ class CardSchema(_Strict):
     file_sha256: Sha | None = None
     parent_sha256: Sha | None = None
     extra: CardExtra = Field(default_factory=CardExtra)
+    output_kind: Literal["logits", "labels"] = "logits"
+    input_kind: Literal["normalized", "bgr-uint8"] = "normalized"
+    frame_hw: Hw | None = None
     schema_: Annotated[StrictInt, Field(ge=1)] = Field(1, alias="schema")
 
 

@@ -60,6 +60,8 @@ class ExportOptions:
     min_agreement: float = 0.999
     force: bool = False
     threads: int | None = None  # torch + onnxruntime threads for verification (None = defaults)
+    argmax: bool = False  # labels (N,H,W) out instead of logits: edgeseg.export.deploy_graph
+    frame_hw: tuple[int, int] | None = None  # uint8 BGR frames of this size in (preprocessing in the graph)
 
 
 def export_onnx(
@@ -93,11 +95,17 @@ def export_onnx(
     log("verifying against PyTorch (onnxruntime, CPU)")
     results = verify(model, data, card, opts)
     forced = _enforce(results, opts)
+    if opts.argmax or opts.frame_hw is not None:  # verified as logits above; checked again inside
+        from edgeseg.export.deploy_graph import make_deployable
+
+        onnx_model, card = make_deployable(onnx_model, card, argmax=opts.argmax, frame_hw=opts.frame_hw)
+        data = onnx_model.SerializeToString()
     from edgeseg.export.opcheck import check_ops, trt_versions
 
     trt = {v: check_ops(onnx_model, v) for v in trt_versions()}
-    facts = {**_facts(opts, results, trt), "forced_despite": forced}
-    card = card.replace(extra={**ckpt_card.extra, "export": facts})
+    facts = {**_facts(opts, results, trt), "forced_despite": forced,
+             "input_name": onnx_model.graph.input[0].name, "output_name": onnx_model.graph.output[0].name}
+    card = card.replace(extra={**ckpt_card.extra, **card.extra, "export": facts})
     return write_onnx(out, data, card)
 
 

@@ -12,7 +12,9 @@ Stages of one frame (all ``time.perf_counter`` deltas, milliseconds in the repor
 ``latency`` is capture -> overlay handed to every sink (the displayed/written frame): for a live
 source it includes the time the frame waited in the newest-frame slot. End-to-end FPS is frames
 divided by the wall time of the loop; ``outside_inference_share`` = 1 - (sum of inference time) /
-wall time, i.e. everything the pipeline spends that is not the model.
+wall time: the share of the run in which the model was idle. The loop is pipelined (capture +
+preprocess, inference and the rest run on their own threads, see ``runtime/pipeline.py``), so stage
+times overlap and no longer add up to the wall time; each is still that frame's own time.
 """
 
 from __future__ import annotations

@@ -3,9 +3,12 @@
 * :class:`Preprocessor` — BGR frame -> normalized float32 nchw, the same numbers as
   :func:`edgeseg.preprocess.preprocess` (tested) in one OpenCV call (resize, channel swap,
   mean/std) instead of five numpy passes.
+* :class:`FrameInput` — the same stage for models with preprocessing inside the graph (card
+  ``input_kind="bgr-uint8"``): the frame itself, checked against the card's ``frame_hw``.
 * :class:`ArgmaxLabels` — logits (1,K,H,W) -> uint8 labels, the same as ``np.argmax`` (first
   maximum wins) with OpenCV compare/max/copyTo on buffers allocated once per shape; ~7x faster
-  than ``np.argmax`` over the channel axis on 11x360x480.
+  than ``np.argmax`` over the channel axis on 11x360x480. Labels from an argmax inside the graph
+  (1,H,W) pass through without a copy.
 * :class:`GroundTruthScorer` — running confusion matrix against ground-truth masks (one OpenCV
   histogram per frame for K <= 16, the same counts as ``edgeseg.metrics.confusion_matrix``).
 """
@@ -16,7 +19,7 @@ import cv2
 import numpy as np
 
 from edgeseg.card import ModelCard
-from edgeseg.errors import DataError
+from edgeseg.errors import ConfigError, DataError
 from edgeseg.metrics import ConfusionMeter, SegMetrics
 from edgeseg.preprocess import resize_mask
 
@@ -48,8 +51,41 @@ class Preprocessor:
         return cv2.dnn.blobFromImageWithParams(frame_bgr, self._params)
 
 
+class FrameInput:
+    """BGR uint8 HfxWfx3 frame -> uint8 (1,Hf,Wf,3) input of a model that preprocesses inside its
+    graph (a view, no copy). A frame of another size is an error naming the options to change."""
+
+    def __init__(self, card: ModelCard) -> None:
+        if card.frame_hw is None:
+            raise ConfigError("this model takes normalized float input, not uint8 frames; use Preprocessor")
+        self.frame_hw = card.frame_hw
+
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        if frame_bgr.shape[:2] != self.frame_hw or frame_bgr.dtype != np.uint8:
+            h, w = self.frame_hw
+            raise ConfigError(
+                f"frame is {frame_bgr.shape[0]}x{frame_bgr.shape[1]} {frame_bgr.dtype} but the model takes "
+                f"uint8 BGR frames of {h}x{w} (made with --frame-size {h}x{w}); pass --camera-size {h}x{w} "
+                f"(or --synthetic-size {h}x{w}), or make the model again with edgeseg deploy --frame-size "
+                f"{frame_bgr.shape[0]}x{frame_bgr.shape[1]}")
+        return frame_bgr[None] if frame_bgr.flags.c_contiguous else np.ascontiguousarray(frame_bgr)[None]
+
+
+def model_input(card: ModelCard) -> Preprocessor | FrameInput:
+    """The frame -> model input stage the card asks for."""
+    return FrameInput(card) if card.input_kind == "bgr-uint8" else Preprocessor(card)
+
+
+def blank_input(card: ModelCard) -> np.ndarray:
+    """An all-zero input of the model's kind (for warm-up runs)."""
+    if card.frame_hw is not None:
+        return np.zeros((1, *card.frame_hw, 3), np.uint8)
+    return np.zeros((1, 3, *card.input_hw), np.float32)
+
+
 class ArgmaxLabels:
-    """float logits (1,K,H,W) -> uint8 (H,W) class ids; ties go to the lowest class id."""
+    """Model output -> uint8 (H,W) class ids: float logits (1,K,H,W) (ties go to the lowest class
+    id), or labels (1,H,W) from an argmax inside the graph (returned as they are)."""
 
     def __init__(self) -> None:
         self._shape: tuple[int, ...] = ()
@@ -63,6 +99,8 @@ class ArgmaxLabels:
         self._shape = shape
 
     def __call__(self, logits_nchw: np.ndarray) -> np.ndarray:
+        if logits_nchw.ndim == 3 and logits_nchw.shape[0] == 1 and logits_nchw.dtype.kind in "iu":
+            return logits_nchw[0]
         if logits_nchw.ndim != 4 or logits_nchw.shape[0] != 1:
             raise DataError(f"model output has shape {logits_nchw.shape}; expected logits (1, K, H, W)")
         k = logits_nchw.shape[1]

@@ -1,10 +1,14 @@
 """The streaming loop: capture -> preprocess -> infer -> argmax -> overlay -> sinks, measured.
 
+The stages overlap across consecutive frames (capture + preprocess and inference on their own
+threads, bounded queues of one; see :mod:`edgeseg.runtime.pipeline`); each frame is still timed
+stage by stage and its latency runs from capture to the overlay handed to every sink.
+
 Stopping never loses what was recorded: end of stream, ``--max-frames``, ``--duration``, a lost
 camera, 'q' in the window, SIGINT (Ctrl-C) or SIGTERM all leave the loop through the same
 ``finally`` that closes every sink (the video file is finalized) and the source, and the report
-is built from everything measured. The first SIGINT finishes the current frame and stops; a
-second one interrupts at once (sinks are still closed).
+is built from everything measured. The first SIGINT stops reading and finishes the frames
+already read (at most four); a second one interrupts at once (sinks are still closed).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from typing import Any
 import numpy as np
 from edgeseg.runtime.backends import Backend
 from edgeseg.runtime.overlay import Overlay, OverlayOptions
+from edgeseg.runtime.pipeline import End, InlinePipeline, Limits, Pipeline
 from edgeseg.runtime.report import StreamRecorder, StreamReport, count_params, distribution_ms
-from edgeseg.runtime.sources import ReadStatus, Source
-from edgeseg.runtime.stages import ArgmaxLabels, GroundTruthScorer, Preprocessor
+from edgeseg.runtime.sources import Source
+from edgeseg.runtime.stages import ArgmaxLabels, GroundTruthScorer, blank_input, model_input
 
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import SegMetrics
@@ -34,11 +39,13 @@ now = time.perf_counter
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """``max_frames`` / ``duration_s``: stop after that many processed frames / seconds (None = no limit)."""
+    """``max_frames`` / ``duration_s``: stop after that many processed frames / seconds (None = no
+    limit). ``pipelined``: overlap the stages across frames (threads) or run them one by one."""
 
     max_frames: int | None = None
     duration_s: float | None = None
     overlay: OverlayOptions = field(default_factory=OverlayOptions)
+    pipelined: bool = True  # False: every stage on this thread, one frame at a time
 
 
 class StopSignal:
@@ -65,58 +72,53 @@ class StopSignal:
                 signal.signal(s, h)
 
 
-def _limit(rec: StreamRecorder, opts: StreamOptions, stop: StopSignal, sinks: Sequence[Any]) -> str | None:
-    if stop.reason:
-        return stop.reason
-    if opts.max_frames is not None and rec.frames >= opts.max_frames:
-        return f"--max-frames {opts.max_frames} reached"
-    if opts.duration_s is not None and now() - rec.t0 >= opts.duration_s:
-        return f"--duration {opts.duration_s:g} s reached"
-    if any(s.stop_requested for s in sinks):
-        return "window closed"
-    return None
-
-
 def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
                options: StreamOptions | None = None) -> StreamReport:
-    """Run until a limit, the end of the source, or a signal; always close sinks and source."""
+    """Run until a limit, the end of the source, or a signal; always close sinks and source.
+
+    Capture + preprocess and inference run on their own threads (:mod:`.pipeline`); this thread
+    turns model outputs into labels, scores, draws and writes them, in frame order."""
     opts, card = options or StreamOptions(), backend.card
-    pre, argmax, scorer = Preprocessor(card), ArgmaxLabels(), GroundTruthScorer(card)
+    labels_of, scorer = ArgmaxLabels(), GroundTruthScorer(card)
     overlay = Overlay(card.class_names, card.class_colors, opts.overlay)
-    backend.infer(np.zeros((1, 3, *card.input_hw), np.float32))  # warm-up, not measured
+    backend.infer(blank_input(card))  # warm-up, not measured
     stop, started = StopSignal(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     outputs: dict[str, str] = {}
     rec, reason, miou = StreamRecorder(), "", None
+    deadline = None if opts.duration_s is None else rec.t0 + opts.duration_s
+    limits = Limits(opts.max_frames, deadline, opts.duration_s)
+    pipe = (Pipeline if opts.pipelined else InlinePipeline)(source, model_input(card), backend, limits)
     with stop.installed():
         try:
-            while (reason := _limit(rec, opts, stop, sinks) or "") == "":
-                t0 = now()
-                got = source.read()
-                t1 = now()
-                if got.status is ReadStatus.TIMEOUT:
-                    rec.timeouts += 1
-                    continue
-                if got.status is not ReadStatus.OK or got.frame is None:
-                    reason = f"{got.status.value}: {got.message}"
+            pipe.start()
+            while True:
+                if stop.reason:
+                    pipe.finish()  # graceful: the frames already read are still shown and recorded
+                if any(s.stop_requested for s in sinks):
+                    reason = "window closed"
                     break
-                frame = got.frame
-                x = pre(frame.image_bgr)
-                t2 = now()
-                logits = backend.infer(x)
+                item = pipe.get()
+                if item is None:
+                    continue
+                if isinstance(item, End):
+                    if item.error is not None:
+                        raise item.error
+                    reason = item.reason if item.reason.startswith("error") else stop.reason or item.reason
+                    break
                 t3 = now()
-                labels = argmax(logits)
-                frame_miou = _score(scorer, labels, frame.mask)
-                miou = scorer.compute().miou if frame_miou is not None else miou
+                labels = labels_of(item.out)  # type: ignore[arg-type]
+                frame_miou = _score(scorer, labels, item.frame.mask)
+                miou = scorer.compute().miou if frame_miou is not None else miou  # type: ignore[union-attr]
                 t4 = now()
-                out = overlay.render(frame.image_bgr, labels, rec.hud(miou))
+                out = overlay.render(item.frame.image_bgr, labels, rec.hud(miou))
                 t5 = now()
                 for sink in sinks:
-                    sink.write(out, frame)
+                    sink.write(out, item.frame)
                 t6 = now()
                 n = source.counters()
-                record = rec.add((rec.frames, frame.index), frame.name, frame.t_capture,
-                                 (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), t6,
-                                 (n.dropped, n.corrupt), frame_miou)
+                record = rec.add((rec.frames, item.frame.index), item.frame.name, item.frame.t_capture,
+                                 (*item.seconds, t4 - t3, t5 - t4, t6 - t5), t6, (n.dropped, n.corrupt),
+                                 frame_miou)
                 for sink in sinks:
                     sink.log(record)
         except KeyboardInterrupt:
@@ -124,6 +126,8 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
         except EdgesegError as e:  # a sink, mask or backend failed mid-run: keep what was measured
             reason = f"error: {e}"
         finally:
+            pipe.close()
+            rec.timeouts = pipe.timeouts
             wall = (rec.done_t[-1] if rec.frames else now()) - rec.t0
             reason += _close_all(sinks, source, outputs)
     return _report(backend, source, rec, wall, reason, scorer, outputs, started)

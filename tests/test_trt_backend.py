@@ -3,8 +3,10 @@
 The doubles implement only what the backend calls (names checked against the real 10.3/11.4
 bindings by tests/test_trt_static.py); "device memory" is host bytes and the fake engine computes
 logits = [2x, -x] of the first input channel, so copies, bindings, dtype conversions, batch
-re-binding and the checks around them are exercised for real. Not a TensorRT test: the `trt`
-smoke test is.
+re-binding and the checks around them are exercised for real. The fake stream is asynchronous
+like a real one: copies and runs are queued and happen only when an event or the stream is
+synchronized, reading the buffers (and bound addresses) as they are then, so a buffer reused too
+early shows up as wrong numbers. Not a TensorRT test: the `trt` smoke test is.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from edgeseg.export import trt_common
 from edgeseg.export.trt_common import DeviceInfo
 
-from edgeseg.card import ModelCard, write_card
+from edgeseg.card import ModelCard, read_card, write_card
 from edgeseg.errors import BackendError, EngineError
 
 HW = (4, 6)
@@ -41,20 +43,61 @@ class _Mem:
         self.freed = True
 
 
+class _Stream:
+    """A CUDA stream double: work is queued and runs in order when synchronized."""
+
+    live: dict[int, _Stream] = {}
+
+    def __init__(self) -> None:
+        self.handle = 7
+        self.ops: list[Any] = []
+        self.done = 0  # ops run so far
+        _Stream.live[self.handle] = self
+
+    def run_until(self, n: int) -> None:
+        while self.done < n:
+            self.ops[self.done]()
+            self.done += 1
+
+    def synchronize(self) -> None:
+        self.run_until(len(self.ops))
+
+
+class _Event:
+    def __init__(self, flags: int = 0) -> None:
+        self.stream: _Stream | None = None
+        self.mark = 0
+
+    def record(self, stream: _Stream) -> _Event:
+        self.stream, self.mark = stream, len(stream.ops)
+        return self
+
+    def synchronize(self) -> _Event:
+        if self.stream is not None:
+            self.stream.run_until(self.mark)
+        return self
+
+    def query(self) -> bool:
+        return self.stream is None or self.stream.done >= self.mark
+
+
 def fake_pycuda() -> types.ModuleType:
     drv = types.ModuleType("pycuda.driver")
     ctx = types.SimpleNamespace(push=lambda: None, pop=lambda: None, detach=lambda: None)
     drv.init = lambda: None  # type: ignore[attr-defined]
     drv.Device = lambda i: types.SimpleNamespace(retain_primary_context=lambda: ctx)  # type: ignore[attr-defined]
-    drv.Stream = lambda: types.SimpleNamespace(handle=7, synchronize=lambda: None)  # type: ignore[attr-defined]
+    drv.Stream = _Stream  # type: ignore[attr-defined]
+    drv.Event = _Event  # type: ignore[attr-defined]
     drv.pagelocked_empty = lambda shape, dtype: np.empty(shape, dtype)  # type: ignore[attr-defined]
     drv.mem_alloc = _Mem  # type: ignore[attr-defined]
 
-    def htod(dst: _Mem, src: np.ndarray, stream: Any) -> None:
-        _Mem.pool[int(dst)][:] = src.tobytes()
+    def htod(dst: _Mem, src: np.ndarray, stream: _Stream) -> None:  # reads src when it runs
+        stream.ops.append(lambda: _Mem.pool[int(dst)].__setitem__(slice(None), src.tobytes()))
 
-    def dtoh(dst: np.ndarray, src: _Mem, stream: Any) -> None:
-        dst[...] = np.frombuffer(bytes(_Mem.pool[int(src)]), dst.dtype).reshape(dst.shape)
+    def dtoh(dst: np.ndarray, src: _Mem, stream: _Stream) -> None:
+        def op() -> None:
+            dst[...] = np.frombuffer(bytes(_Mem.pool[int(src)]), dst.dtype).reshape(dst.shape)
+        stream.ops.append(op)
 
     drv.memcpy_htod_async, drv.memcpy_dtoh_async = htod, dtoh  # type: ignore[attr-defined]
     return drv
@@ -91,9 +134,14 @@ def fake_tensorrt(batch: int, dtype: str) -> types.ModuleType:
 
         def execute_async_v3(self, stream: int) -> bool:
             np_dt = trt.nptype(dtype)
-            x = np.frombuffer(bytes(_Mem.pool[self.addr["input"]]), np_dt).reshape(self.shapes["input"])
-            y = np.concatenate([2 * x[:, :1], -x[:, :1]], axis=1).astype(np_dt)
-            _Mem.pool[self.addr["logits"]][:] = y.tobytes()
+            addr, shapes = dict(self.addr), dict(self.shapes)  # TensorRT reads them at enqueue time
+
+            def run() -> None:
+                x = np.frombuffer(bytes(_Mem.pool[addr["input"]]), np_dt).reshape(shapes["input"])
+                y = np.concatenate([2 * x[:, :1], -x[:, :1]], axis=1).astype(np_dt)
+                _Mem.pool[addr["logits"]][:] = y.tobytes()
+
+            _Stream.live[stream].ops.append(run)
             return stream == 7
 
     class Engine:
@@ -237,4 +285,36 @@ def test_failed_execute_waits_for_queued_copies(tmp_path: Path, fakes: Any) -> N
     with pytest.raises(BackendError, match="TensorRT failed to run"):
         backend.infer(np.zeros((1, 3, *HW), np.float32))  # the fake context fails on stream 8
     assert events == ["synchronize"]
+    backend.close()
+
+
+def test_submit_collect_keeps_frames_apart(tmp_path: Path, fakes: Any) -> None:
+    """Two frames queued before either is collected (the streaming loop's overlap): each ticket
+    returns its own frame's output; the third submit reuses the first slot only after its run."""
+    from edgeseg.runtime.backends.trt import SLOTS, TrtBackend
+
+    fakes(batch=1)
+    backend = TrtBackend(make_engine(tmp_path))
+    frames = [np.full((1, 3, *HW), float(i + 1), np.float32) for i in range(5)]
+    tickets = [backend.submit(frames[0]), backend.submit(frames[1])]
+    assert tickets == [0, 1] and SLOTS == 2 and not backend.done(0)
+    assert backend.collect(tickets[0])[0, 0].max() == 2.0  # not frame 1's numbers
+    tickets.append(backend.submit(frames[2]))  # slot 0 again, while frame 1 is still queued
+    assert backend.collect(tickets[1])[0, 0].max() == 4.0
+    assert backend.collect(tickets[2])[0, 0].max() == 6.0
+    np.testing.assert_array_equal(backend.infer(frames[3])[:, 1], -frames[3][:, 0])
+    backend.close()
+
+
+def test_labels_engine_and_uint8_frames(tmp_path: Path, fakes: Any) -> None:
+    """An engine from ``edgeseg deploy --frame-size``: float input is refused with the flag named."""
+    from edgeseg.runtime.backends.trt import TrtBackend
+
+    fakes(batch=1)
+    path = make_engine(tmp_path)
+    card = read_card(path).replace(input_kind="bgr-uint8", frame_hw=HW, file_sha256=None)
+    write_card(path, card)
+    backend = TrtBackend(path)
+    with pytest.raises(BackendError, match="made with --frame-size 4x6.*without --frame-size"):
+        backend.infer(np.zeros((1, *HW, 3), np.float32))
     backend.close()

@@ -103,6 +103,12 @@ def export_cmd(
     std: Annotated[str | None, typer.Option(help="With --module: std per channel after --scale.")] = None,
     scale: Annotated[str | None, typer.Option(help="With --module: pixel scale [default: 1/255].")] = None,
     bgr: Annotated[bool, typer.Option("--bgr", help="With --module: the model takes BGR.")] = False,
+    argmax: Annotated[bool, typer.Option(
+        help="ArgMax inside the graph: (N,H,W) labels out. Off by default: the exported file is the "
+             "logits reference for calibrate / precision-report / int8-sensitivity; make deployment "
+             "files with edgeseg deploy.")] = False,
+    frame_size: Annotated[str | None, typer.Option(
+        help="Preprocessing inside the graph for uint8 BGR frames of this size HxW.")] = None,
 ) -> None:
     """Checkpoint (or --module) -> verified ONNX file + card (help text: EXPORT_HELP)."""
     from edgeseg.card import card_path
@@ -125,6 +131,9 @@ def export_cmd(
                 raise ConfigError("pass a CHECKPOINT or --module pkg.mod:factory, not both (or neither)")
             if input is None:
                 raise ConfigError("--module needs the input size: pass --input HxW (e.g. --input 360x480)")
+            if argmax or frame_size:
+                raise ConfigError("--argmax/--frame-size apply to checkpoint exports; for --module, export "
+                                  f"first, then: edgeseg deploy {out} -o {out.with_suffix('')}.deploy.onnx")
             from edgeseg.export.module_export import export_from_cli
 
             path, card = export_from_cli(
@@ -140,7 +149,8 @@ def export_cmd(
             from edgeseg.export.onnx_export import export_onnx
 
             path, card = export_onnx(checkpoint, out, log=lambda m: status.update(m), input_hw=_hw(input),
-                                     data=data, data_split=split, **common)
+                                     data=data, data_split=split, argmax=argmax, frame_hw=_hw(frame_size),
+                                     **common)
     out_console = Console()
     out_console.print(_verification_table(card.extra["export"]))
     for failure in card.extra["export"]["forced_despite"]:

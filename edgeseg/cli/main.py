@@ -24,8 +24,8 @@ EXTRAS = {"torch": "train", "safetensors": "train", "onnxsim": "train", "albumen
           "tensorrt": "tensorrt", "pycuda": "tensorrt"}
 
 # Command-group modules under edgeseg.cli, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("models", "train", "export", "importing", "stream", "engine", "calib",
-                                     "bench", "doctor", "compare")
+COMMAND_MODULES: tuple[str, ...] = ("models", "train", "export", "importing", "deploy", "stream", "engine",
+                                     "calib", "bench", "doctor", "compare")
 
 
 class Terminated(BaseException):

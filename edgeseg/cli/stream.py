@@ -122,6 +122,9 @@ def stream_cmd(
         help="Seconds to keep reconnecting a lost camera/stream before stopping.")] = 15.0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a live frame before a timeout.")] = 2.0,
     quiet: Annotated[bool, typer.Option(help="No progress line and no table.")] = False,
+    pipeline: Annotated[bool, typer.Option(
+        help="Overlap capture+preprocessing, inference and drawing/writing across frames (threads); "
+             "--no-pipeline runs them one after another (1-core machines, debugging).")] = True,
 ) -> None:
     """Run MODEL on a camera, file, stream or the synthetic source; overlay, measure, report."""
     from edgeseg.models.registry import parse_hw
@@ -138,8 +141,9 @@ def stream_cmd(
     backend = open_backend(model, **_backend_kwargs(model, threads, provider, device, plugin, runtime,
                                                     inference_precision))
     try:
-        hw = parse_hw(synthetic_size) if synthetic_size else backend.card.input_hw
-        cam_hw = parse_hw(camera_size) if camera_size else None
+        model_hw = backend.card.frame_hw or backend.card.input_hw  # frame_hw: preprocessing in the graph
+        hw = parse_hw(synthetic_size) if synthetic_size else model_hw
+        cam_hw = parse_hw(camera_size) if camera_size else backend.card.frame_hw
         src = open_source(spec, SourceOptions(timeout_s=timeout, reconnect_s=reconnect, masks_dir=masks,
                                               synthetic_hw=hw, synthetic_fps=synthetic_fps, camera_hw=cam_hw,
                                               camera_fps=camera_fps))
@@ -151,7 +155,7 @@ def stream_cmd(
             src.close()
             raise
         try:
-            result = run_stream(backend, src, sinks, StreamOptions(max_frames, duration, overlay))
+            result = run_stream(backend, src, sinks, StreamOptions(max_frames, duration, overlay, pipeline))
         except BaseException:
             # run_stream closes them once its loop runs; a failure while it sets up must too (a live
             # source's reader thread left running aborts the interpreter at exit).

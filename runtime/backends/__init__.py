@@ -48,7 +48,10 @@ class Backend(Protocol):
     name: str
 
     def infer(self, batch_nchw: np.ndarray) -> np.ndarray:
-        """float32 (N,3,H,W) normalized input -> float32 logits (N,K,H,W). Synchronous."""
+        """float32 (N,3,H,W) normalized input -> float32 logits (N,K,H,W). Synchronous.
+
+        Models made with ``edgeseg deploy`` (card ``output_kind="labels"``) return uint8 labels
+        (N,H,W); with ``input_kind="bgr-uint8"`` they take uint8 (N,Hf,Wf,3) BGR frames."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -58,6 +61,21 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release device memory / sessions."""
         ...
+
+
+def check_input(batch: np.ndarray, card: ModelCard, in_shape: tuple[int, ...]) -> None:
+    """Raise BackendError unless ``batch`` is what the model takes: float (N,3,H,W) normalized, or
+    for ``input_kind="bgr-uint8"`` models uint8 (N,Hf,Wf,3) BGR frames (never float)."""
+    if card.input_kind == "bgr-uint8" and batch.dtype != np.uint8:
+        h, w = in_shape[:2]
+        raise BackendError(f"the model takes uint8 BGR frames of {h}x{w} (preprocessing inside the graph, "
+                           f"made with --frame-size {h}x{w}) but got {batch.dtype} input; give it raw "
+                           "frames, or use the file made without --frame-size for normalized input")
+    if batch.ndim != 4 or batch.shape[1:] != in_shape:
+        want = ", ".join(map(str, in_shape))
+        made = "uint8 BGR frames" if card.input_kind == "bgr-uint8" else "edgeseg.preprocess produces"
+        raise BackendError(f"input batch has shape {batch.shape}; expected (N, {want}) as {made} "
+                           "for this card")
 
 
 def open_backend(path: str | Path, runtime: str | None = None, **options: Any) -> Backend:

@@ -99,9 +99,11 @@ class OrtBackend:
             raise ModelError(f"{self.path.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
                              "expected one image input and a logits output (re-export with edgeseg export)")
         shape, h, w = inputs[0].shape, *self.card.input_hw
-        fixed = zip(shape[1:], (3, h, w), strict=False)
+        self._in_chw = (3, h, w) if self.card.frame_hw is None else (*self.card.frame_hw, 3)
+        fixed = zip(shape[1:], self._in_chw, strict=False)
         if len(shape) != 4 or any(isinstance(d, int) and d != e for d, e in fixed):
-            raise ModelError(f"{self.path.name} takes input {shape} but its card says (N, 3, {h}, {w}); the "
+            want = ", ".join(map(str, self._in_chw))
+            raise ModelError(f"{self.path.name} takes input {shape} but its card says (N, {want}); the "
                              "card does not match the model file: re-export it with edgeseg export")
         k = outputs[0].shape[1] if len(outputs[0].shape) == 4 else None
         if isinstance(k, int) and k not in (self.card.num_classes, 1):
@@ -110,18 +112,22 @@ class OrtBackend:
                              "with edgeseg export")
         self._in_name, self._out_name = inputs[0].name, outputs[0].name
         self._in_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
-        self._in_chw = (3, h, w)
+        if self.card.input_kind == "bgr-uint8":
+            self._in_dtype = np.uint8
+        if (inputs[0].type == "tensor(uint8)") != (self.card.input_kind == "bgr-uint8"):
+            raise ModelError(f"{self.path.name} takes {inputs[0].type} input but its card says "
+                             f"input_kind {self.card.input_kind}; re-create it with edgeseg export/deploy")
 
     def infer(self, batch_nchw: np.ndarray) -> np.ndarray:
-        """float32 (N,3,H,W) normalized batch -> float32 logits (N,K,H,W)."""
-        if batch_nchw.ndim != 4 or batch_nchw.shape[1:] != self._in_chw:
-            want = ", ".join(map(str, self._in_chw))
-            raise BackendError(f"input batch has shape {batch_nchw.shape}; expected (N, {want}) as "
-                               "edgeseg.preprocess produces for this card")
+        """float32 (N,3,H,W) normalized batch -> float32 logits (N,K,H,W); see :func:`check_input`
+        for uint8-frame models and labels outputs."""
+        from edgeseg.runtime.backends import check_input
+
+        check_input(batch_nchw, self.card, self._in_chw)
         if batch_nchw.dtype != self._in_dtype:
             batch_nchw = batch_nchw.astype(self._in_dtype)
         out = self.session.run([self._out_name], {self._in_name: batch_nchw})[0]
-        return out if out.dtype == np.float32 else out.astype(np.float32)
+        return out if out.dtype == np.float32 or self.card.output_kind == "labels" else out.astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
         providers = self.session.get_providers()

@@ -2,9 +2,16 @@
 
 Opening an engine: read its card (SHA-256 checked) -> refuse it when it was built for another
 TensorRT version or compute capability (the message carries the rebuild command) -> load the
-edgeseg plugin library when the engine has plugin layers -> deserialize -> bind I/O. Buffers
-(pinned host + device, pycuda) are allocated once per batch size; ``infer`` copies in, runs
-``execute_async_v3`` on the backend's own CUDA stream, copies out and synchronizes.
+edgeseg plugin library when the engine has plugin layers -> deserialize -> bind I/O.
+
+Buffers: two slots of pinned host + device buffers (pycuda), allocated once per batch size, and
+one CUDA stream. ``submit(x)`` copies ``x`` into a slot's pinned input, then queues on the stream
+the host-to-device copy, ``execute_async_v3`` with that slot's addresses, the device-to-host copy
+and an event, and returns at once; ``collect(ticket)`` waits for that event and returns the
+output. With two slots the streaming loop queues frame n+1 before it collects frame n, so the
+GPU never waits for Python between frames and the copies overlap host work. ``infer`` =
+``collect(submit(x))``. Engines made with ``edgeseg deploy`` return uint8 labels (1 byte per
+pixel instead of 4K) and may take uint8 frames (card ``input_kind``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from edgeseg.export.trt_common import dims_list
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.errors import BackendError, EngineError, ModelError
+
+SLOTS = 2  # buffer sets in flight: one running on the GPU while the next is queued
 
 
 def _pycuda() -> Any:
@@ -62,8 +71,8 @@ class TrtBackend:
             raise
         self._ctx.pop()
         self._batch = 0
-        self._device_mem: dict[str, Any] = {}
-        self._host: dict[str, np.ndarray] = {}
+        self._slots: list[_Slot] = []
+        self._next = 0
 
     def _load_plugin(self, version: str, plugin: str | Path | None) -> Path | None:
         from edgeseg.export.trt_common import load_plugin_library, resolve_plugin
@@ -107,52 +116,87 @@ class TrtBackend:
         else:
             lo, _, hi = self._engine.get_tensor_profile_shape(self._input, 0)
             self._batch_range = (int(lo[0]), int(hi[0]))
-        self._in_chw = (3, *self.card.input_hw)
+        self._in_chw = (3, *self.card.input_hw) if self.card.frame_hw is None else (*self.card.frame_hw, 3)
+
+    def _free(self) -> None:
+        for slot in self._slots:
+            for mem in slot.device.values():
+                mem.free()
+        self._slots, self._batch = [], 0
 
     def _bind(self, batch: int) -> None:
-        """(Re)allocate pinned host and device buffers for ``batch`` and bind every I/O tensor."""
-        for mem in self._device_mem.values():
-            mem.free()
-        # Forget the freed buffers first: a rejected shape must not leave them bound for reuse.
-        self._device_mem, self._host, self._batch = {}, {}, 0
+        """(Re)allocate ``SLOTS`` sets of pinned host + device buffers for ``batch``."""
+        self._free()  # forget the freed buffers first: a rejected shape must not leave them bound
         if not self._context.set_input_shape(self._input, (batch, *self._in_chw)):
             raise BackendError(f"{self.path.name} rejects input shape {(batch, *self._in_chw)}")
-        for name in (self._input, *self._outputs):
-            shape = tuple(dims_list(self._context.get_tensor_shape(name)))
-            host = self._cuda.pagelocked_empty(shape, self._dtypes[name])
-            self._host[name] = host
-            self._device_mem[name] = self._cuda.mem_alloc(max(host.nbytes, 1))
-            self._context.set_tensor_address(name, int(self._device_mem[name]))
+        names = (self._input, *self._outputs)
+        shapes = {n: tuple(dims_list(self._context.get_tensor_shape(n))) for n in names}
+        for _ in range(SLOTS):
+            host = {n: self._cuda.pagelocked_empty(s, self._dtypes[n]) for n, s in shapes.items()}
+            device = {n: self._cuda.mem_alloc(max(h.nbytes, 1)) for n, h in host.items()}
+            self._slots.append(_Slot(host, device, self._cuda.Event()))
         self._batch = batch
 
-    def infer(self, batch_nchw: np.ndarray) -> np.ndarray:
-        """float32 (N,3,H,W) normalized batch -> float32 logits (N,K,H,W). Synchronous."""
-        if batch_nchw.ndim != 4 or batch_nchw.shape[1:] != self._in_chw:
-            want = ", ".join(map(str, self._in_chw))
-            raise BackendError(f"input batch has shape {batch_nchw.shape}; expected (N, {want}) as "
-                               "edgeseg.preprocess produces for this card")
+    def submit(self, batch_nchw: np.ndarray) -> int:
+        """Queue one inference on the stream and return a ticket for :meth:`collect` (no wait).
+
+        At most ``SLOTS`` tickets may be outstanding: the next submit reuses the oldest slot."""
+        from edgeseg.runtime.backends import check_input
+
+        check_input(batch_nchw, self.card, self._in_chw)
         n = batch_nchw.shape[0]
         lo, hi = self._batch_range
         if not lo <= n <= hi:
             raise BackendError(f"batch {n} is outside the engine's range {lo}..{hi}; rebuild with "
                                "--min-batch/--max-batch covering it")
-        cuda, out = self._cuda, self._outputs[0]
+        cuda = self._cuda
         self._ctx.push()
         try:
             if n != self._batch:
                 self._bind(n)
-            np.copyto(self._host[self._input], batch_nchw, casting="same_kind")
-            cuda.memcpy_htod_async(self._device_mem[self._input], self._host[self._input], self._stream)
+            ticket, slot = self._next, self._slots[self._next]
+            self._next = (self._next + 1) % SLOTS
+            slot.event.synchronize()  # this slot's previous run is finished (normally long ago)
+            np.copyto(slot.host[self._input], batch_nchw, casting="same_kind")
+            cuda.memcpy_htod_async(slot.device[self._input], slot.host[self._input], self._stream)
+            for name, mem in slot.device.items():
+                self._context.set_tensor_address(name, int(mem))
             if not self._context.execute_async_v3(self._stream.handle):
                 # The input copy queued above may still read the buffers, which a later rebind frees.
                 self._stream.synchronize()
                 raise BackendError(f"TensorRT failed to run {self.path.name}: "
                                    f"{' | '.join(self._logger.errors[-2:]) or 'no message'}")
-            cuda.memcpy_dtoh_async(self._host[out], self._device_mem[out], self._stream)
-            self._stream.synchronize()
+            out = self._outputs[0]
+            cuda.memcpy_dtoh_async(slot.host[out], slot.device[out], self._stream)
+            slot.event.record(self._stream)
         finally:
             self._ctx.pop()
-        return self._host[out].astype(np.float32)  # a copy: the pinned buffer is reused
+        return ticket
+
+    def collect(self, ticket: int) -> np.ndarray:
+        """Wait for ``ticket``'s run; float32 logits (N,K,H,W) or labels (N,H,W) — a copy, since the
+        pinned buffer is reused two submits later."""
+        slot = self._slots[ticket]
+        self._ctx.push()
+        try:
+            slot.event.synchronize()
+        finally:
+            self._ctx.pop()
+        out = slot.host[self._outputs[0]]
+        return out.copy() if self.card.output_kind == "labels" else out.astype(np.float32)
+
+    def done(self, ticket: int) -> bool:
+        """Whether ``ticket``'s run (and its copy back) has finished; never blocks."""
+        self._ctx.push()
+        try:
+            return bool(self._slots[ticket].event.query())
+        finally:
+            self._ctx.pop()
+
+    def infer(self, batch_nchw: np.ndarray) -> np.ndarray:
+        """float32 (N,3,H,W) normalized batch -> float32 logits (N,K,H,W) (labels (N,H,W) for
+        engines with argmax inside). Synchronous."""
+        return self.collect(self.submit(batch_nchw))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -171,12 +215,19 @@ class TrtBackend:
             return
         self._ctx.push()
         try:
-            for mem in self._device_mem.values():
-                mem.free()
-            self._device_mem, self._host = {}, {}  # pinned host buffers belong to this context too
+            self._stream.synchronize()  # nothing may still run on buffers about to be freed
+            self._free()  # pinned host buffers belong to this context too
             del self._context, self._engine, self._runtime  # TensorRT objects free their GPU memory
             del self._stream  # destroyed while its context is current, not after detach()
         finally:
             self._ctx.pop()
             self._ctx.detach()
             self._ctx = None
+
+
+class _Slot:
+    """One set of I/O buffers: pinned host arrays and device allocations by tensor name, and the
+    event recorded after the run that last used them."""
+
+    def __init__(self, host: dict[str, np.ndarray], device: dict[str, Any], event: Any) -> None:
+        self.host, self.device, self.event = host, device, event
