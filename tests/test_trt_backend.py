@@ -280,11 +280,16 @@ def test_failed_execute_waits_for_queued_copies(tmp_path: Path, fakes: Any) -> N
 
     fakes(batch=-1)
     backend = TrtBackend(make_engine(tmp_path))
-    events: list[str] = []
-    backend._stream = types.SimpleNamespace(handle=8, synchronize=lambda: events.append("synchronize"))
+    own = backend._stream
+    stream = _Stream()  # the fake context fails on any stream but 7
+    _Stream.live[7] = own
+    stream.handle = 8
+    _Stream.live[8] = stream
+    backend._stream = stream
     with pytest.raises(BackendError, match="TensorRT failed to run"):
-        backend.infer(np.zeros((1, 3, *HW), np.float32))  # the fake context fails on stream 8
-    assert events == ["synchronize"]
+        backend.infer(np.zeros((1, 3, *HW), np.float32))
+    assert stream.ops and stream.done == len(stream.ops)  # the queued copies ran before the error
+    backend._stream = own
     backend.close()
 
 
