@@ -18,16 +18,10 @@ class Layout(str, Enum):
 
 
 def _triple(text: str | None, what: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--{what} {text!r} is not a comma-separated list of numbers; e.g. "
-                          "0.485,0.456,0.406") from None
-    if len(values) != 3:
-        raise ConfigError(f"--{what} has {len(values)} values; expected 3 (one per colour channel)")
-    return values
+    """Three comma-separated numbers (--mean/--std), as ``calib-set`` parses them; None if not given."""
+    from edgeseg.cli.calib import _floats
+
+    return None if text is None else _floats(text, what)
 
 
 def _scale(text: str | None) -> float | None:
