@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 DEPLOY_HELP = (
-    "Make a deployment ONNX file from any edgeseg ONNX file (FP32, FP16 or INT8): ArgMax inside the "
+    "Make a deployment ONNX file (labels out, optionally uint8 frames in) from an edgeseg ONNX file."
+    "\n\nFrom any edgeseg ONNX file (FP32, FP16 or INT8): ArgMax inside the "
     "graph (on by default) so the model returns (N,H,W) uint8 labels instead of K float logit maps "
     "(a 4K-times smaller copy out of the model and no host argmax; low-resolution heads are upsampled "
     "first), and with --frame-size HxW the preprocessing too (the model takes the camera's uint8 BGR "
