@@ -39,9 +39,16 @@ class PrecisionResult:
     split: str
     images: int
 
-    def drop_points(self, label: str) -> float:
-        """mIoU of the reference minus mIoU of ``label``, in percentage points."""
-        return 100.0 * (self.metrics[self.reference].miou - self.metrics[label].miou)
+    def change_points(self, label: str) -> float:
+        """mIoU of ``label`` minus mIoU of the reference, in percentage points (negative = worse): the
+        same sign as the per-class Δ columns."""
+        return 100.0 * (self.metrics[label].miou - self.metrics[self.reference].miou)
+
+    def change_text(self, label: str) -> str:
+        """:meth:`change_points` as the tables print it ('+0.00', '-0.07')."""
+        from edgeseg.report import fmt_delta
+
+        return fmt_delta(self.metrics[label].miou, self.metrics[self.reference].miou)
 
     def to_dict(self) -> dict[str, Any]:
         ref = self.cards[self.labels.index(self.reference)]
@@ -52,7 +59,7 @@ class PrecisionResult:
             "models": [{"label": lab, "path": p, "precision": c.precision, "unpool_mode": c.unpool_mode,
                         "file_sha256": c.file_sha256, "parent_sha256": c.parent_sha256,
                         "method": c.extra.get("method"), "miou": self.metrics[lab].miou,
-                        "miou_drop_points": self.drop_points(lab),
+                        "miou_change_points": self.change_points(lab),
                         "argmax_disagreement_vs_reference": self.disagreement[lab]}
                        for lab, p, c in zip(self.labels, self.paths, self.cards, strict=True)],
             "metrics": {lab: self.metrics[lab].to_dict(ref.class_names) for lab in self.labels},
@@ -157,11 +164,11 @@ def report_markdown(result: PrecisionResult) -> str:
     ref_card = result.cards[result.labels.index(result.reference)]
     lines = [f"# Precision report: {ref_card.display_name} on {result.data} ({result.split}, "
              f"{result.images} images, {ref_card.input_hw[0]}x{ref_card.input_hw[1]})", "",
-             "| file | precision | mIoU (%) | drop vs FP32 (points) | argmax disagreement vs FP32 (%) |",
+             "| file | precision | mIoU (%) | Δ mIoU vs FP32 (points) | argmax disagreement vs FP32 (%) |",
              "|---|---|---:|---:|---:|"]
     for lab, path in zip(result.labels, result.paths, strict=True):
         lines.append(f"| {Path(path).name} | {lab} | {100 * result.metrics[lab].miou:.2f} | "
-                     f"{result.drop_points(lab):+.2f} | {100 * result.disagreement[lab]:.3f} |")
+                     f"{result.change_text(lab)} | {100 * result.disagreement[lab]:.3f} |")
     lines += ["", comparison_markdown(result.metrics, ref_card.class_names, reference=result.reference)]
     return "\n".join(lines)
 

@@ -81,10 +81,11 @@ def fmt_pct(value: float) -> str:
 
 
 def fmt_delta(value: float, reference: float) -> str:
-    """Difference in percentage points with a sign: '+0.12', '-1.30'; 'n/a' if either is NaN."""
+    """``value - reference`` in percentage points with a sign: '+0.12', '-1.30' (a change that rounds
+    to zero is '+0.00', never '-0.00'); 'n/a' if either is NaN."""
     if math.isnan(value) or math.isnan(reference):
         return NA
-    return f"{100.0 * (value - reference):+.2f}"
+    return f"{round(100.0 * (value - reference), 2) + 0.0:+.2f}"
 
 
 def _md_cell(text: str) -> str:

@@ -89,10 +89,10 @@ def _markdown(res: dict[str, Any]) -> str:
              f"Calibration set {res['calibration_set']} ({res['set_images']} images).", ""]
     if res["accuracy"]:
         lines += [f"Scored on {res['data']} ({res['split']}, {res['images']} images).", "",
-                  "| file | mIoU (%) | drop vs FP32 (points) | argmax disagreement (%) |",
+                  "| file | mIoU (%) | Δ mIoU vs FP32 (points) | argmax disagreement (%) |",
                   "|---|---:|---:|---:|"]
         for lab, a in res["accuracy"].items():
-            lines.append(f"| {lab} | {a['miou'] * 100:.2f} | {a['drop_points']:+.2f} | "
+            lines.append(f"| {lab} | {a['miou'] * 100:.2f} | {a['change_points']:+.2f} | "
                          f"{a['disagreement'] * 100:.3f} |")
         lines += ["", f"Best method (smallest |mIoU change|): **{res['best_method']}**.", ""]
     lines += [f"Latency, onnxruntime {res['onnxruntime']} CPU, {res['threads']} threads, batch 1, "
@@ -110,11 +110,11 @@ def accuracy(files: dict[str, Path], methods: list[str], a: argparse.Namespace, 
 
     rep = precision_report(list(files.values()), a.data, a.split, threads=a.threads, num=a.num)
     write_precision_report(rep, folder / f"{a.out.name}.precision")
-    acc = {lab: {"miou": rep.metrics[lab].miou, "drop_points": rep.drop_points(lab),
+    acc = {lab: {"miou": rep.metrics[lab].miou, "change_points": rep.change_points(lab),
                  "disagreement": rep.disagreement[lab]} for lab in rep.labels}
     # best = the method whose mIoU moves least from FP32 (a gain from quantization noise is not
     # a property to select on); ties go to the lower argmax disagreement
-    best = min(methods, key=lambda m: (round(abs(acc[f"INT8 ({m})"]["drop_points"]), 2),
+    best = min(methods, key=lambda m: (round(abs(acc[f"INT8 ({m})"]["change_points"]), 2),
                                        acc[f"INT8 ({m})"]["disagreement"]))
     return acc, best, rep.images
 

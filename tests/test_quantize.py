@@ -164,7 +164,7 @@ def test_cli_calibrate_and_precision_report(work: Path) -> None:
     labels = [m["label"] for m in rep["models"]]
     assert labels == ["FP32", "FP16", "INT8 (percentile)"] and rep["images"] == 40
     fp32, fp16, int8 = rep["models"]
-    assert fp32["miou_drop_points"] == 0 and fp32["argmax_disagreement_vs_reference"] == 0
+    assert fp32["miou_change_points"] == 0 and fp32["argmax_disagreement_vs_reference"] == 0
     assert 0 <= fp16["argmax_disagreement_vs_reference"] < 0.01
     assert 0 < int8["argmax_disagreement_vs_reference"] < 0.1
     assert "INT8 (percentile)" in (work / "report.md").read_text()

@@ -161,8 +161,8 @@ def precision_report_cmd(
                                   on_image=lambda i, n: progress.update(task, completed=i, total=n))
     json_path, md_path = write_precision_report(result, out)
     for lab in result.labels:
-        typer.echo(f"{lab:>22}: mIoU {100 * result.metrics[lab].miou:6.2f} %  drop "
-                   f"{result.drop_points(lab):+.2f} points  "
+        typer.echo(f"{lab:>22}: mIoU {100 * result.metrics[lab].miou:6.2f} %  Δ "
+                   f"{result.change_text(lab)} points  "
                    f"disagreement {100 * result.disagreement[lab]:.3f} %")
     typer.echo(f"wrote {json_path} and {md_path}")
 
