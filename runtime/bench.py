@@ -164,6 +164,22 @@ def machine_facts(threads: int | None) -> dict[str, Any]:
             "loadavg_1m": round(load[0], 2) if load else None}
 
 
+def busy_warning(machine: dict[str, Any], threads: int | None) -> str | None:
+    """A line when other work already holds the cores the rows would use, else None.
+
+    Busy cores distort rows unequally: on a 2-core host at load ~11, torch with 2 threads ran 12.6x
+    slower than with 1 while onnxruntime lost far less (docs/benchmarks.md), so ratios between
+    backends stop meaning anything. The 1-minute load average is read before the run.
+    """
+    load, cpus = machine.get("loadavg_1m"), machine.get("cpu_count")
+    if load is None or not cpus or threads is None or load + threads <= cpus + 0.5:
+        return None
+    fix = "--threads 1 --interleave" if threads > 1 else "--interleave, or a quieter moment"
+    return (f"load average {load:.1f} on {cpus} CPUs before the run, with --threads {threads}: other work "
+            f"competes for these cores and distorts backends unequally (torch most); for fair ratios use "
+            f"{fix}")
+
+
 # ----------------------------------------------------------------------------- memory
 
 def _status_kb(field: str) -> int | None:

@@ -295,3 +295,15 @@ def test_tegrastats_power_is_sampled_during_timed_calls(run: tuple[Path, dict, o
     # W x ms = mJ: 3 W over the mean time of one batch-1 call
     assert power["energy_per_frame_mj"] == pytest.approx(3.0 * row["latency_ms"]["mean"], rel=0.05)
     assert "avg_power_w" in (tmp_path / "r.csv").read_text().splitlines()[0]
+
+
+def test_busy_warning_names_the_fair_options() -> None:
+    from edgeseg.runtime.bench import busy_warning
+
+    quiet = {"loadavg_1m": 0.2, "cpu_count": 2}
+    assert busy_warning(quiet, 2) is None
+    line = busy_warning({"loadavg_1m": 7.6, "cpu_count": 2}, 2)
+    assert line is not None and "--threads 1 --interleave" in line and "7.6 on 2 CPUs" in line
+    one = busy_warning({"loadavg_1m": 3.0, "cpu_count": 2}, 1)
+    assert one is not None and one.endswith("use --interleave, or a quieter moment")
+    assert busy_warning({"loadavg_1m": None, "cpu_count": 2}, 2) is None

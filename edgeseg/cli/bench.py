@@ -79,6 +79,9 @@ def bench_cmd(
                       interleave=interleave, inference_precision=_inference_precision(inference_precision))
     console, err = Console(), Console(stderr=True)
     result = BenchResult(cfg, bench.machine_facts(threads))
+    busy = bench.busy_warning(result.machine, threads)
+    if busy:
+        err.print(f"[yellow]warning: {busy}[/yellow]", highlight=False)
     command = _command(models, {"--backends": backends, "--input": input, "--batch": batch,
                                 "--data": data, "--split": split if data else None, "--data-num": data_num,
                                 "--calib": calib, "--iters": iters, "--warmup": warmup,
