@@ -240,3 +240,19 @@ def test_init_starts_from_checkpoint_weights_and_refuses_other_models(tmp_path: 
     with pytest.raises(ModelError, match="--init"):
         train(_cfg(max_steps=1, synthetic_num=8, model_args={"deep_skip": False}, init=str(init)),
               tmp_path / "other", console=_quiet())
+
+
+def test_max_steps_inside_an_epoch_logs_a_partial_row(tmp_path: Path) -> None:
+    """--max-steps stopping mid-epoch: log.json/log.csv/curves.png get a row at the fractional
+    epoch (validated), marked partial; resuming to the epoch's end replaces it by the full row."""
+    run = tmp_path / "run"
+    train(_cfg(epochs=2, synthetic_num=8, max_steps=6), run, console=_quiet())  # 4 steps per epoch
+    log = json.loads((run / "log.json").read_text())
+    assert [r["epoch"] for r in log["epochs"]] == [1, 1.5]
+    assert log["epochs"][-1]["partial"] is True and log["epochs"][-1]["val_miou"] is not None
+    with (run / "log.csv").open() as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "1.5"]
+    assert (run / "curves.png").stat().st_size > 0
+    train(_cfg(epochs=2, synthetic_num=8, max_steps=8), run, resume=True, console=_quiet())
+    log = json.loads((run / "log.json").read_text())
+    assert [r["epoch"] for r in log["epochs"]] == [1, 2] and "partial" not in log["epochs"][-1]

@@ -224,6 +224,7 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
                               f"{run.steps_per_epoch} loss {progress.loss_sum / progress.loss_count:.4f} "
                               f"({progress.train_seconds:.0f} s)")
             if stopping or (stop.requested and not run.dist.enabled):
+                progress.partial = _partial_row(run, progress, cm, None, None, None)  # train columns only
                 save_last(run, cm, progress)
                 _write_logs(run, progress)
                 raise TrainingInterrupted(
@@ -238,7 +239,8 @@ def run_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, co
 
 def _write_logs(run: Run, progress: st.Progress) -> None:
     if run.dist.main:
-        write_logs(run.folder, progress.history, summary(run, progress))
+        rows = progress.history + ([progress.partial] if progress.partial else [])
+        write_logs(run.folder, rows, summary(run, progress))
 
 
 def _resume_command(run: Run, extra: str = "") -> str:
@@ -250,21 +252,31 @@ def _resume_command(run: Run, extra: str = "") -> str:
             f"same torchrun command with --resume{tail}")
 
 
-def _row(run: Run, progress: st.Progress, cm: torch.Tensor, val_loss: float, val: SegMetrics,
-         seconds: float) -> dict[str, Any]:
+def _partial_row(run: Run, progress: st.Progress, cm: torch.Tensor, val_loss: float | None,
+                 val: SegMetrics | None, seconds: float | None) -> dict[str, Any]:
+    """The row of an epoch stopped after ``step_in_epoch`` steps: epoch as a fraction (2.25 = a
+    quarter into epoch 3), ``partial: true``; validation columns empty when it was not validated."""
+    row = _row(run, progress, cm, val_loss, val, seconds)
+    row["epoch"] = round(progress.epoch + progress.step_in_epoch / max(run.steps_per_epoch, 1), 4)
+    return {**row, "partial": True}
+
+
+def _row(run: Run, progress: st.Progress, cm: torch.Tensor, val_loss: float | None, val: SegMetrics | None,
+         seconds: float | None) -> dict[str, Any]:
     train = _metrics(_global_cm(run, cm))
     row: dict[str, Any] = {
         "epoch": progress.epoch + 1, "step": progress.global_step,
         "lr": lr_at(run.cfg, progress.global_step, run.total_steps),
         "train_loss": progress.loss_sum / max(progress.loss_count, 1),
         "train_miou": train.miou, "train_dice": train.mean_dice,
-        "val_loss": val_loss, "val_miou": val.miou, "val_dice": val.mean_dice,
-        "val_global_acc": val.global_acc, "val_class_avg_acc": val.class_avg_acc,
+        "val_loss": val_loss, "val_miou": val and val.miou, "val_dice": val and val.mean_dice,
+        "val_global_acc": val and val.global_acc, "val_class_avg_acc": val and val.class_avg_acc,
         "epoch_seconds": seconds,
-        "train_images_per_s": progress.loss_count * run.cfg.batch / seconds if seconds > 0 else None,
+        "train_images_per_s": progress.loss_count * run.cfg.batch / seconds if seconds else None,
     }
     if run.card.num_classes == 2:  # binary task: the foreground class is what papers report
-        row["val_fg_iou"], row["val_fg_dice"] = float(val.iou[1]), float(val.dice[1])
+        if val is not None:
+            row["val_fg_iou"], row["val_fg_dice"] = float(val.iou[1]), float(val.dice[1])
         row["train_fg_iou"], row["train_fg_dice"] = float(train.iou[1]), float(train.dice[1])
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
 
@@ -286,6 +298,7 @@ def end_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, seconds: float,
     val_loss, val = validate(run)
     row = _row(run, progress, cm, val_loss, val, seconds)
     progress.history.append(row)
+    progress.partial = None  # the full row replaces the part-way one
     fg = f" fg IoU {row['val_fg_iou']:.4f}" if "val_fg_iou" in row else ""
     console.print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} | val loss {val_loss:.4f} "
                   f"mIoU {val.miou:.4f} Dice {val.mean_dice:.4f}{fg}")
@@ -403,16 +416,18 @@ def _epochs(run: Run, cm: torch.Tensor, progress: st.Progress, stop: _Stop, cons
     while progress.epoch < cfg.epochs:
         seconds = progress.train_seconds
         if not run_epoch(run, cm, progress, stop, console):
-            _stop_at_max_steps(run, cm, progress, console)
+            _stop_at_max_steps(run, cm, progress, progress.train_seconds - seconds, console)
             break
         end_epoch(run, cm, progress, progress.train_seconds - seconds, console)
         if cfg.max_steps is not None and progress.global_step >= cfg.max_steps:
             break
 
 
-def _stop_at_max_steps(run: Run, cm: torch.Tensor, progress: st.Progress, console: Console) -> None:
-    """--max-steps reached mid-epoch: save ``last/`` (resumable), validate, keep best."""
+def _stop_at_max_steps(run: Run, cm: torch.Tensor, progress: st.Progress, seconds: float,
+                       console: Console) -> None:
+    """--max-steps reached mid-epoch: validate, log a part-way row, keep best, save ``last/``."""
     val_loss, val = validate(run)
+    progress.partial = _partial_row(run, progress, cm, val_loss, val, seconds)
     console.print(f"stopped at --max-steps {run.cfg.max_steps}: val loss {val_loss:.4f} "
                   f"mIoU {val.miou:.4f} Dice {val.mean_dice:.4f}")
     _maybe_best(run, progress, val, console)

@@ -48,6 +48,9 @@ class Progress:
     best_epoch: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
+    # The log row of an epoch stopped part-way (--max-steps, Ctrl-C), with a fractional epoch; kept
+    # (and logged after the full rows) until that epoch ends and its full row replaces it.
+    partial: dict[str, Any] | None = None
 
 
 def _flatten_optimizer(opt_state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
