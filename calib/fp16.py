@@ -1,6 +1,6 @@
 """FP16 ONNX with FP32 inputs/outputs: ``edgeseg convert-fp16 model.onnx [-o model.fp16.onnx]``.
 
-TensorRT 11 builds strongly typed networks, so FP16 means an FP16 ONNX file (DESIGN.md §5). The
+TensorRT 11 builds strongly typed networks, so FP16 means an FP16 ONNX file (docs/design.md §6). The
 conversion uses onnxruntime's maintained copy of the onnxconverter-common float16 converter
 (``onnxruntime.transformers.float16``, shipped in the onnxruntime wheel: no extra dependency):
 

@@ -1,6 +1,6 @@
 """ONNX graph surgery for calibration: find the unpool, swap plugin nodes for native ops.
 
-Torch-free (onnx + numpy). Two unpool forms can appear in an exported model (DESIGN.md §4):
+Torch-free (onnx + numpy). Two unpool forms can appear in an exported model (docs/design.md §5):
 
 * ``plugin``: one custom node (``OP_NAME`` in ``OP_DOMAIN`` of ``edgeseg.export.unpool``; inputs x, y).
 * ``native``: standard ops, SpaceToDepth -> Reshape (N,4,C,h,w) -> ArgMax over the 4 window

@@ -1,6 +1,6 @@
 """Q/DQ insertion with onnxruntime.quantization from known ranges, and a structure check.
 
-The contract checked by :func:`check_qdq` (DESIGN.md §5): every QuantizeLinear/DequantizeLinear
+The contract checked by :func:`check_qdq` (docs/design.md §6): every QuantizeLinear/DequantizeLinear
 is int8 with zero-point 0; weight DequantizeLinear nodes are per output channel (1-D scale of the
 channel count, ``axis`` written explicitly and naming the consumer's output-channel axis: 0 for
 Conv weights, 1 for ConvTranspose); activation scales are per tensor (scalars); no bias is quantized

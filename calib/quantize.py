@@ -1,7 +1,7 @@
 """INT8 explicit quantization (Q/DQ ONNX) for TensorRT, calibrated with onnxruntime on the CPU.
 
 ``edgeseg calibrate model.onnx --set set.json [--method entropy|minmax|percentile]
--o model.int8.onnx`` (DESIGN.md §5):
+-o model.int8.onnx`` (docs/design.md §6):
 
 * QuantizeLinear/DequantizeLinear pairs (``QuantFormat.QDQ``), int8, **symmetric with
   zero-point 0** for weights (``WeightSymmetric``) and activations (``ActivationSymmetric``);

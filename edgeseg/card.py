@@ -1,4 +1,4 @@
-"""The model card: one sidecar JSON that travels with every artifact (DESIGN.md §1).
+"""The model card: one sidecar JSON that travels with every artifact (docs/design.md §4).
 
 Sidecar naming (one function, :func:`card_path`, decides it):
 

@@ -7,7 +7,7 @@ write), plus the one thing a foreign module needs: its max unpooling.
 
 Every ``nn.MaxUnpool2d`` / ``F.max_unpool2d`` with kernel 2, stride 2 (padding 0) is exported
 through edgeseg's unpool (plugin node or native ops), computed from the pre-pool activation
-(DESIGN.md §4). While exporting, ``F.max_pool2d`` / ``F.max_pool2d_with_indices`` calls that
+(docs/design.md §5). While exporting, ``F.max_pool2d`` / ``F.max_pool2d_with_indices`` calls that
 return indices (``nn.MaxPool2d(2, 2, return_indices=True)`` included) compute the pooled map
 without indices and remember which input each indices tensor belongs to; the unpool looks its
 indices up. So the exported graph has no index tensor, no MaxPool-with-indices and no MaxUnpool

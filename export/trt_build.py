@@ -3,7 +3,7 @@
 Pipeline: inspect the ONNX (torch-free) -> :func:`plan_build` decides network typing, builder flags
 and the shape profile (pure: testable without TensorRT, and the source of ``--print-trtexec``)
 -> :func:`build_engine` loads the plugin library, parses, builds and writes the plan and its card
-atomically. Precision rules (DESIGN.md §5):
+atomically. Precision rules (docs/design.md §6):
 
 =========  ====================================  ===========================================
 precision  TensorRT 10.x                         TensorRT 11.x (always strongly typed)

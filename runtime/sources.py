@@ -1,4 +1,4 @@
-"""Video sources chosen by what the user passes (DESIGN.md §6, STYLE.md §8).
+"""Video sources chosen by what the user passes (docs/design.md §7, STYLE.md §8).
 
 ``open_source(spec, options)`` understands:
 

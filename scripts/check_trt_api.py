@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Static checks of edgeseg's TensorRT Python code, for machines without TensorRT (DESIGN.md §7).
+"""Static checks of edgeseg's TensorRT Python code, for machines without TensorRT (docs/design.md §10).
 
 1. **API by class** (default): every TensorRT attribute edgeseg's TensorRT modules use is resolved
    to the class (or enum) it is looked up on: ``trt.X`` on the module, ``builder.X`` on

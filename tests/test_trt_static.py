@@ -1,4 +1,4 @@
-"""Static checks of the TensorRT code, for machines without TensorRT (DESIGN.md §7).
+"""Static checks of the TensorRT code, for machines without TensorRT (docs/design.md §10).
 
 * every TensorRT name the Python modules use exists in the class it is used on, in the pybind11
   binding sources of TensorRT 10.3.0 and 11.1 (../shared/tensorrt; skip with a reason when

@@ -1,4 +1,4 @@
-"""The seed models (DESIGN.md §3).
+"""The seed models (docs/design.md §3).
 
 Importing this package does not import torch (CLI modules and the runtime may import the
 registry); the model modules (which need torch) are imported, and so registered, the first time

@@ -5,7 +5,7 @@ dynamo=False)``) with a ``symbolic`` staticmethod on a ``torch.autograd.Function
 exactly the node we describe — op type, domain and string attributes — and needs nothing beyond
 torch. The default dynamo exporter would need ``onnxscript`` plus a custom translation table for
 the same result, and on ``max_unpool2d`` it emits MaxPool-with-indices + ScatterND, which
-TensorRT cannot parse (DESIGN.md §7). The TorchScript exporter is deprecated in 2.13 but present;
+TensorRT cannot parse (docs/design.md §5). The TorchScript exporter is deprecated in 2.13 but present;
 ``edgeseg.export.onnx_export`` is the only caller.
 
 ONNX node (see ``edgeseg.export.unpool`` for the constants)::

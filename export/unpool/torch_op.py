@@ -9,7 +9,7 @@ Models call::
 In ``train`` mode (the default) this is exactly ``F.max_pool2d(..., return_indices=True)`` and
 ``F.max_unpool2d`` — as fast as PyTorch's own ops. Inside ``unpool_mode("native")`` or
 ``unpool_mode("plugin")`` (used by ``edgeseg export``) no index tensor is produced at all: the
-unpool is computed from the pre-pool activation ``x`` (DESIGN.md §4), either from standard ops or
+unpool is computed from the pre-pool activation ``x`` (docs/design.md §5), either from standard ops or
 as one custom node for the TensorRT plugin.
 """
 

@@ -1,4 +1,4 @@
-"""Inference backends behind one small interface, chosen by the model file's suffix (DESIGN.md §6).
+"""Inference backends behind one small interface, chosen by the model file's suffix (docs/design.md §7).
 
 | suffix          | backend         | module                               | needs          |
 |-----------------|-----------------|--------------------------------------|----------------|
