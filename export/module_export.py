@@ -49,6 +49,7 @@ from torch import nn
 from edgeseg.card import ModelCard
 from edgeseg.errors import ConfigError, ExportError, ModelError
 from edgeseg.io import sha256_file
+from edgeseg.models.blocks import param_count
 
 Log = Callable[[str], None]
 
@@ -220,7 +221,7 @@ def export_module(model: nn.Module, out: str | os.PathLike[str], *, input_hw: tu
 
     trt = {v: check_ops(onnx_model, v) for v in trt_versions()}
     facts = {**_facts(opts, results, trt), "forced_despite": forced, "unpool_layers": router.count}
-    extra = {"export": facts,
+    extra = {"export": facts, "params": param_count(net),  # trainable, as for edgeseg's own models
              "module": {**(source or {}), "class": f"{type(model).__module__}.{type(model).__qualname__}",
                         "preprocessing": pre_record, "assumed": assumed}}
     return write_onnx(out, data_bytes, card.replace(extra=extra))

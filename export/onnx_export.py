@@ -33,6 +33,7 @@ from edgeseg.export.unpool import OP_DOMAIN, OP_DOMAIN_VERSION
 from edgeseg.card import ModelCard, card_path
 from edgeseg.errors import ConfigError, ExportError
 from edgeseg.io import atomic_path, sha256_file, write_json_atomic
+from edgeseg.models.blocks import param_count
 
 UNPOOL_MODES = ("native", "plugin")
 MIN_OPSET = 9  # TensorRT's ONNX parser floor
@@ -105,7 +106,10 @@ def export_onnx(
     trt = {v: check_ops(onnx_model, v) for v in trt_versions()}
     facts = {**_facts(opts, results, trt), "forced_despite": forced,
              "input_name": onnx_model.graph.input[0].name, "output_name": onnx_model.graph.output[0].name}
-    card = card.replace(extra={**ckpt_card.extra, **card.extra, "export": facts})
+    # params: the PyTorch model's trainable parameters, inherited by the FP16/INT8 files and engines, so
+    # every artifact of one model reports one count (ONNX initializers differ: BatchNorm folded, Q/DQ scales)
+    card = card.replace(extra={**ckpt_card.extra, **card.extra, "export": facts,
+                               "params": param_count(model)})
     return write_onnx(out, data, card)
 
 

@@ -295,6 +295,7 @@ def import_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str] 
     log = log or (lambda _m: None)
     src = Path(model_path)
     model = load_foreign(src)
+    params = _initializer_count(model)  # before any adapter
     _refuse_edgeseg_card(src)
     inp, layout = find_input(model, opts)
     hw, batch, dynamic = input_hw(inp, layout, opts.input_hw)
@@ -324,7 +325,8 @@ def import_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str] 
     card = ModelCard(architecture=ARCHITECTURE, arch_args={"name": name}, class_names=info.class_names,
                      class_colors=info.class_colors, input_hw=hw, ignore_index=info.ignore_index,
                      artifact="onnx", unpool_mode=_unpool_mode(model), precision="fp32",
-                     parent_sha256=source_sha if steps else None, extra={"import": record}, **fields)
+                     parent_sha256=source_sha if steps else None,
+                     extra={"import": record, "params": params}, **fields)
     return ImportResult(*_write(src, target, data, card), steps, assumed)
 
 
@@ -374,6 +376,14 @@ def adapted(model: Any, plan: IoPlan) -> Any:
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise ExportError(f"the adapted graph fails the ONNX checker ({first}); nothing was written — "
                           "re-export the model at opset 17 and import again") from None
+
+
+def _initializer_count(model: Any) -> int:
+    """Weights of the foreign graph as imported (before any adapter): the count every derived file
+    (FP16, INT8, engine) reports, since their own initializers add Q/DQ scales or casts."""
+    import numpy as np
+
+    return sum(int(np.prod(t.dims)) for t in model.graph.initializer)
 
 
 def _unpool_mode(model: Any) -> str:

@@ -128,8 +128,11 @@ def count_params(path: Path, card_extra: dict[str, Any]) -> tuple[int | None, st
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(n))
-        return sum(int(np.prod(v["shape"])) for k, v in header.items() if k != "__metadata__"), \
-            "safetensors header"
+        # weights and biases only: BatchNorm running statistics are buffers, not parameters (as in
+        # `edgeseg info` and the exported files' cards)
+        buffers = ("running_mean", "running_var", "num_batches_tracked")
+        return sum(int(np.prod(v["shape"])) for k, v in header.items()
+                   if k != "__metadata__" and not k.endswith(buffers)), "safetensors header (trainable)"
     return None, "unknown (engine without params in its card)"
 
 

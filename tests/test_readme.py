@@ -86,6 +86,9 @@ def test_readme_whole_path_runs_on_cpu(dsb_dir: Path, tmp_path: Path) -> None:
     assert found == {"torch": "model.safetensors", "ort": "model.onnx", "ort-int8": "model.int8.onnx",
                      "ort-fp16": "model.fp16.onnx"}, "bench must run the files the earlier steps wrote"
     assert all(r["miou"] is not None for r in rows)
+    # one parameter count for the model across checkpoint, FP32, FP16 and INT8 (trainable parameters)
+    counts = {r["backend"]: r["params"] for r in rows}
+    assert len(set(counts.values())) == 1 and rows[0]["params"] > 0, counts
     # The Python API example, on a frame of the dataset, against the files just written.
     shutil.copy(next((dsb_dir / "images").iterdir()), tmp_path / "frame.png")
     api = subprocess.run([sys.executable, "-c", python_block()], cwd=tmp_path, capture_output=True,
