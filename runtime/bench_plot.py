@@ -26,6 +26,19 @@ def points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(best.values())
 
 
+def _stacked_sizes(pts: list[dict[str, Any]], base: float = 45.0) -> list[float]:
+    """Marker area per point: ``base``, grown for each earlier point within 1 % of the latency axis
+    span and 0.05 mIoU points of it (what would draw on top of it)."""
+    xs = [p["latency_ms"]["p50"] for p in pts]
+    span = (max(xs) - min(xs)) or max(xs) or 1.0
+    sizes: list[float] = []
+    for i, p in enumerate(pts):
+        under = sum(1 for q in pts[:i] if abs(q["latency_ms"]["p50"] - xs[i]) <= 0.01 * span
+                    and abs(100 * (q["miou"] - p["miou"])) <= 0.05)
+        sizes.append(base * (1 + 1.2 * under))
+    return sizes
+
+
 def plot_latency_miou(rows: list[dict[str, Any]], out: Path) -> Path | None:
     """Write the chart to ``out`` (PNG, atomically); None when no row was measured."""
     pts = points(rows)
@@ -39,9 +52,12 @@ def plot_latency_miou(rows: list[dict[str, Any]], out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     with_miou = [p for p in pts if p.get("miou") is not None]
     if with_miou:
-        markers = {"torch": "o", "onnxruntime": "s", "tensorrt": "^"}
-        for p in with_miou:
-            ax.scatter(p["latency_ms"]["p50"], 100 * p["miou"], s=45, marker=markers.get(p["runtime"], "D"),
+        markers = {"torch": "o", "onnxruntime": "s", "tensorrt": "^", "openvino": "v"}
+        for p, size in zip(with_miou, _stacked_sizes(with_miou), strict=True):
+            # hollow, and larger for each point that lands on an earlier one: coinciding rows (FP32
+            # and FP16 often share mIoU and nearly share latency) stay visible as nested outlines
+            ax.scatter(p["latency_ms"]["p50"], 100 * p["miou"], s=size, marker=markers.get(p["runtime"], "D"),
+                       facecolors="none", edgecolors=f"C{with_miou.index(p) % 10}", linewidths=1.4,
                        label=f"{p['architecture']} {p['backend']} {p['input']}")
         ys = [100 * p["miou"] for p in with_miou]
         if max(ys) - min(ys) < 2.0:  # do not blow tiny differences up to the full height

@@ -307,3 +307,11 @@ def test_busy_warning_names_the_fair_options() -> None:
     one = busy_warning({"loadavg_1m": 3.0, "cpu_count": 2}, 1)
     assert one is not None and one.endswith("use --interleave, or a quieter moment")
     assert busy_warning({"loadavg_1m": None, "cpu_count": 2}, 2) is None
+
+
+def test_plot_nests_coinciding_points() -> None:
+    from edgeseg.runtime.bench_plot import _stacked_sizes
+
+    row = lambda ms, miou: {"latency_ms": {"p50": ms}, "miou": miou}  # noqa: E731
+    sizes = _stacked_sizes([row(10.0, 0.70), row(10.05, 0.7001), row(30.0, 0.70), row(10.0, 0.60)])
+    assert sizes[0] < sizes[1] and sizes[2] == sizes[0] == sizes[3]  # only the near-identical one grows
