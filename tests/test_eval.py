@@ -104,3 +104,13 @@ def test_unknown_artifact_type_is_one_line(tmp_path: Path) -> None:
     bogus.write_bytes(b"x")
     res = CliRunner().invoke(app, ["eval", str(bogus), "--data", "synthetic"])
     assert res.exit_code == 2 and "unknown model file type" in res.output
+
+
+def test_progress_without_a_terminal_prints_plain_lines(capsys) -> None:
+    from edgeseg.cli.progress import counted
+
+    with counted("evaluating") as update:  # pytest's captured stderr is not a terminal
+        for i in range(1, 21):
+            update(i, 20)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"evaluating: {i}/20" for i in range(2, 21, 2)]

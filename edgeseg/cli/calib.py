@@ -147,18 +147,16 @@ def precision_report_cmd(
     num: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
 ) -> None:
-    """mIoU / per-class IoU of each precision side by side, drop and argmax disagreement vs FP32."""
-    from rich.progress import Progress
-
+    """mIoU / per-class IoU of each precision side by side, change and argmax disagreement vs FP32."""
     from edgeseg.calib.precision import precision_report, write_precision_report
+    from edgeseg.cli.progress import counted
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
 
     guard_outputs({"-o/--out": stem_outputs(out)},
                   [*[i for m in models for i in model_input(m, f"model {m}")], *data_input(data)])
-    with Progress(transient=True) as progress:
-        task = progress.add_task("evaluating", total=None)
+    with counted("evaluating") as update:
         result = precision_report([str(m) for m in models], data, split, threads=threads, num=num,
-                                  on_image=lambda i, n: progress.update(task, completed=i, total=n))
+                                  on_image=update)
     json_path, md_path = write_precision_report(result, out)
     for lab in result.labels:
         typer.echo(f"{lab:>22}: mIoU {100 * result.metrics[lab].miou:6.2f} %  Δ "
@@ -180,19 +178,17 @@ def int8_sensitivity_cmd(
     """Per-layer INT8 sensitivity: disagreement vs FP32 with one layer at a time kept in float."""
     from dataclasses import asdict
 
-    from rich.progress import Progress
-
     from edgeseg.calib.sensitivity import layer_sensitivity, sensitivity_markdown
+    from edgeseg.cli.progress import counted
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
     from edgeseg.report import write_report
 
     guard_outputs({"-o/--out": stem_outputs(out)},
                   [*model_input(model), *model_input(int8, "the INT8 model"), *data_input(data)])
 
-    with Progress(transient=True) as progress:
-        task = progress.add_task("layers", total=None)
+    with counted("layers") as update:
         base, results = layer_sensitivity(model, int8, data, split, num=num, threads=threads,
-                                          on_layer=lambda i, n: progress.update(task, completed=i, total=n))
+                                          on_layer=update)
     md = sensitivity_markdown(base, results, top)
     write_report(out, {"model": str(model), "int8": str(int8), "data": data, "split": split, "images": num,
                        "int8_disagreement": base, "layers": [asdict(r) for r in results]}, md)

@@ -217,8 +217,8 @@ def eval_cmd(
     Predictions are compared at the model's input size (masks resized with nearest neighbour).
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from edgeseg.cli.progress import counted
     from edgeseg.evaluate import evaluate
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
     from edgeseg.report import metrics_markdown, metrics_table, write_report
@@ -227,12 +227,11 @@ def eval_cmd(
     guard_outputs({"--out": stem_outputs(stem)}, [*model_input(model), *data_input(data)])
     options = _eval_options(model, device, threads, runtime, inference_precision)
     console = Console()
-    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("eval", total=None)
+    total: list[int | None] = [None]
+    with counted("evaluating") as update:
         result = evaluate(model, data, split, backend_options=options, num=num,
-                          on_start=lambda n: bar.update(task, total=n),
-                          on_image=lambda i: bar.update(task, completed=i))
+                          on_start=lambda n: total.__setitem__(0, n),
+                          on_image=lambda i: update(i, total[0]))
     title = f"{model.name} on {data} ({split}, {result.images} images, {result.card.input_hw[0]}x" \
             f"{result.card.input_hw[1]})"
     console.print(metrics_table(result.metrics, result.card.class_names, title=title))
