@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edgeseg.cli.vocab import pick_alias
 from edgeseg.errors import ConfigError, EdgesegError
 
 
@@ -120,7 +121,8 @@ def train_cmd(
     train_split: Annotated[str | None, typer.Option(help="Training split (default train).")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Save last/ every N steps (50).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    synthetic_num: Annotated[int | None, typer.Option(help="Synthetic train scenes (256).")] = None,
+    synthetic_num: Annotated[int | None, typer.Option(
+        help="--data synthetic: number of train scenes (val: an eighth, at least 8). [default: 256]")] = None,
     init: Annotated[str | None, typer.Option(help="Start from a checkpoint's weights.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly.")] = False,
     nproc: Annotated[int | None, typer.Option(
@@ -210,7 +212,10 @@ def eval_cmd(
     inference_precision: Annotated[str | None, typer.Option(
         help="OpenVINO: precision to compute in: auto (bf16 on CPUs with bf16, else f32), f32, bf16, "
              "f16. Score each precision you deploy.")] = None,
-    num: Annotated[int | None, typer.Option(help="Synthetic data only: number of scenes.")] = None,
+    synthetic_num: Annotated[int | None, typer.Option(
+        help="--data synthetic: number of scenes. [default: 50 (val), 200 (train)]")] = None,
+    num: Annotated[int | None, typer.Option(
+        "--num", hidden=True, help="Old name of --synthetic-num.")] = None,
 ) -> None:
     """Score MODEL on a labelled split: per-class table, JSON + Markdown report.
 
@@ -222,6 +227,8 @@ def eval_cmd(
     from edgeseg.evaluate import evaluate
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
     from edgeseg.report import metrics_markdown, metrics_table, write_report
+
+    num = pick_alias("--synthetic-num", synthetic_num, "--num", num, None)
 
     stem = out if out is not None else model.with_name(f"{model.name}.eval-{split}")
     guard_outputs({"--out": stem_outputs(stem)}, [*model_input(model), *data_input(data)])
