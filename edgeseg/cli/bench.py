@@ -35,7 +35,7 @@ def bench_cmd(
         help="Labelled dataset (folder, list file or 'synthetic') for mIoU per row.")] = None,
     split: Annotated[str, typer.Option(help="Split of --data to score.")] = "val",
     synthetic_num: Annotated[int | None, typer.Option(
-        help="--data synthetic: number of scenes.")] = None,
+        help="--data synthetic: number of scenes (default 50 for val and test, 200 for train).")] = None,
     data_num: Annotated[int | None, typer.Option(
         "--data-num", hidden=True, help="Old name of --synthetic-num.")] = None,
     calib: Annotated[str | None, typer.Option(
@@ -162,7 +162,7 @@ def demo_model() -> Path:
 def demo_cmd(
     camera: Annotated[int | None, typer.Option(help="Camera index (default: the synthetic scenes).")] = None,
     max_frames: Annotated[int | None, typer.Option(
-        help="Frames to process (camera: stop after this many). [default: 150]")] = None,
+        help="Frames to process (camera: stop after this many; default 150).")] = None,
     frames: Annotated[int | None, typer.Option("--frames", hidden=True, help="Old name of --max-frames.")
                       ] = None,
     out: Annotated[Path, typer.Option(help="Output folder: overlay video, report, per-frame stats.")

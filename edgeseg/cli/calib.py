@@ -162,7 +162,8 @@ def precision_report_cmd(
     out: Annotated[Path, typer.Option("-o", "--out", help="Report stem: writes OUT.json and OUT.md.")],
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
     num: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="onnxruntime intra-op threads (default: all cores).")] = None,
 ) -> None:
     """mIoU / per-class IoU of each precision side by side, drop and argmax disagreement vs FP32."""
     from rich.progress import Progress
@@ -192,7 +193,8 @@ def int8_sensitivity_cmd(
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
     num: Annotated[int, typer.Option(help="Images per variant.")] = 16,
     top: Annotated[int, typer.Option(help="Layers listed in the Markdown table.")] = 10,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="onnxruntime intra-op threads (default: all cores).")] = None,
 ) -> None:
     """Per-layer INT8 sensitivity: disagreement vs FP32 with one layer at a time kept in float."""
     from dataclasses import asdict
