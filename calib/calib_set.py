@@ -1,6 +1,6 @@
 """Calibration sets: a manifest of images chosen from a dataset, with hashes and preprocessing.
 
-``edgeseg calib-set DATA --num 300 [--strategy random|class-balanced] -o set.json`` writes::
+``edgeseg calib-set --data DATA --num 300 [--strategy class-balanced|random] -o set.json`` writes::
 
     {"format": "edgeseg-calib-set", "version": 1, "root": "/abs/data", "split": "train",
      "strategy": "class-balanced", "seed": 0,

@@ -1,6 +1,6 @@
 """INT8 explicit quantization (Q/DQ ONNX) for TensorRT, calibrated with onnxruntime on the CPU.
 
-``edgeseg calibrate model.onnx --set set.json [--method entropy|minmax|percentile]
+``edgeseg calibrate model.onnx --set set.json [--method minmax|entropy|percentile]
 -o model.int8.onnx`` (DESIGN.md §5):
 
 * QuantizeLinear/DequantizeLinear pairs (``QuantFormat.QDQ``), int8, **symmetric with
