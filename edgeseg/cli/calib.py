@@ -65,7 +65,7 @@ def calib_set_cmd(
     data: Annotated[str | None, typer.Option(
         help="Dataset folder, list file, or a folder of images.", show_default=False)] = None,
     data_arg: Annotated[str | None, typer.Argument(
-        metavar="[DATA]", help="Same as --data (older spelling).", show_default=False)] = None,
+        metavar="DATA", help="Same as --data (older spelling).", show_default=False)] = None,
     num: Annotated[int, typer.Option(help="Number of images.")] = 300,
     strategy: Annotated[Strategy | None, typer.Option(
         help="class-balanced favours images of rare classes (needs masks; data without masks falls back "
