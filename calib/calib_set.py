@@ -1,6 +1,6 @@
 """Calibration sets: a manifest of images chosen from a dataset, with hashes and preprocessing.
 
-``edgeseg calib-set DATA --num 300 [--strategy random|class-balanced] -o set.json`` writes::
+``edgeseg calib-set --data DATA --num 300 [--strategy class-balanced|random] -o set.json`` writes::
 
     {"format": "edgeseg-calib-set", "version": 1, "root": "/abs/data", "split": "train",
      "strategy": "class-balanced", "seed": 0,
@@ -150,7 +150,7 @@ def _select(ds: Any, num: int, strategy: str, seed: int) -> tuple[list[int], dic
         return sorted(np.random.default_rng(seed).choice(n, size=num, replace=False).tolist()), None
     if not ds.has_masks:
         raise CalibrationError(f"--strategy class-balanced needs masks but {ds.source} has none; "
-                               "use --strategy random or point DATA at a dataset with masks")
+                               "use --strategy random or point --data at a dataset with masks")
     info = ds.info
     masks = [ds.load_mask(mask) for _, mask in ds.pairs]
     fractions = mask_fractions(masks, info.num_classes, info.ignore_index)
@@ -159,9 +159,14 @@ def _select(ds: Any, num: int, strategy: str, seed: int) -> tuple[list[int], dic
 
 
 def make_calib_set(data: str | Path, out: str | Path, *, num: int, preprocess: Preprocess,
-                   strategy: str = "random", split: str = "train", seed: int = 0) -> dict[str, Any]:
+                   strategy: str = "random", split: str = "train", seed: int = 0,
+                   unmasked_random: bool = False) -> dict[str, Any]:
     """Choose ``num`` images of ``data`` (any spec :func:`edgeseg.data.open_dataset` reads, or a
-    plain image folder), hash them and write the manifest to ``out`` atomically. Returns it."""
+    plain image folder), hash them and write the manifest to ``out`` atomically. Returns it.
+
+    ``unmasked_random``: class-balanced on data without masks selects at random instead of refusing
+    (the CLI's default strategy, so an image folder still works); the manifest records the strategy
+    actually used."""
     from edgeseg.data import open_dataset
 
     if strategy not in STRATEGIES:
@@ -172,6 +177,8 @@ def make_calib_set(data: str | Path, out: str | Path, *, num: int, preprocess: P
     if num > len(ds):
         raise CalibrationError(f"{data} has only {len(ds)} images (split {split!r}) but --num {num} was "
                                f"asked; pass --num {len(ds)} or fewer, or add images")
+    if strategy == "class-balanced" and unmasked_random and not ds.has_masks:
+        strategy = "random"
     chosen, coverage = _select(ds, num, strategy, seed)
     paths = [Path(ds.pairs[i][0]).resolve() for i in chosen]
     for p in paths:

@@ -49,7 +49,7 @@ def run(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
     out = tmp_path_factory.mktemp("bench") / "res"
     result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch,ort,ort-int8,trt-fp16",
                                  "--batch", "1,2", "--iters", "3", "--warmup", "1", "--threads", "1",
-                                 "--data", "synthetic", "--data-num", "2", "--out", str(out)])
+                                 "--data", "synthetic", "--synthetic-num", "2", "--out", str(out)])
     return out, json.loads(out.with_name("res.json").read_text()), result
 
 

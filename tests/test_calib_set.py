@@ -136,3 +136,31 @@ def test_camvid_class_balanced_beats_random(camvid_dir: Path, tmp_path: Path) ->
     for rare in ("Bicyclist", "Pedestrian"):
         share_all = cov[rare]["all_images"] / 367
         assert cov[rare]["chosen_images"] / 30 > share_all
+
+
+def test_cli_calib_set_data_option_and_default_strategy(tmp_path: Path) -> None:
+    """--data and the older positional read the same set; both at once is one clear line; the
+    default strategy is class-balanced, falling back to random (said, recorded) without masks."""
+    data = write_images(tmp_path / "ds", 20, masks=True)
+    common = ["--num", "6", "--split", "all", "--input", "16x16"]
+    by_option, by_arg = tmp_path / "a.json", tmp_path / "b.json"
+    r = CliRunner().invoke(app, ["calib-set", "--data", str(data), *common, "-o", str(by_option)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["calib-set", str(data), *common, "-o", str(by_arg)])
+    assert r.exit_code == 0, r.output
+    a, b = json.loads(by_option.read_text()), json.loads(by_arg.read_text())
+    assert a["strategy"] == "class-balanced" and a["class_coverage"] and a["images"] == b["images"]
+    r = CliRunner().invoke(app, ["calib-set", str(data), "--data", str(data), *common, "-o",
+                                 str(tmp_path / "c.json")])
+    assert r.exit_code == 2 and "given twice" in r.output and not (tmp_path / "c.json").exists()
+    r = CliRunner().invoke(app, ["calib-set", *common, "-o", str(tmp_path / "c.json")])
+    assert r.exit_code == 2 and "--data DATA" in r.output
+
+    plain = write_images(tmp_path / "plain", 8)
+    r = CliRunner().invoke(app, ["calib-set", "--data", str(plain), "--num", "4", "--input", "16x16",
+                                 "-o", str(tmp_path / "p.json")])
+    assert r.exit_code == 0, r.output
+    assert "no masks" in r.output and json.loads((tmp_path / "p.json").read_text())["strategy"] == "random"
+    r = CliRunner().invoke(app, ["calib-set", "--data", str(plain), "--num", "4", "--input", "16x16",
+                                 "--strategy", "class-balanced", "-o", str(tmp_path / "q.json")])
+    assert r.exit_code == 2 and "needs masks" in r.output

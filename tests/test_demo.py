@@ -29,7 +29,7 @@ def test_shipped_model_is_small_and_carded() -> None:
 def test_demo_runs_without_torch(tmp_path: Path) -> None:
     """The runtime path of a fresh `pip install edgeseg` (no torch) runs the demo end to end."""
     code = ("import sys; sys.modules['torch'] = None; from edgeseg.cli.main import main; "
-            f"sys.argv = ['edgeseg', 'demo', '--frames', '12', '--out', {str(tmp_path / 'd')!r}]; main()")
+            f"sys.argv = ['edgeseg', 'demo', '--max-frames', '12', '--out', {str(tmp_path / 'd')!r}]; main()")
     env = {**os.environ, "COLUMNS": "120"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -41,7 +41,7 @@ def test_demo_runs_without_torch(tmp_path: Path) -> None:
 
 def test_demo_segments_the_synthetic_scenes(tmp_path: Path) -> None:
     """The shipped model was trained on the generator: it must actually segment it."""
-    result = runner.invoke(app, ["demo", "--frames", "10", "--out", str(tmp_path / "d")])
+    result = runner.invoke(app, ["demo", "--max-frames", "10", "--out", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "d" / "report.json").read_text())
     metrics = report["metrics"]
@@ -62,8 +62,14 @@ def test_demo_missing_camera_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_demo_rejects_zero_frames(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--max-frames", "0", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "--max-frames 0" in result.output
+    # --frames is the old (hidden) spelling: it still parses, and both at once are refused.
     result = runner.invoke(app, ["demo", "--frames", "0", "--out", str(tmp_path / "d")])
-    assert result.exit_code == 2 and "--frames 0" in result.output
+    assert result.exit_code == 2 and "--max-frames 0" in result.output
+    result = runner.invoke(app, ["demo", "--frames", "2", "--max-frames", "2", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "old name of --max-frames" in result.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_summary_line_without_ground_truth() -> None:

@@ -40,8 +40,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_checkpoint_eval_reproduces_training_validation(run: Path) -> None:
     weights = run / "best" / "model.safetensors"
-    res = CliRunner().invoke(app, ["eval", str(weights), "--data", "synthetic", "--num", str(VAL_NUM),
-                                   "--threads", "1"])
+    res = CliRunner().invoke(app, ["eval", str(weights), "--data", "synthetic", "--synthetic-num",
+                                   str(VAL_NUM), "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert "IoU" in res.output
     report = json.loads((run / "best" / "model.safetensors.eval-val.json").read_text())
@@ -63,6 +63,7 @@ def test_onnx_eval_runs_without_torch_and_agrees(run: Path, tmp_path: Path) -> N
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from edgeseg.cli.main import main\n"
+        # --num: the old (hidden) spelling of --synthetic-num still parses
         f"sys.argv = ['edgeseg', 'eval', {str(onnx_path)!r}, '--data', 'synthetic', '--num', "
         f"'{VAL_NUM}', '--out', {str(tmp_path / 'onnx-eval')!r}, '--threads', '1']\n"
         "main()\n"

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
+from edgeseg.cli.vocab import pick_alias
 from edgeseg.errors import ConfigError
 
 ASSET_NAME = "demo-lite-unet.onnx"
+DEMO_FRAMES = 150  # demo --max-frames default: a few seconds of synthetic scenes
 
 
 def bench_cmd(
@@ -32,7 +34,10 @@ def bench_cmd(
     data: Annotated[str | None, typer.Option(
         help="Labelled dataset (folder, list file or 'synthetic') for mIoU per row.")] = None,
     split: Annotated[str, typer.Option(help="Split of --data to score.")] = "val",
-    data_num: Annotated[int | None, typer.Option(help="--data synthetic: number of scenes.")] = None,
+    synthetic_num: Annotated[int | None, typer.Option(
+        help="--data synthetic: number of scenes (default 50 for val and test, 200 for train).")] = None,
+    data_num: Annotated[int | None, typer.Option(
+        "--data-num", hidden=True, help="Old name of --synthetic-num.")] = None,
     calib: Annotated[str | None, typer.Option(
         help="Images to calibrate a missing INT8 ONNX on (dataset folder or 'synthetic').")] = None,
     iters: Annotated[int, typer.Option(help="Timed calls per row.")] = 50,
@@ -62,6 +67,8 @@ def bench_cmd(
     from edgeseg.runtime import bench
     from edgeseg.runtime.bench_run import BenchConfig, BenchResult, run_bench
 
+    data_num = pick_alias("--synthetic-num", synthetic_num, "--data-num", data_num, None)
+
     guard_outputs({"--out": stem_outputs(out, ".json", ".md", ".csv", ".png")},
                   [*[i for m in models for i in model_input(m, f"model {m}")], *data_input(data),
                    *data_input(calib, "--calib")])
@@ -83,7 +90,8 @@ def bench_cmd(
     if busy:
         err.print(f"[yellow]warning: {busy}[/yellow]", highlight=False)
     command = _command(models, {"--backends": backends, "--input": input, "--batch": batch,
-                                "--data": data, "--split": split if data else None, "--data-num": data_num,
+                                "--data": data, "--split": split if data else None,
+                                "--synthetic-num": data_num,
                                 "--calib": calib, "--iters": iters, "--warmup": warmup,
                                 "--inference-precision": inference_precision if inference_precision != "auto"
                                 else None,
@@ -156,7 +164,10 @@ def demo_model() -> Path:
 
 def demo_cmd(
     camera: Annotated[int | None, typer.Option(help="Camera index (default: the synthetic scenes).")] = None,
-    frames: Annotated[int, typer.Option(help="Frames to process (camera: stop after this many).")] = 150,
+    max_frames: Annotated[int | None, typer.Option(
+        help="Frames to process (camera: stop after this many; default 150).")] = None,
+    frames: Annotated[int | None, typer.Option("--frames", hidden=True, help="Old name of --max-frames.")
+                      ] = None,
     out: Annotated[Path, typer.Option(help="Output folder: overlay video, report, per-frame stats.")
                    ] = Path("edgeseg-demo"),
     model: Annotated[Path | None, typer.Option(help="Model (default: the shipped demo model).")] = None,
@@ -171,8 +182,9 @@ def demo_cmd(
     from edgeseg.runtime.sources import SourceOptions, open_source
     from edgeseg.runtime.stream import StreamOptions, run_stream
 
+    frames = pick_alias("--max-frames", max_frames, "--frames", frames, DEMO_FRAMES)
     if frames < 1:
-        raise ConfigError(f"--frames {frames} must be at least 1")
+        raise ConfigError(f"--max-frames {frames} must be at least 1")
     from edgeseg.guard import guard_outputs, model_input
 
     path = model or demo_model()

@@ -90,7 +90,8 @@ def export_cmd(
     min_agreement: Annotated[float, typer.Option(
         help="Refuse to write below this argmax agreement with PyTorch, in %.")] = 99.9,
     force: Annotated[bool, typer.Option(help="Write even if verification fails.")] = False,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime threads for verification.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="onnxruntime threads for verification (default: all cores).")] = None,
     module: Annotated[str | None, typer.Option(
         help="Export your own nn.Module: pkg.mod:factory (called with --module-arg values).")] = None,
     module_arg: Annotated[list[str] | None, typer.Option(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -36,8 +36,40 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def _tidy_help(command: Any, ctx: Any) -> None:
+    """Make ``--help`` show what the code says, once per command object.
+
+    Flags take no value: blank the ``<bool>`` type typer prints beside them (``--help`` included;
+    an empty metavar is what the renderer shows as the type). Help texts are rich markup to typer,
+    which silently drops anything in brackets ("Output [default: X]." became "Output ."; the
+    "[openvino]" of pip extras vanished): escape the brackets so they print literally.
+    """
+    if getattr(command, "_edgeseg_tidy", False):
+        return
+    command._edgeseg_tidy = True
+    if command.help:
+        command.help = command.help.replace("[", "\\[")
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if param is None:
+            continue
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        if getattr(param, "help", None):
+            param.help = param.help.replace("[", "\\[")
+
+
 class _Group(TyperGroup):
-    """Turns EdgesegError into one clear line and a non-zero exit."""
+    """Turns EdgesegError into one clear line and a non-zero exit; flags print no ``<bool>``."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _tidy_help(command, ctx)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _tidy_help(self, ctx)
+        super().format_help(ctx, formatter)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -69,6 +101,15 @@ class _Group(TyperGroup):
             ctx.exit(EXIT_FAILED)
 
 
+def _print_version(value: bool) -> None:
+    """``edgeseg --version``: print the version and exit before any command runs (eager option)."""
+    if value:
+        from edgeseg import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 def build_app() -> typer.Typer:
     app = typer.Typer(
         cls=_Group,
@@ -80,7 +121,11 @@ def build_app() -> typer.Typer:
     )
 
     @app.callback()
-    def root() -> None:
+    def root(
+        version: Annotated[bool, typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the edgeseg version and exit.")
+        ] = False,
+    ) -> None:
         """Semantic segmentation from PyTorch to TensorRT engines on a live camera, measured."""
 
     for name in COMMAND_MODULES:

@@ -95,7 +95,8 @@ def stream_cmd(
         help="Show a window / never show one. Default: when a display exists.")] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N processed frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime / OpenVINO CPU threads.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="onnxruntime / OpenVINO CPU threads (default: all cores).")] = None,
     provider: Annotated[str | None, typer.Option(
         help="onnxruntime providers, comma-separated: cpu (default), cuda, tensorrt.")] = None,
     runtime: Annotated[str | None, typer.Option(

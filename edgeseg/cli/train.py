@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edgeseg.cli.vocab import pick_alias
 from edgeseg.errors import ConfigError, EdgesegError
 
 
@@ -103,9 +104,11 @@ def train_cmd(
     data: Annotated[str | None, typer.Option(help="Dataset folder, list file, or 'synthetic'.")] = None,
     input: Annotated[str | None, typer.Option("--input", help="Network input HxW, e.g. 256x256.")] = None,
     model_arg: Annotated[list[str] | None, typer.Option(help="Model arg key=value (repeatable).")] = None,
-    loss: Annotated[str | None, typer.Option(help="ce, weighted-ce, balanced-ce, bce-dice, dice.")] = None,
+    loss: Annotated[str | None, typer.Option(
+        help="ce, weighted-ce, balanced-ce, bce-dice, dice (default ce).")] = None,
     loss_arg: Annotated[list[str] | None, typer.Option(help="Loss argument key=value (repeatable).")] = None,
-    optimizer: Annotated[Optimizer | None, typer.Option(help="sgd (momentum 0.9) or adamw.")] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option(
+        help="sgd (momentum 0.9) or adamw (default sgd).")] = None,
     lr: Annotated[float | None, typer.Option(help="Base LR (default sgd 0.05, adamw 1e-3).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Default sgd 5e-4, adamw 1e-2.")] = None,
     schedule: Annotated[Schedule | None, typer.Option(help="LR schedule (default poly).")] = None,
@@ -113,14 +116,16 @@ def train_cmd(
         help="Global batch size (default 8): with N processes each takes batch/N per step.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 30).")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader worker processes (default 0).")] = None,
-    device: Annotated[Device | None, typer.Option(help="auto: CUDA + AMP if present.")] = None,
+    device: Annotated[Device | None, typer.Option(help="auto: CUDA + AMP if present (default auto).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of order, augmentation, init (default 0).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps (smoke runs).")] = None,
     val_split: Annotated[str | None, typer.Option(help="Validation split (default val).")] = None,
     train_split: Annotated[str | None, typer.Option(help="Training split (default train).")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help="Save last/ every N steps (50).")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    synthetic_num: Annotated[int | None, typer.Option(help="Synthetic train scenes (256).")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(
+        help="Save last/ every N steps (default 50).")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: all cores).")] = None,
+    synthetic_num: Annotated[int | None, typer.Option(
+        help="--data synthetic: number of train scenes (default 256; val: an eighth, at least 8).")] = None,
     init: Annotated[str | None, typer.Option(help="Start from a checkpoint's weights.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly.")] = False,
     nproc: Annotated[int | None, typer.Option(
@@ -204,13 +209,17 @@ def eval_cmd(
     device: Annotated[str | None, typer.Option(
         help="Checkpoints: torch device auto (default), cpu or cuda. OpenVINO: CPU (default), GPU, NPU."
     )] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads of the backend.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="CPU threads of the backend (default: all cores).")] = None,
     runtime: Annotated[str | None, typer.Option(
         help="ONNX files: onnxruntime (default) or openvino (pip install 'edgeseg[openvino]').")] = None,
     inference_precision: Annotated[str | None, typer.Option(
         help="OpenVINO: precision to compute in: auto (bf16 on CPUs with bf16, else f32), f32, bf16, "
              "f16. Score each precision you deploy.")] = None,
-    num: Annotated[int | None, typer.Option(help="Synthetic data only: number of scenes.")] = None,
+    synthetic_num: Annotated[int | None, typer.Option(
+        help="--data synthetic: number of scenes (default 50 for val and test, 200 for train).")] = None,
+    num: Annotated[int | None, typer.Option(
+        "--num", hidden=True, help="Old name of --synthetic-num.")] = None,
 ) -> None:
     """Score MODEL on a labelled split: per-class table, JSON + Markdown report.
 
@@ -222,6 +231,8 @@ def eval_cmd(
     from edgeseg.evaluate import evaluate
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
     from edgeseg.report import metrics_markdown, metrics_table, write_report
+
+    num = pick_alias("--synthetic-num", synthetic_num, "--num", num, None)
 
     stem = out if out is not None else model.with_name(f"{model.name}.eval-{split}")
     guard_outputs({"--out": stem_outputs(stem)}, [*model_input(model), *data_input(data)])
