@@ -49,10 +49,9 @@ def load(path: str | Path, **options: Any) -> Segmenter:
     ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``) and ``threads``. An option the backend does
     not take is a ConfigError naming the valid ones (before anything is loaded).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path} is a folder; pass the model file itself, e.g. "
-                          f"{path / 'best' / 'model.safetensors'} or {path / 'model.onnx'}")
+    from edgeseg.workspace import DEPLOYED, resolve
+
+    path = resolve(path, *DEPLOYED)  # a run folder: its most deployed file, as `edgeseg stream` picks
     _check_options(path, options)
     return Segmenter(open_backend(path, **options))
 

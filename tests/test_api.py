@@ -104,8 +104,13 @@ def test_bad_load_calls(tmp_path: Path) -> None:
     model = write_tiny_onnx(tmp_path)
     with pytest.raises(ConfigError, match=r"no option 'thread'.*'threads'.*valid options: threads"):
         edgeseg.load(model, thread=2)
-    with pytest.raises(ConfigError, match="is a folder"):
-        edgeseg.load(tmp_path)
+    (tmp_path / "run").mkdir()
+    write_tiny_onnx(tmp_path / "run", name="model.onnx")
+    with edgeseg.load(tmp_path / "run") as m:  # a folder holding a model family: its most deployed file
+        assert m.card.architecture
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="folder without a model"):
+        edgeseg.load(tmp_path / "empty")
     with pytest.raises(BackendError, match="unknown model file type"):
         edgeseg.load(tmp_path / "model.pt")
     bare = write_tiny_onnx(tmp_path, name="bare.onnx", card=False)

@@ -82,6 +82,9 @@ def calib_set_cmd(
     channel_order: Annotated[str, typer.Option(help="RGB or BGR.")] = "RGB",
 ) -> None:
     """Choose calibration images and write their manifest (paths, SHA-256, preprocessing, set hash)."""
+    from edgeseg.workspace import resolve
+
+    model = None if model is None else resolve(model, "onnx")
     from edgeseg.calib.calib_set import make_calib_set
     from edgeseg.guard import data_input, guard_outputs, model_input
 
@@ -125,6 +128,9 @@ def calibrate_cmd(
         help="Layer (node name) to leave out of INT8; repeat. See edgeseg int8-sensitivity.")] = None,
 ) -> None:
     """INT8 explicit quantization (Q/DQ, symmetric, per-channel weights) calibrated on the CPU."""
+    from edgeseg.workspace import resolve
+
+    model = resolve(model, "onnx")  # a run folder: its FP32 ONNX
     from edgeseg.calib.quantize import QuantConfig, calibrate
     from edgeseg.card import card_path
     from edgeseg.guard import Input, guard_outputs, model_input
@@ -146,6 +152,9 @@ def convert_fp16_cmd(
         "-o", "--out", help="Output file. [default: MODEL.fp16.onnx]")] = None,
 ) -> None:
     """FP16 ONNX with FP32 inputs/outputs (the unpool plugin node stays FP32)."""
+    from edgeseg.workspace import resolve
+
+    model = resolve(model, "onnx")
     from edgeseg.calib.fp16 import convert_fp16, default_fp16_path
     from edgeseg.card import card_path
     from edgeseg.guard import guard_outputs, model_input
@@ -166,6 +175,10 @@ def precision_report_cmd(
         help="onnxruntime intra-op threads (default: all cores).")] = None,
 ) -> None:
     """mIoU / per-class IoU of each precision side by side, change and argmax disagreement vs FP32."""
+    from edgeseg.workspace import resolve_all
+
+    models = resolve_all(models, ("onnx", "fp16", "int8"))  # a run folder: FP32 + its FP16/INT8
+
     from edgeseg.calib.precision import precision_report, write_precision_report
     from edgeseg.cli.progress import counted
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
@@ -195,6 +208,9 @@ def int8_sensitivity_cmd(
         help="onnxruntime intra-op threads (default: all cores).")] = None,
 ) -> None:
     """Per-layer INT8 sensitivity: disagreement vs FP32 with one layer at a time kept in float."""
+    from edgeseg.workspace import resolve
+
+    model, int8 = resolve(model, "onnx"), resolve(int8, "int8")
     from dataclasses import asdict
 
     from edgeseg.calib.sensitivity import layer_sensitivity, sensitivity_markdown

@@ -29,6 +29,9 @@ def deploy_cmd(
     frames: Annotated[int, typer.Option(min=1, help="Synthetic frames for the onnxruntime check.")] = 4,
 ) -> None:
     """Deployment file with argmax / preprocessing inside the graph (help text: DEPLOY_HELP)."""
+    from edgeseg.workspace import resolve
+
+    model = resolve(model, "int8", "fp16", "onnx")  # a run folder: its most deployable ONNX
     from edgeseg.export.deploy_graph import deploy_onnx
     from edgeseg.models.registry import parse_hw
 

@@ -69,6 +69,9 @@ def build_engine_cmd(
     verbose: Annotated[bool, typer.Option(help="Show TensorRT's full builder log.")] = False,
 ) -> None:
     """Build a TensorRT engine (+ card OUT.json) from an ONNX file on the GPU that will run it."""
+    from edgeseg.workspace import resolve
+
+    onnx = resolve(onnx, {"fp32": "onnx"}.get(precision.value, precision.value))  # run folder: that file
     from edgeseg.card import card_path
     from edgeseg.export.trt_build import build_engine
     from edgeseg.guard import data_input, guard_outputs, model_input

@@ -112,6 +112,9 @@ def export_cmd(
         help="Preprocessing inside the graph for uint8 BGR frames of this size HxW.")] = None,
 ) -> None:
     """Checkpoint (or --module) -> verified ONNX file + card (help text: EXPORT_HELP)."""
+    from edgeseg.workspace import resolve
+
+    checkpoint = None if checkpoint is None else resolve(checkpoint, "checkpoint")
     from edgeseg.card import card_path
     from edgeseg.export.opcheck import check_ops, trt_versions
     from edgeseg.guard import Input, data_input, guard_outputs, model_input
@@ -174,6 +177,9 @@ def check_ops_cmd(
     list_ops: Annotated[bool, typer.Option("--list", help="Also list every op type and count.")] = False,
 ) -> None:
     """TensorRT op check of an ONNX file (help text: CHECK_OPS_HELP)."""
+    from edgeseg.workspace import resolve
+
+    model = resolve(model, "onnx")
     import onnx
 
     from edgeseg.export.opcheck import check_file

@@ -128,6 +128,9 @@ def stream_cmd(
              "--no-pipeline runs them one after another (1-core machines, debugging).")] = True,
 ) -> None:
     """Run MODEL on a camera, file, stream or the synthetic source; overlay, measure, report."""
+    from edgeseg.workspace import DEPLOYED, resolve
+
+    model = resolve(model, *DEPLOYED)  # a run folder: its most deployed file (engine, INT8, FP16, ...)
     from edgeseg.models.registry import parse_hw
     from edgeseg.runtime.backends import open_backend
     from edgeseg.runtime.overlay import OverlayOptions

@@ -227,6 +227,10 @@ def eval_cmd(
     """
     from rich.console import Console
 
+    from edgeseg.workspace import DEPLOYED, resolve
+
+    model = resolve(model, *DEPLOYED)  # a run folder: its most deployed file, as stream runs it
+
     from edgeseg.cli.progress import counted
     from edgeseg.evaluate import evaluate
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
