@@ -174,6 +174,9 @@ def make_calib_set(data: str | Path, out: str | Path, *, num: int, preprocess: P
     if num < 1:
         raise CalibrationError(f"--num {num} is too small; expected at least 1 image")
     ds = open_dataset(str(data), split=split)
+    if getattr(ds, "pairs", None) is None:  # the synthetic generator: no image files to list and hash
+        raise CalibrationError(f"{data} has no image files for a manifest (calibration sets list files with "
+                               "their SHA-256); pass --data with a dataset folder, list file or image folder")
     if num > len(ds):
         raise CalibrationError(f"{data} has only {len(ds)} images (split {split!r}) but --num {num} was "
                                f"asked; pass --num {len(ds)} or fewer, or add images")

@@ -69,3 +69,32 @@ def resolve_all(paths: list[Path], kinds: tuple[str, ...]) -> list[Path]:
     first = resolve(paths[0], kinds[0])
     others = (first.parent / MEMBERS[k][0] for k in kinds[1:])
     return [first, *(p for p in others if p.is_file())]
+
+
+_PRECISIONS = (".fp32", ".fp16", ".int8")
+
+
+def beside(model: Path, suffix: str) -> Path:
+    """The default output next to ``model``: ``best/model.int8.onnx`` + ``.deploy.onnx`` ->
+    ``best/model.int8.deploy.onnx``; ``.safetensors`` / ``.onnx`` is replaced by ``suffix``."""
+    name = model.name.removesuffix(".safetensors").removesuffix(".onnx")
+    return model.with_name(name + suffix)
+
+
+def engine_beside(onnx: Path, precision: str) -> Path:
+    """``model.fp16.onnx`` or ``model.onnx`` built as fp16 -> ``model.fp16.engine`` (the family name)."""
+    name = onnx.name.removesuffix(".onnx")
+    for infix in _PRECISIONS:
+        name = name.removesuffix(infix)
+    return onnx.with_name(f"{name}.{precision}.engine")
+
+
+def need_out(out: Path | None, default: Path | None, example: str) -> Path:
+    """``out``, else ``default``; ConfigError when neither exists (e.g. no model to put it beside)."""
+    from edgeseg.errors import ConfigError
+
+    if out is not None:
+        return out
+    if default is None:
+        raise ConfigError(f"no output given and no model to write it beside; pass -o, e.g. -o {example}")
+    return default

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -49,3 +51,24 @@ def test_cli_commands_take_the_run_folder(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["int8-sensitivity", str(run), str(run), "--data", "synthetic",
                                  "-o", str(tmp_path / "s")])
     assert r.exit_code == 2 and "model.int8.onnx yet; make it with: edgeseg calibrate" in r.output
+
+
+def test_outputs_default_into_the_run_folder(tmp_path: Path) -> None:
+    run = _run_folder(tmp_path, "model.onnx", "model.fp16.onnx")
+    best = run / "best"
+    r = CliRunner().invoke(app, ["deploy", str(run), "--frames", "2"])
+    assert r.exit_code == 0, r.output
+    assert (best / "model.fp16.deploy.onnx").is_file() and (best / "model.fp16.deploy.onnx.json").is_file()
+    r = CliRunner().invoke(app, ["build-engine", str(run), "--precision", "fp16", "--print-trtexec"])
+    assert r.exit_code == 0 and str(best / "model.fp16.engine") in r.output, r.output
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(images / f"{i}.png"), np.full((40, 50, 3), 40 * i, np.uint8))
+    r = CliRunner().invoke(app, ["calib-set", "--data", str(images), "--model", str(run), "--num", "4"])
+    assert r.exit_code == 0 and (best / "calib-set.json").is_file(), r.output
+    r = CliRunner().invoke(app, ["calib-set", "--data", str(images), "--num", "4", "--input", "32x32"])
+    assert r.exit_code == 2 and "pass -o, e.g. -o calib-set.json" in r.output
+    r = CliRunner().invoke(app, ["calib-set", "--data", "synthetic", "--num", "4", "--input", "32x32",
+                                 "-o", str(tmp_path / "s.json")])
+    assert r.exit_code == 2 and "no image files for a manifest" in r.output, r.output

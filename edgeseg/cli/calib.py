@@ -61,7 +61,8 @@ def _preprocess(model: Path | None, input_hw: str | None, mean: str | None, std:
 
 
 def calib_set_cmd(
-    out: Annotated[Path, typer.Option("-o", "--out", help="Manifest JSON to write.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help=(
+        "Manifest JSON to write. [default: calib-set.json beside --model]"))] = None,
     data: Annotated[str | None, typer.Option(
         help="Dataset folder, list file, or a folder of images.", show_default=False)] = None,
     data_arg: Annotated[str | None, typer.Argument(
@@ -82,9 +83,10 @@ def calib_set_cmd(
     channel_order: Annotated[str, typer.Option(help="RGB or BGR.")] = "RGB",
 ) -> None:
     """Choose calibration images and write their manifest (paths, SHA-256, preprocessing, set hash)."""
-    from edgeseg.workspace import resolve
+    from edgeseg.workspace import need_out, resolve
 
     model = None if model is None else resolve(model, "onnx")
+    out = need_out(out, None if model is None else model.with_name("calib-set.json"), "calib-set.json")
     from edgeseg.calib.calib_set import make_calib_set
     from edgeseg.guard import data_input, guard_outputs, model_input
 
@@ -168,7 +170,8 @@ def convert_fp16_cmd(
 def precision_report_cmd(
     models: Annotated[list[Path], typer.Argument(help="The FP32 ONNX and its FP16/INT8 versions.")],
     data: Annotated[str, typer.Option(help="Labelled dataset (folder or list file).")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Report stem: writes OUT.json and OUT.md.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help=(
+        "Report stem: writes OUT.json and OUT.md. [default: precision beside the FP32 file]"))] = None,
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
     num: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
     threads: Annotated[int | None, typer.Option(
@@ -178,6 +181,7 @@ def precision_report_cmd(
     from edgeseg.workspace import resolve_all
 
     models = resolve_all(models, ("onnx", "fp16", "int8"))  # a run folder: FP32 + its FP16/INT8
+    out = out if out is not None else models[0].with_name("precision")
 
     from edgeseg.calib.precision import precision_report, write_precision_report
     from edgeseg.cli.progress import counted
@@ -200,7 +204,8 @@ def int8_sensitivity_cmd(
     model: Annotated[Path, typer.Argument(help="The FP32 ONNX file.")],
     int8: Annotated[Path, typer.Argument(help="Its INT8 file from edgeseg calibrate.")],
     data: Annotated[str, typer.Option(help="Dataset (folder or list file); masks not needed.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Report stem: writes OUT.json and OUT.md.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help=(
+        "Report stem: writes OUT.json and OUT.md. [default: int8-sensitivity beside the FP32 file]"))] = None,
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
     num: Annotated[int, typer.Option(help="Images per variant.")] = 16,
     top: Annotated[int, typer.Option(help="Layers listed in the Markdown table.")] = 10,
@@ -211,6 +216,7 @@ def int8_sensitivity_cmd(
     from edgeseg.workspace import resolve
 
     model, int8 = resolve(model, "onnx"), resolve(int8, "int8")
+    out = out if out is not None else model.with_name("int8-sensitivity")
     from dataclasses import asdict
 
     from edgeseg.calib.sensitivity import layer_sensitivity, sensitivity_markdown

@@ -22,16 +22,18 @@ DEPLOY_HELP = (
 
 def deploy_cmd(
     model: Annotated[Path, typer.Argument(help="edgeseg ONNX file (with its card).")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output ONNX file (card: OUT.json).")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help=(
+        "Output ONNX file (card: OUT.json). [default: MODEL with .deploy.onnx]"))] = None,
     argmax: Annotated[bool, typer.Option(help="ArgMax inside the graph: labels out, not logits.")] = True,
     frame_size: Annotated[str | None, typer.Option(
         help="Preprocessing inside the graph for uint8 BGR frames of this size HxW, e.g. 720x1280.")] = None,
     frames: Annotated[int, typer.Option(min=1, help="Synthetic frames for the onnxruntime check.")] = 4,
 ) -> None:
     """Deployment file with argmax / preprocessing inside the graph (help text: DEPLOY_HELP)."""
-    from edgeseg.workspace import resolve
+    from edgeseg.workspace import beside, resolve
 
     model = resolve(model, "int8", "fp16", "onnx")  # a run folder: its most deployable ONNX
+    out = out if out is not None else beside(model, ".deploy.onnx")
     from edgeseg.export.deploy_graph import deploy_onnx
     from edgeseg.models.registry import parse_hw
 

@@ -52,7 +52,8 @@ def build_plugin_cmd(
 
 def build_engine_cmd(
     onnx: Annotated[Path, typer.Argument(help="ONNX file with its card (edgeseg export / calibrate).")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Engine file, e.g. model.fp16.engine.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help=(
+        "Engine file. [default: the family name with .PRECISION.engine, e.g. model.fp16.engine]"))] = None,
     precision: Annotated[Precision, typer.Option(help="fp32, fp16 or int8 (int8 needs a Q/DQ ONNX).")] = (
         Precision.fp16),
     workspace: Annotated[int, typer.Option(help="Builder workspace limit in MB.")] = 1024,
@@ -69,9 +70,10 @@ def build_engine_cmd(
     verbose: Annotated[bool, typer.Option(help="Show TensorRT's full builder log.")] = False,
 ) -> None:
     """Build a TensorRT engine (+ card OUT.json) from an ONNX file on the GPU that will run it."""
-    from edgeseg.workspace import resolve
+    from edgeseg.workspace import engine_beside, resolve
 
     onnx = resolve(onnx, {"fp32": "onnx"}.get(precision.value, precision.value))  # run folder: that file
+    out = out if out is not None else engine_beside(onnx, precision.value)
     from edgeseg.card import card_path
     from edgeseg.export.trt_build import build_engine
     from edgeseg.guard import data_input, guard_outputs, model_input

@@ -69,7 +69,8 @@ def _print_opchecks(console: Console, checks: list[Any], model: Any, **native: s
 
 
 def export_cmd(
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output ONNX file (card: OUT.json).")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help=(
+        "Output ONNX file (card: OUT.json). [default: next to the checkpoint: best/model.onnx]"))] = None,
     checkpoint: Annotated[Path | None, typer.Argument(
         help="Checkpoint: model.safetensors or its folder (or --module instead).")] = None,
     target: Annotated[Target, typer.Option(
@@ -112,9 +113,10 @@ def export_cmd(
         help="Preprocessing inside the graph for uint8 BGR frames of this size HxW.")] = None,
 ) -> None:
     """Checkpoint (or --module) -> verified ONNX file + card (help text: EXPORT_HELP)."""
-    from edgeseg.workspace import resolve
+    from edgeseg.workspace import beside, need_out, resolve
 
     checkpoint = None if checkpoint is None else resolve(checkpoint, "checkpoint")
+    out = need_out(out, None if checkpoint is None else beside(checkpoint, ".onnx"), "model.onnx")
     from edgeseg.card import card_path
     from edgeseg.export.opcheck import check_ops, trt_versions
     from edgeseg.guard import Input, data_input, guard_outputs, model_input
