@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -49,3 +50,12 @@ def test_old_spellings_hidden_and_refused_beside_the_new(tmp_path: Path) -> None
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 2 and f"{old} is the old name of --synthetic-num" in r.output, r.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "export", "import", "deploy", "build-engine",
+                                     "calib-set", "calibrate", "convert-fp16", "precision-report", "int8-sensitivity",
+                                     "bench", "demo", "doctor", "compare", "models", "info"])
+def test_every_writing_command_takes_dash_o(command: str) -> None:
+    cmd = get_command(app).commands[command]  # type: ignore[attr-defined]
+    flags = {opt for p in cmd.params if p.param_type_name == "option" for opt in p.opts}
+    assert {"-o", "--out"} <= flags, sorted(flags)

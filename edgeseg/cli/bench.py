@@ -51,6 +51,7 @@ def bench_cmd(
         "--interleave", help="Time the backends of each model and input round-robin (fair ratios on "
                              "a shared, noisy machine).")] = False,
     out: Annotated[Path, typer.Option(
+        "-o", "--out",
         help="Output stem: STEM.json, .md, .csv, .png; prepared ONNX files go to STEM.artifacts/.")
     ] = Path("bench"),
 ) -> None:
@@ -168,7 +169,8 @@ def demo_cmd(
         help="Frames to process (camera: stop after this many; default 150).")] = None,
     frames: Annotated[int | None, typer.Option("--frames", hidden=True, help="Old name of --max-frames.")
                       ] = None,
-    out: Annotated[Path, typer.Option(help="Output folder: overlay video, report, per-frame stats.")
+    out: Annotated[Path, typer.Option(
+        "-o", "--out", help="Output folder: overlay video, report, per-frame stats.")
                    ] = Path("edgeseg-demo"),
     model: Annotated[Path | None, typer.Option(help="Model (default: the shipped demo model).")] = None,
     show: Annotated[bool, typer.Option("--show", help="Also show a window (needs a display).")] = False,

@@ -87,7 +87,7 @@ def models_cmd(
     input_hw: Annotated[str, typer.Option("--input", help="Input size HxW for GFLOPs.")] = "360x480",
     classes: Annotated[int, typer.Option("--classes", help="Number of classes.")] = 11,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Also write STEM.json and STEM.md.")
+        Path | None, typer.Option("-o", "--out", help="Also write STEM.json and STEM.md.")
     ] = None,
 ) -> None:
     """List the models: name, source paper, parameters and GFLOPs at one input size.
@@ -148,7 +148,7 @@ def info_cmd(
     arg: Annotated[
         list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write STEM.json.")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Also write STEM.json.")] = None,
 ) -> None:
     """One model in detail: parameters per block, GFLOPs, activation memory, input multiple."""
     from edgeseg.models import get_spec

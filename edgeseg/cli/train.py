@@ -99,7 +99,7 @@ def _rank_zero_only(e: EdgesegError) -> EdgesegError | typer.Exit:
 
 def train_cmd(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", help="Run folder (config, checkpoints, logs, curves).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Run folder (config, checkpoints, logs, curves).")],
     model: Annotated[str | None, typer.Option(help="Architecture, e.g. lite-unet.")] = None,
     data: Annotated[str | None, typer.Option(help="Dataset folder, list file, or 'synthetic'.")] = None,
     input: Annotated[str | None, typer.Option("--input", help="Network input HxW, e.g. 256x256.")] = None,
@@ -205,7 +205,8 @@ def eval_cmd(
     model: Annotated[Path, typer.Argument(help="Artifact: model.safetensors, .onnx or .engine.")],
     data: Annotated[str, typer.Option(help="Dataset folder, list file, or 'synthetic'.")],
     split: Annotated[str, typer.Option(help="Split to score.")] = "val",
-    out: Annotated[Path | None, typer.Option(help="Report stem (default MODEL.eval-SPLIT).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="Report stem (default MODEL.eval-SPLIT).")] = None,
     device: Annotated[str | None, typer.Option(
         help="Checkpoints: torch device auto (default), cpu or cuda. OpenVINO: CPU (default), GPU, NPU."
     )] = None,
