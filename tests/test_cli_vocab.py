@@ -52,9 +52,12 @@ def test_old_spellings_hidden_and_refused_beside_the_new(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "export", "import", "deploy", "build-engine",
-                                     "calib-set", "calibrate", "convert-fp16", "precision-report", "int8-sensitivity",
-                                     "bench", "demo", "doctor", "compare", "models", "info"])
+WRITERS = ["train", "eval", "export", "import", "deploy", "build-engine", "calib-set", "calibrate",
+           "convert-fp16", "precision-report", "int8-sensitivity", "bench", "demo", "doctor", "compare",
+           "models", "info"]
+
+
+@pytest.mark.parametrize("command", WRITERS)
 def test_every_writing_command_takes_dash_o(command: str) -> None:
     cmd = get_command(app).commands[command]  # type: ignore[attr-defined]
     flags = {opt for p in cmd.params if p.param_type_name == "option" for opt in p.opts}
