@@ -110,11 +110,20 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+ROOT_HELP = (
+    "Semantic segmentation from PyTorch to TensorRT engines on a live camera, measured."
+    "\n\nConventions of every command: sizes are HxW (height x width, e.g. 360x480); -o/--out names "
+    "what a command writes (never one of its inputs); --data names a dataset; a run folder (edgeseg "
+    "train --out) stands for the model files in it. Exit codes: 0 done, 1 failed while running, "
+    "2 refused (nothing run), 130/143 after SIGINT/SIGTERM."
+)
+
+
 def build_app() -> typer.Typer:
     app = typer.Typer(
         cls=_Group,
         name="edgeseg",
-        help="Semantic segmentation from PyTorch to TensorRT engines on a live camera, measured.",
+        help=ROOT_HELP,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
@@ -126,7 +135,7 @@ def build_app() -> typer.Typer:
             "--version", is_eager=True, callback=_print_version, help="Print the edgeseg version and exit.")
         ] = False,
     ) -> None:
-        """Semantic segmentation from PyTorch to TensorRT engines on a live camera, measured."""
+        """Semantic segmentation from PyTorch to TensorRT engines on a live camera (ROOT_HELP)."""
 
     for name in COMMAND_MODULES:
         importlib.import_module(f"edgeseg.cli.{name}").register(app)
