@@ -69,7 +69,8 @@ class Preprocess:
 
     @classmethod
     def from_card(cls, card: ModelCard) -> Preprocess:
-        return cls(tuple(card.input_hw), tuple(card.mean), tuple(card.std), card.channel_order)
+        h, w = card.input_hw
+        return cls((h, w), tuple(card.mean), tuple(card.std), card.channel_order)
 
     def to_dict(self) -> dict[str, Any]:
         return {"input_hw": list(self.input_hw), "mean": list(self.mean), "std": list(self.std),
@@ -163,12 +164,16 @@ def make_calib_set(data: str | Path, out: str | Path, *, num: int, preprocess: P
     """Choose ``num`` images of ``data`` (any spec :func:`edgeseg.data.open_dataset` reads, or a
     plain image folder), hash them and write the manifest to ``out`` atomically. Returns it."""
     from edgeseg.data import open_dataset
+    from edgeseg.data.datasets import SegDataset
 
     if strategy not in STRATEGIES:
         raise CalibrationError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     if num < 1:
         raise CalibrationError(f"--num {num} is too small; expected at least 1 image")
     ds = open_dataset(str(data), split=split)
+    if not isinstance(ds, SegDataset):  # the synthetic generator has no image files to hash
+        raise CalibrationError(f"{data} has no image files to record in a calibration set; pass a "
+                               "dataset folder, a .txt list file or an image folder")
     if num > len(ds):
         raise CalibrationError(f"{data} has only {len(ds)} images (split {split!r}) but --num {num} was "
                                f"asked; pass --num {len(ds)} or fewer, or add images")

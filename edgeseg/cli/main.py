@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import signal
-import sys
 from typing import Any
 
 import typer
@@ -105,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
