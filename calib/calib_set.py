@@ -69,7 +69,8 @@ class Preprocess:
 
     @classmethod
     def from_card(cls, card: ModelCard) -> Preprocess:
-        return cls(tuple(card.input_hw), tuple(card.mean), tuple(card.std), card.channel_order)
+        h, w = card.input_hw
+        return cls((h, w), tuple(card.mean), tuple(card.std), card.channel_order)
 
     def to_dict(self) -> dict[str, Any]:
         return {"input_hw": list(self.input_hw), "mean": list(self.mean), "std": list(self.std),
@@ -168,15 +169,16 @@ def make_calib_set(data: str | Path, out: str | Path, *, num: int, preprocess: P
     (the CLI's default strategy, so an image folder still works); the manifest records the strategy
     actually used."""
     from edgeseg.data import open_dataset
+    from edgeseg.data.datasets import SegDataset
 
     if strategy not in STRATEGIES:
         raise CalibrationError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     if num < 1:
         raise CalibrationError(f"--num {num} is too small; expected at least 1 image")
     ds = open_dataset(str(data), split=split)
-    if getattr(ds, "pairs", None) is None:  # the synthetic generator: no image files to list and hash
-        raise CalibrationError(f"{data} has no image files for a manifest (calibration sets list files with "
-                               "their SHA-256); pass --data with a dataset folder, list file or image folder")
+    if not isinstance(ds, SegDataset):  # the synthetic generator has no image files to hash
+        raise CalibrationError(f"{data} has no image files to record in a calibration set; pass a "
+                               "dataset folder, a .txt list file or an image folder")
     if num > len(ds):
         raise CalibrationError(f"{data} has only {len(ds)} images (split {split!r}) but --num {num} was "
                                f"asked; pass --num {len(ds)} or fewer, or add images")

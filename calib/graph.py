@@ -158,10 +158,11 @@ def _static_chw(model: onnx.ModelProto, tensor: str) -> tuple[int, int, int]:
                                "exported by edgeseg with a fixed input size; re-export it")
     dims = [d.dim_value if d.HasField("dim_value") else None
             for d in infos[tensor].type.tensor_type.shape.dim]
-    if len(dims) != 4 or None in dims[1:]:
+    chw = [d for d in dims[1:] if d is not None]
+    if len(dims) != 4 or len(chw) != 3:
         raise CalibrationError(f"unpool input {tensor!r} has shape {dims}; calibration needs static "
                                "C, H, W (re-export with a fixed input size)")
-    return int(dims[1]), int(dims[2]), int(dims[3])
+    return int(chw[0]), int(chw[1]), int(chw[2])
 
 
 def _const(graph: onnx.GraphProto, name: str, values: list[int] | np.ndarray) -> str:

@@ -136,7 +136,7 @@ def precision_report(models: list[str | Path], data: str | Path, split: str = "v
                                "and at least one of its FP16/INT8 versions")
     paths = [Path(m) for m in models]
     # engines (TensorRT) take no thread count; .onnx and checkpoints do
-    backends = [open_backend(p, **({} if p.suffix == ".engine" else {"threads": threads})) for p in paths]
+    backends = [open_backend(p) if p.suffix == ".engine" else open_backend(p, threads=threads) for p in paths]
     try:
         cards = [b.card for b in backends]
         for c, p in zip(cards, paths, strict=True):

@@ -191,8 +191,9 @@ def _per_channel_problem(node: Any, weight: np.ndarray, scale: np.ndarray | None
     if scale.size != weight.shape[axis]:
         return f"weight scale has {scale.size} values for axis {axis} of size {weight.shape[axis]}"
     user = consumers.get(node.output[0])
-    reads_weight = user is not None and list(user.input[1:2]) == [node.output[0]]
-    want = _CHANNEL_AXIS.get(user.op_type) if reads_weight else None
+    if user is None or list(user.input[1:2]) != [node.output[0]]:
+        return None  # not a weight input: no output-channel axis to compare with
+    want = _CHANNEL_AXIS.get(user.op_type)
     if want is not None and axis != want:
         return f"per-channel axis {axis} is not the output-channel axis {want} of {user.op_type}"
     return None

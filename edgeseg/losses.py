@@ -196,6 +196,9 @@ class _SegLoss(nn.Module):
 class CrossEntropy(_SegLoss):
     """Mean CE over valid pixels, optionally class-weighted: sum(w_y CE) / sum(w_y)."""
 
+    # registered buffers (declared here so that they type as tensors, not as Module attributes)
+    class_weights: torch.Tensor | None
+
     def __init__(self, name: str, num_classes: int, ignore_index: int | None,
                  class_weights: torch.Tensor | None = None) -> None:
         cfg = {} if class_weights is None else {"class_weights": _rounded(class_weights)}
@@ -249,6 +252,9 @@ def _soft_dice_loss(logits: torch.Tensor, valid: torch.Tensor, safe: torch.Tenso
 class DiceLoss(_SegLoss):
     """Class-weighted soft Dice (seed 003 Eq. 7); weights normalised to sum 1."""
 
+    # registered buffers (declared here so that they type as tensors, not as Module attributes)
+    q: torch.Tensor
+
     def __init__(self, name: str, num_classes: int, ignore_index: int | None,
                  q: torch.Tensor, smooth: float) -> None:
         super().__init__(name, num_classes, ignore_index,
@@ -263,6 +269,9 @@ class DiceLoss(_SegLoss):
 
 class BceDiceLoss(_SegLoss):
     """Seed 003 Eq. 8: beta * LOSS_BCE(alpha) + LOSS_Dice(Q) (see the module docstring)."""
+
+    # registered buffers (declared here so that they type as tensors, not as Module attributes)
+    q: torch.Tensor
 
     def __init__(self, name: str, num_classes: int, ignore_index: int | None, *, alpha: float,
                  beta: float, q: torch.Tensor, smooth: float, background_index: int) -> None:

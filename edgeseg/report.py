@@ -175,7 +175,8 @@ def _comparison_rows(named: Mapping[str, SegMetrics], class_names: Sequence[str]
     def row(label: str, get: Any) -> list[str]:
         vals = {k: get(m) for k, m in named.items()}
         cells = [fmt_pct(vals[k]) for k in named]
-        return [label, *cells, *(fmt_delta(vals[k], vals[reference]) for k in others)]
+        deltas = [fmt_delta(vals[k], vals[reference]) for k in others if reference is not None]
+        return [label, *cells, *deltas]
 
     rows = [row(n, lambda m, c=c: float(getattr(m, metric)[c])) for c, n in enumerate(names)]
     mean_key = {"iou": "miou", "dice": "mean_dice", "precision": "mean_precision",

@@ -146,7 +146,8 @@ class _UnpoolRouter:
         saved = (F.max_pool2d, F.max_pool2d_with_indices, F.max_unpool2d)
         F.max_pool2d = self.pool(F.max_pool2d)
         F.max_pool2d_with_indices = self.pool(F.max_pool2d)
-        F.max_unpool2d = self.unpool
+        # deliberate patch while tracing: self.unpool takes max_unpool2d's arguments (looser types)
+        F.max_unpool2d = self.unpool  # type: ignore[assignment]
         try:
             yield
         finally:
@@ -211,7 +212,8 @@ def export_module(model: nn.Module, out: str | os.PathLike[str], *, input_hw: tu
     onnx_model = check_graph(onnx_model)
     data_bytes = onnx_model.SerializeToString()
     card = ModelCard(architecture=ARCHITECTURE, arch_args={"name": label}, class_names=info.class_names,
-                     class_colors=info.class_colors, input_hw=tuple(input_hw), ignore_index=info.ignore_index,
+                     class_colors=info.class_colors, input_hw=(input_hw[0], input_hw[1]),
+                     ignore_index=info.ignore_index,
                      artifact="onnx", unpool_mode=mode, precision="fp32",
                      parent_sha256=(source or {}).get("weights_sha256"), **fields)
     log("verifying against PyTorch (onnxruntime, CPU)")
@@ -290,6 +292,7 @@ def load_weights(model: nn.Module, path: Path) -> str:
     unpickling of code); strict key match. Returns the file's SHA-256."""
     if not path.is_file():
         raise ConfigError(f"--weights {path} does not exist; pass a .safetensors (or .pt/.pth) state dict")
+    state: Any  # a state dict, or whatever else a .pt file holds (checked below)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

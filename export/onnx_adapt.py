@@ -21,6 +21,7 @@ the original output's tensor name, so no node of the foreign graph is renamed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -137,7 +138,7 @@ def adapt_output(model: onnx.ModelProto, plan: IoPlan) -> str:
     nodes: list[onnx.NodeProto] = []
     t = plan.output_name
 
-    def step(op: str, inputs: list[str], **attrs: object) -> None:
+    def step(op: str, inputs: list[str], **attrs: Any) -> None:
         nonlocal t
         out = f"{new}_{len(nodes)}_{op.lower()}"
         nodes.append(helper.make_node(op, inputs, [out], f"edgeseg_out_{len(nodes)}_{op.lower()}", **attrs))

@@ -225,7 +225,9 @@ def torch_to_onnx(model: Any, shape_nchw: tuple[int, ...], mode: str, opts: Expo
                 warnings.catch_warnings(), _quiet_stdout():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, (torch.zeros(shape_nchw),), buf, dynamo=False, opset_version=opts.opset,
+                # the TorchScript exporter (dynamo=False) writes to file objects; f is typed as a path
+                model, (torch.zeros(shape_nchw),), buf, dynamo=False,  # type: ignore[arg-type]
+                opset_version=opts.opset,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=dyn,
                 do_constant_folding=True, custom_opsets=custom,
             )

@@ -255,7 +255,8 @@ def preprocessing(opts: ImportOptions, uint8: bool) -> tuple[dict[str, Any], lis
         if given:
             raise ConfigError(f"the model takes uint8 pixels (it normalizes inside the graph), so "
                               f"{', '.join(given)} cannot apply; drop {given[0]}")
-        record = {"input": "uint8 pixels 0..255 (normalized inside the graph)", "channel_order": order}
+        record: dict[str, Any] = {"input": "uint8 pixels 0..255 (normalized inside the graph)",
+                                  "channel_order": order}
         assumed = [] if opts.bgr else ["channel order RGB (pass --bgr for BGR)"]
         return {"mean": (0.0,) * 3, "std": (1.0 / 255.0,) * 3, "channel_order": order}, assumed, record
     scale = DEFAULT_SCALE if opts.scale is None else opts.scale

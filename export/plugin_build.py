@@ -61,7 +61,7 @@ class TrtInstall:
 
 def parse_trt_version(header: str) -> str:
     """'10.3.0.26' from NvInferVersion.h (plain numbers, or one macro indirection as in newer 10.x)."""
-    defines = dict(re.findall(r"^\s*#define\s+(\w+)\s+(\w+)", header, flags=re.M))
+    defines: dict[str, str] = dict(re.findall(r"^\s*#define\s+(\w+)\s+(\w+)", header, flags=re.M))
     parts = []
     for key in ("MAJOR", "MINOR", "PATCH", "BUILD"):
         value = defines.get(f"NV_TENSORRT_{key}", "")

@@ -360,12 +360,22 @@ def _node_macs(node: Any, shapes: dict[str, list[int | None]]) -> int | None:
     """Multiply-accumulates of one node per image (0 for ops that are not counted)."""
     if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
         return 0
-    w, out = shapes.get(node.input[1]), shapes.get(node.output[0])
-    x = shapes.get(node.input[0])
-    if not w or not out or not x or any(d is None for d in [*w, *out[1:], *x[1:]]):
+    w_dims, out_dims = shapes.get(node.input[1]), shapes.get(node.output[0])
+    x_dims = shapes.get(node.input[0])
+    if not w_dims or not out_dims or not x_dims:
+        return None
+    # the batch dimension (index 0 of out and x) may be dynamic; every other one must be static
+    w, out_chw, x_chw = _static(w_dims), _static(out_dims[1:]), _static(x_dims[1:])
+    if w is None or out_chw is None or x_chw is None:
         return None
     if node.op_type == "Conv":  # out (N, Cout, H, W), w (Cout, Cin/g, kh, kw)
-        return int(np.prod(out[1:])) * int(np.prod(w[1:]))
+        return int(np.prod(out_chw)) * int(np.prod(w[1:]))
     if node.op_type == "ConvTranspose":  # x (N, Cin, H, W), w (Cin, Cout/g, kh, kw)
-        return int(np.prod(x[1:])) * int(np.prod(w[1:]))
-    return int(np.prod(out[1:])) * int(w[-2])  # Gemm / MatMul: every output sums over K
+        return int(np.prod(x_chw)) * int(np.prod(w[1:]))
+    return int(np.prod(out_chw)) * int(w[-2])  # Gemm / MatMul: every output sums over K
+
+
+def _static(dims: list[int | None]) -> list[int] | None:
+    """``dims`` when every dimension is known, else None."""
+    known = [d for d in dims if d is not None]
+    return known if len(known) == len(dims) else None

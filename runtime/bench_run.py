@@ -326,6 +326,8 @@ def runs_on_of(backend: Any, spec: BackendSpec, machine: dict[str, Any]) -> dict
 def score_miou(backend: Any, cfg: BenchConfig) -> float | None:
     from edgeseg.evaluate import open_eval_data, score
 
+    if cfg.data is None:  # no --data: nothing to score against
+        return None
     metrics = score(backend, open_eval_data(cfg.data, cfg.split, backend.card, cfg.data_num))
     return None if metrics.miou != metrics.miou else round(float(metrics.miou), 5)
 

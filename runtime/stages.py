@@ -155,7 +155,8 @@ class GroundTruthScorer:
         k = self.num_classes
         keep = None
         if self.ignore_index is not None and 0 <= self.ignore_index < 256:
-            keep = cv2.compare(target, self.ignore_index, cv2.CMP_NE)
+            # OpenCV's stubs lack compare's documented scalar form of src2
+            keep = cv2.compare(target, self.ignore_index, cv2.CMP_NE)  # type: ignore[call-overload]
         top = cv2.minMaxLoc(target, mask=keep)[1] if keep is None or cv2.countNonZero(keep) else 0
         if top >= k:
             hint = f" and not ignore_index {self.ignore_index}" if self.ignore_index is not None else ""

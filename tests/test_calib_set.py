@@ -108,6 +108,9 @@ def test_bad_input(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="im001.png"):
         make_calib_set(images, tmp_path / "x.json", num=3, preprocess=PRE)
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "e.json").exists()
+    with pytest.raises(CalibrationError, match="no image files"):  # generated scenes: nothing to hash
+        make_calib_set("synthetic", tmp_path / "syn.json", num=2, preprocess=PRE)
+    assert not (tmp_path / "syn.json").exists()
     with pytest.raises(CalibrationError, match="not an edgeseg calibration set"):
         (tmp_path / "junk.json").write_text("{}")
         load_calib_set(tmp_path / "junk.json")

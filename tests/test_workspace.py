@@ -71,4 +71,4 @@ def test_outputs_default_into_the_run_folder(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "pass -o, e.g. -o calib-set.json" in r.output
     r = CliRunner().invoke(app, ["calib-set", "--data", "synthetic", "--num", "4", "--input", "32x32",
                                  "-o", str(tmp_path / "s.json")])
-    assert r.exit_code == 2 and "no image files for a manifest" in r.output, r.output
+    assert r.exit_code == 2 and "no image files to record in a calibration set" in r.output, r.output

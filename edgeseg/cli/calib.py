@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from edgeseg.errors import ConfigError
+
+if TYPE_CHECKING:  # the CLI imports calibration code inside its commands (fast --help)
+    from edgeseg.calib.calib_set import Preprocess
 
 
 class Strategy(str, Enum):
@@ -40,7 +43,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 
 
 def _preprocess(model: Path | None, input_hw: str | None, mean: str | None, std: str | None,
-                channel_order: str) -> object:
+                channel_order: str) -> Preprocess:
     from edgeseg.calib.calib_set import Preprocess
     from edgeseg.card import read_card
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,7 +104,8 @@ def trtexec_text(onnx: Path, out: Path, kwargs: dict[str, Any]) -> str:
     except EdgesegError:
         version, note = "10.3", "# TensorRT is not installed here: command for TensorRT 10.x (JetPack 6)\n"
     paths = ("plugin", "timing_cache")
-    opts = BuildOptions(**{k: Path(v) if k in paths and v else v for k, v in kwargs.items()})
+    fields: dict[str, Any] = {k: Path(v) if k in paths and v else v for k, v in kwargs.items()}
+    opts = BuildOptions(**fields)
     facts = inspect_onnx(onnx)
     plan = plan_build(facts, opts, tensorrt_major(version))
     plugin = resolve_plugin(opts.plugin, version) if facts.plugin_nodes else None
@@ -147,6 +149,12 @@ def _random_checkpoint(folder: Path, hw: tuple[int, int]) -> tuple[Path, str]:
                      info.class_colors, hw)
     path, _ = save_checkpoint(model.eval(), card, folder)
     return path, f"{path} (segnet-basic, random weights)"
+
+
+def _build_step(build_engine: Callable[..., Any], onnx: Path, engine: Path, precision: str,
+                plugin: Path) -> tuple[Any, str]:
+    """One trt-smoke build step: (the built engine's path, its path as the step's detail)."""
+    return build_engine(onnx, engine, precision=precision, plugin=plugin)[0], str(engine)
 
 
 def _agreement(engine: Path, onnx: Path, plugin: Path, data: str, frames: int,
@@ -230,10 +238,10 @@ def trt_smoke_cmd(
                          or _to_fp16(onnx, workdir)) if onnx else None
     for prec, src in (("fp16", h_onnx), ("int8", q_onnx)):
         eng = workdir / f"model.{prec}.engine"
-        if trt and lib and src and _smoke_step(rows, f"build {prec} engine", lambda p=prec, s=src, e=eng: (
-                build_engine(s, e, precision=p, plugin=lib)[0], str(e))):
-            _smoke_step(rows, f"{prec} engine vs onnxruntime", lambda e=eng, s=src, p=prec: _agreement(
-                e, s, lib, data, frames, 99.0 if p == "fp16" else 95.0))
+        if trt and lib and src and _smoke_step(rows, f"build {prec} engine", partial(
+                _build_step, build_engine, src, eng, prec, lib)):
+            _smoke_step(rows, f"{prec} engine vs onnxruntime", partial(
+                _agreement, eng, src, lib, data, frames, 99.0 if prec == "fp16" else 95.0))
     done = {r.step for r in rows}
     rows += [SmokeRow(s, False, "not run: an earlier step failed") for s in SMOKE_STEPS if s not in done]
     Console().print(_smoke_table(rows))

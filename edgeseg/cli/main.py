@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import signal
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -159,4 +158,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -70,7 +70,7 @@ def _argv_without_nproc(ctx: typer.Context) -> list[str]:
         if param.name == "nproc" or value is None or value == param.default:
             continue
         value = value.value if isinstance(value, Enum) else value
-        if param.is_flag:
+        if getattr(param, "is_flag", False):  # only options have is_flag; arguments do not
             argv.append(param.opts[0] if value else param.secondary_opts[0])
         elif isinstance(value, (list, tuple)):
             for item in value:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from edgeseg.errors import DataError, did_you_mean
 
@@ -75,7 +75,7 @@ class DatasetInfo:
     def from_dict(cls, d: dict[str, Any]) -> DatasetInfo:
         """Inverse of :meth:`to_dict`; also accepts a model card dict (``name`` optional)."""
         return cls(name=str(d.get("name", "dataset")), class_names=tuple(str(n) for n in d["class_names"]),
-                   class_colors=tuple(tuple(int(v) for v in c) for c in d["class_colors"]),
+                   class_colors=tuple(_rgb(c) for c in d["class_colors"]),
                    ignore_index=None if d.get("ignore_index") is None else int(d["ignore_index"]))
 
 
@@ -104,6 +104,11 @@ CAMVID = DatasetInfo(
     ignore_index=11,
 )
 # void/"Unlabelled" (label 11) is drawn black, as in the SegNet tutorial.
+def _rgb(values: Any) -> RGB:
+    """``values`` as a tuple of ints, typed as RGB: DatasetInfo.__post_init__ checks the length."""
+    return cast(RGB, tuple(int(v) for v in values))
+
+
 CAMVID_VOID_COLOR: RGB = (0, 0, 0)
 
 DSB2018 = DatasetInfo(
@@ -166,7 +171,7 @@ def read_classes_json(path: Path, default_name: str) -> tuple[DatasetInfo, tuple
     colors = d.get("class_colors") or palette(len(names))
     try:
         info = DatasetInfo(name=str(d.get("name") or default_name), class_names=names,
-                           class_colors=tuple(tuple(int(v) for v in c) for c in colors),
+                           class_colors=tuple(_rgb(c) for c in colors),
                            ignore_index=None if d.get("ignore_index") is None else int(d["ignore_index"]))
     except DataError as e:
         raise DataError(f"{path}: {e}") from None

@@ -177,7 +177,7 @@ class SyntheticDataset:
                  seed: int = 0) -> None:
         if split not in SPLIT_KEYS:
             raise DataError(f"unknown split {split!r} for the synthetic dataset"
-                            f"{did_you_mean(split, SPLIT_KEYS)}; "
+                            f"{did_you_mean(split, tuple(SPLIT_KEYS))}; "
                             f"use one of {', '.join(SPLIT_KEYS)}")
         num = DEFAULT_NUM[split] if num is None else num
         if int(num) < 1:

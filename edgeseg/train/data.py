@@ -14,7 +14,7 @@ the single-process batch of that step, with the same per-sample augmentation see
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,15 +22,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from edgeseg.card import ModelCard
+from edgeseg.data.augment import Transform
 from edgeseg.errors import DataError
 from edgeseg.preprocess import normalize_hwc, resize_mask, to_input_hwc
 from edgeseg.train.config import TrainConfig
 
-Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
-
-def seeded_call(transform: Transform, seed: int, image: np.ndarray, mask: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+def seeded_call(transform: Transform, seed: int, image: np.ndarray, mask: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
     """Apply ``transform`` with all its randomness fixed by ``seed``.
 
     The edgeseg albumentations wrapper keeps its own generators (``set_seed``); plain callables
@@ -68,7 +67,11 @@ class TorchSegDataset(Dataset):
                             "for every image (use a list file of 'image mask' pairs)")
         image, mask = sample.image_bgr, sample.mask
         if self.transform is not None:
-            image, mask = seeded_call(self.transform, seed, image, mask)
+            image, moved = seeded_call(self.transform, seed, image, mask)
+            if moved is None:
+                raise DataError(f"the training transform dropped the mask of image {sample.name}; a joint "
+                                "transform must return the mask it is given")
+            mask = moved
         x = normalize_hwc(to_input_hwc(image, self.card), self.card)[0]
         y = resize_mask(mask, self.card.input_hw).astype(np.int64)
         return torch.from_numpy(x), torch.from_numpy(y)

@@ -145,7 +145,8 @@ def build_run(cfg: TrainConfig, folder: Path, d: Dist | None = None,
         model = convert_sync_batchnorm(model, device)
     model = model.to(device)
     if amp:
-        model = model.to(memory_format=torch.channels_last)
+        # nn.Module.to's overloads omit its documented memory_format keyword
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if d.rank:
         torch.manual_seed(rank_seed(cfg.seed, d.rank))
     spe = steps_per_epoch(len(train_data), cfg.batch, cfg.data)

@@ -61,7 +61,7 @@ def max_unpool2x2(y: torch.Tensor, x: torch.Tensor, indices: torch.Tensor | None
     if mode == "train":
         if indices is None:
             raise RuntimeError("max_unpool2x2 in train mode needs the indices from max_pool2x2")
-        return F.max_unpool2d(y, indices, 2, 2, output_size=x.shape[-2:])
+        return F.max_unpool2d(y, indices, (2, 2), (2, 2), output_size=x.shape[-2:])
     if mode == "native":
         return native_unpool(x, y)
     from edgeseg.export.unpool.symbolic import plugin_unpool  # export-only module

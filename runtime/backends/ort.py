@@ -111,7 +111,7 @@ class OrtBackend:
                              f"{self.card.num_classes}; the card does not match the model file: re-export it "
                              "with edgeseg export")
         self._in_name, self._out_name = inputs[0].name, outputs[0].name
-        self._in_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        self._in_dtype: type[np.generic] = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         if self.card.input_kind == "bgr-uint8":
             self._in_dtype = np.uint8
         if (inputs[0].type == "tensor(uint8)") != (self.card.input_kind == "bgr-uint8"):
