@@ -87,9 +87,7 @@ def bench_cmd(
                       interleave=interleave, inference_precision=_inference_precision(inference_precision))
     console, err = Console(), Console(stderr=True)
     result = BenchResult(cfg, bench.machine_facts(threads))
-    busy = bench.busy_warning(result.machine, threads)
-    if busy:
-        err.print(f"[yellow]warning: {busy}[/yellow]", highlight=False)
+    busy = bench.busy_warning(result.machine, threads)  # said with the results, after any refusal
     command = _command(models, {"--backends": backends, "--input": input, "--batch": batch,
                                 "--data": data, "--split": split if data else None,
                                 "--synthetic-num": data_num,
@@ -105,6 +103,8 @@ def bench_cmd(
     finally:
         if result.rows:
             _finish(result, out, command, console)
+            if busy:
+                typer.echo(f"warning: {busy}", err=True)
     if result.interrupted:
         raise typer.Exit(130)
     if any(r["status"] == "failed" for r in result.rows):

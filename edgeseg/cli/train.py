@@ -66,6 +66,7 @@ def _argv_without_nproc(ctx: typer.Context) -> list[str]:
     that torchrun starts receives."""
     argv: list[str] = []
     for param in ctx.command.params:
+        name = next((o for o in param.opts if o.startswith("--")), param.opts[0])  # --out, not -o
         value = ctx.params.get(param.name)
         if param.name == "nproc" or value is None or value == param.default:
             continue
@@ -74,9 +75,9 @@ def _argv_without_nproc(ctx: typer.Context) -> list[str]:
             argv.append(param.opts[0] if value else param.secondary_opts[0])
         elif isinstance(value, (list, tuple)):
             for item in value:
-                argv += [param.opts[0], str(item)]
+                argv += [name, str(item)]
         else:
-            argv += [param.opts[0], str(value)]
+            argv += [name, str(value)]
     return argv
 
 
