@@ -15,25 +15,15 @@ mkdir -p "$OUT/ckpt"
 import sys
 from pathlib import Path
 
-import torch
+sys.path.insert(0, "scripts")
+from export_parity import make_checkpoint  # the same random-init, BatchNorm-warmed checkpoints
 
-from edgeseg.card import ModelCard
-from edgeseg.checkpoint import save_checkpoint
-from edgeseg.models.registry import build_model, parse_hw
+from edgeseg.models.registry import parse_hw
 
 folder, hw = Path(sys.argv[1]), parse_hw(sys.argv[2])
 for name in ("enet", "segnet", "segnet-basic", "res-segnet", "unet", "lite-unet"):
-    if (folder / name / "model.safetensors").is_file():
-        continue
-    torch.manual_seed(0)
-    model = build_model(name, num_classes=11).train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(2, 3, *hw))
-    card = ModelCard(architecture=name, arch_args={"num_classes": 11},
-                     class_names=tuple(f"c{i}" for i in range(11)),
-                     class_colors=tuple((i, 2 * i, 3 * i) for i in range(11)), input_hw=hw, ignore_index=11)
-    save_checkpoint(model.eval(), card, folder / name)
+    if not (folder / name / "model.safetensors").is_file():
+        make_checkpoint(folder, name, hw)
 PY
 .venv/bin/edgeseg bench "$OUT"/ckpt/{enet,segnet,segnet-basic,res-segnet,unet,lite-unet} \
   --backends torch,ort,ort-int8 --input "$INPUT" --calib synthetic --iters "$ITERS" --warmup 3 \

@@ -107,7 +107,8 @@ def stream_cmd(
         help="OpenVINO: precision to compute in: auto (default: bf16 on CPUs with bf16, else f32), "
              "f32, bf16, f16.")] = None,
     plugin: Annotated[Path | None, typer.Option(
-        help="TensorRT engines: edgeseg plugin library (default: the one the engine card names).")] = None,
+        help="TensorRT engines: edgeseg plugin library (default: edgeseg build-plugin's, never the "
+             "card's).")] = None,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay colour weight.")] = 0.5,
     legend: Annotated[bool, typer.Option(help="Draw the class legend.")] = True,
     hud: Annotated[bool, typer.Option(help="Draw FPS / latency / mIoU.")] = True,
