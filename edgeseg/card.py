@@ -17,17 +17,23 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from edgeseg.errors import ConfigError, ModelError, did_you_mean
 from edgeseg.io import sha256_file, write_json_atomic
 
 SCHEMA_VERSION = 1
-ARTIFACTS = ("checkpoint", "onnx", "engine")
-UNPOOL_MODES = ("train", "native", "plugin", "none")
-PRECISIONS = ("fp32", "fp16", "int8")
-OUTPUT_KINDS = ("logits", "labels")  # labels: argmax inside the graph, (N, H, W) class ids
-INPUT_KINDS = ("normalized", "bgr-uint8")  # bgr-uint8: preprocessing inside the graph
+# Each choice is declared once, as a Literal; the tuple of its values and the CLI's choices derive from it.
+Artifact = Literal["checkpoint", "onnx", "engine"]
+UnpoolMode = Literal["train", "native", "plugin", "none"]
+Precision = Literal["fp32", "fp16", "int8"]
+OutputKind = Literal["logits", "labels"]  # labels: argmax inside the graph, (N, H, W) class ids
+InputKind = Literal["normalized", "bgr-uint8"]  # bgr-uint8: preprocessing inside the graph
+ARTIFACTS: tuple[str, ...] = get_args(Artifact)
+UNPOOL_MODES: tuple[str, ...] = get_args(UnpoolMode)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+OUTPUT_KINDS: tuple[str, ...] = get_args(OutputKind)
+INPUT_KINDS: tuple[str, ...] = get_args(InputKind)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
