@@ -24,7 +24,7 @@ import os
 import platform
 import time
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,39 @@ import numpy as np
 
 from edgeseg.io import load_onnx, write_json_atomic, write_text_atomic
 
-STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "overlay", "sinks")
 PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """One frame's time in each stage, seconds (``time.perf_counter`` deltas); the field order is
+    the stage order of the report."""
+
+    capture_wait: float
+    preprocess: float
+    inference: float
+    postprocess: float
+    overlay: float
+    sinks: float
+
+
+STAGES: tuple[str, ...] = tuple(f.name for f in fields(StageTimes))
+
+
+@dataclass(frozen=True)
+class FrameSample:
+    """What the loop measured for one frame: the source's frame number and name, its capture and
+    done times (``perf_counter`` clock), stage times, the source's running drop/corrupt totals and
+    the frame's own mIoU (None without ground truth)."""
+
+    index: int
+    name: str
+    t_capture: float
+    t_done: float
+    stages: StageTimes
+    dropped: int
+    corrupt: int
+    miou: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,15 +104,17 @@ class StreamRecorder:
     def frames(self) -> int:
         return len(self.latency_s)
 
-    def add(self, seq_index: tuple[int, int], name: str, t_capture: float, stage_s: tuple[float, ...],
-            t_done: float, counts: tuple[int, int], miou: float | None) -> FrameRecord:
+    def add(self, sample: FrameSample) -> FrameRecord:
+        """Store one frame's timings; return its ``--stats`` record (``seq`` = frames before it)."""
+        seq, stage_s = self.frames, astuple(sample.stages)
         for s, v in zip(STAGES, stage_s, strict=True):
             self.stage_s[s].append(v)
-        self.latency_s.append(t_done - t_capture)
-        self.done_t.append(t_done)
-        return FrameRecord(seq_index[0], seq_index[1], name, t_capture - self.t0,
+        self.latency_s.append(sample.t_done - sample.t_capture)
+        self.done_t.append(sample.t_done)
+        return FrameRecord(seq, sample.index, sample.name, sample.t_capture - self.t0,
                            {s: 1000.0 * v for s, v in zip(STAGES, stage_s, strict=True)},
-                           1000.0 * (t_done - t_capture), counts[0], counts[1], miou)
+                           1000.0 * (sample.t_done - sample.t_capture), sample.dropped, sample.corrupt,
+                           sample.miou)
 
     def recent_fps(self, window: int = 30) -> float:
         n = min(window, len(self.done_t) - 1)

@@ -27,12 +27,19 @@ import numpy as np
 from edgeseg.runtime.backends import Backend
 from edgeseg.runtime.overlay import Overlay, OverlayOptions
 from edgeseg.runtime.pipeline import End, InlinePipeline, Limits, Pipeline
-from edgeseg.runtime.report import StreamRecorder, StreamReport, count_params, distribution_ms
+from edgeseg.runtime.report import (
+    FrameSample,
+    StageTimes,
+    StreamRecorder,
+    StreamReport,
+    count_params,
+    distribution_ms,
+)
 from edgeseg.runtime.sources import Source
 from edgeseg.runtime.stages import ArgmaxLabels, GroundTruthScorer, blank_input, model_input
 
 from edgeseg.errors import EdgesegError
-from edgeseg.metrics import SegMetrics
+from edgeseg.metrics import miou_from_confusion
 
 now = time.perf_counter
 
@@ -108,7 +115,7 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
                 t3 = now()
                 labels = labels_of(item.out)  # type: ignore[arg-type]
                 frame_miou = _score(scorer, labels, item.frame.mask)
-                miou = scorer.compute().miou if frame_miou is not None else miou  # type: ignore[union-attr]
+                miou = miou_from_confusion(scorer.meter.matrix) if frame_miou is not None else miou
                 t4 = now()
                 out = overlay.render(item.frame.image_bgr, labels, rec.hud(miou))
                 t5 = now()
@@ -116,9 +123,10 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
                     sink.write(out, item.frame)
                 t6 = now()
                 n = source.counters()
-                record = rec.add((rec.frames, item.frame.index), item.frame.name, item.frame.t_capture,
-                                 (*item.seconds, t4 - t3, t5 - t4, t6 - t5), t6, (n.dropped, n.corrupt),
-                                 frame_miou)
+                read, pre, infer = item.seconds
+                times = StageTimes(read, pre, infer, postprocess=t4 - t3, overlay=t5 - t4, sinks=t6 - t5)
+                record = rec.add(FrameSample(item.frame.index, item.frame.name, item.frame.t_capture, t6,
+                                             times, n.dropped, n.corrupt, frame_miou))
                 for sink in sinks:
                     sink.log(record)
         except KeyboardInterrupt:
@@ -148,7 +156,7 @@ def _score(scorer: GroundTruthScorer, labels: np.ndarray, mask: np.ndarray | Non
     """Add this frame to the running confusion matrix; its own mIoU (None without ground truth)."""
     if mask is None:
         return None
-    return SegMetrics.from_confusion(scorer.update(labels, mask)).miou
+    return miou_from_confusion(scorer.update(labels, mask))
 
 
 def _report(backend: Backend, source: Source, rec: StreamRecorder, wall: float, reason: str,

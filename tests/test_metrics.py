@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.metrics import ConfusionMeter, SegMetrics, confusion_matrix, median_frequency_weights
+from edgeseg.metrics import (
+    ConfusionMeter,
+    SegMetrics,
+    confusion_matrix,
+    median_frequency_weights,
+    miou_from_confusion,
+)
 
 # target / prediction of 6 pixels, 3 classes; worked out by hand below.
 TARGET = np.array([[0, 0, 0], [1, 1, 2]], dtype=np.uint8)
@@ -216,3 +222,14 @@ def test_median_frequency_weights_camvid_vs_segnet(camvid_dir: Path) -> None:
     w_default = median_frequency_weights(masks, 11, ignore_index=11)
     np.testing.assert_allclose(w_default / w, np.full(11, w_default[0] / w[0]), rtol=1e-12)
     assert w_default[4] == pytest.approx(1.0)  # Pavement holds the median of the 11 classes
+
+
+def test_miou_from_confusion_matches_segmetrics() -> None:
+    """The streaming loop's per-frame mIoU equals the full metrics' mIoU, absent classes included."""
+    rng = np.random.default_rng(3)
+    for k in (2, 5, 11):
+        cm = rng.integers(0, 50, (k, k))
+        cm[k - 1, :] = 0  # a class never in the target ...
+        cm[:, k - 1] = 0  # ... nor predicted: left out of both means
+        assert miou_from_confusion(cm) == pytest.approx(SegMetrics.from_confusion(cm).miou, abs=1e-12)
+    assert math.isnan(miou_from_confusion(np.zeros((3, 3), np.int64)))
