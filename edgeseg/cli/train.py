@@ -22,6 +22,8 @@ from edgeseg.train.config import (
     Optimizer,
     Schedule,
     TrainConfig,
+    parse_kv,
+    run_config,
 )
 
 # The option defaults are TrainConfig's: a dataclass keeps each field's default as a class attribute.
@@ -43,7 +45,6 @@ def _typed(ctx: typer.Context, name: str) -> bool:
 def _given(ctx: typer.Context) -> dict[str, Any]:
     """The TrainConfig fields the user set, by field name (--input, --model-arg, --loss-arg parsed)."""
     from edgeseg.models.registry import parse_hw
-    from edgeseg.train.config import parse_kv
 
     typed = {name: value for name, value in ctx.params.items() if _typed(ctx, name)}
     given = {name: value for name, value in typed.items() if name in _FIELDS}
@@ -158,7 +159,6 @@ def train_cmd(
 
 
 def _train(ctx: typer.Context, out: Path, resume: bool, nproc: int | None, dist_timeout: float) -> None:
-    from edgeseg.train.config import run_config
     from edgeseg.train.dist import launched
 
     given = _given(ctx)
