@@ -7,6 +7,7 @@ comparisons hold and the file stays well under a minute on 2 shared cores.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -20,11 +21,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.main import get_command
 from typer.testing import CliRunner
 
 from edgeseg.cli.main import app
 from edgeseg.errors import ConfigError, ModelError
-from edgeseg.train import TrainConfig
+from edgeseg.train import TrainConfig, TrainSummary
+from edgeseg.train.config import DEVICES, OPTIMIZERS, SCHEDULES
 from edgeseg.train.loop import TrainingError, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,8 +249,10 @@ def test_max_steps_inside_an_epoch_logs_a_partial_row(tmp_path: Path) -> None:
     """--max-steps stopping mid-epoch: log.json/log.csv/curves.png get a row at the fractional
     epoch (validated), marked partial; resuming to the epoch's end replaces it by the full row."""
     run = tmp_path / "run"
-    train(_cfg(epochs=2, synthetic_num=8, max_steps=6), run, console=_quiet())  # 4 steps per epoch
+    result = train(_cfg(epochs=2, synthetic_num=8, max_steps=6), run, console=_quiet())  # 4 steps/epoch
     log = json.loads((run / "log.json").read_text())
+    assert isinstance(result, TrainSummary) and TrainSummary.from_json(log["summary"]) == result
+    assert (result.global_step, result.epochs_done, result.input_hw) == (6, 1, (32, 32))
     assert [r["epoch"] for r in log["epochs"]] == [1, 1.5]
     assert log["epochs"][-1]["partial"] is True and log["epochs"][-1]["val_miou"] is not None
     with (run / "log.csv").open() as f:
@@ -256,3 +261,38 @@ def test_max_steps_inside_an_epoch_logs_a_partial_row(tmp_path: Path) -> None:
     train(_cfg(epochs=2, synthetic_num=8, max_steps=8), run, resume=True, console=_quiet())
     log = json.loads((run / "log.json").read_text())
     assert [r["epoch"] for r in log["epochs"]] == [1, 2] and "partial" not in log["epochs"][-1]
+
+
+def test_cli_defaults_and_choices_are_train_configs() -> None:
+    """Each train option's default is TrainConfig's field default, and each choice option takes
+    exactly the values of its Literal in train/config.py (declared once, derived by the CLI)."""
+    cmd = get_command(app).commands["train"]  # type: ignore[attr-defined]
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    options = {p.name: p for p in cmd.params if p.name in fields}
+    # parsed from --input/--model-arg/--loss-arg, or not an option (deterministic)
+    assert set(fields) - set(options) == {"input_hw", "model_args", "loss_args", "deterministic"}
+    for name, param in options.items():
+        if fields[name].default is not dataclasses.MISSING:
+            assert param.default == fields[name].default, name
+    for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES)):
+        res = CliRunner().invoke(app, ["train", "--out", "x", f"--{name}", "nope"], env={"COLUMNS": "200"})
+        listed = ", ".join(repr(c) for c in choices)
+        assert res.exit_code == 2 and f"'nope' is not one of {listed}." in res.output, res.output
+
+
+def test_resume_applies_exactly_the_options_typed(tmp_path: Path) -> None:
+    """An option typed with --resume counts even when it equals its default: the saved run has
+    batch 2, so --batch 8 (the default) is refused; options not typed keep the saved values."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(_cfg(epochs=3).to_dict()))
+    res = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "--batch",
+                                   str(TrainConfig.batch)])
+    assert res.exit_code == 2 and "batch differ(s)" in res.output, res.output
+    from edgeseg.cli.train import _given
+
+    ctx = get_command(app).commands["train"].make_context(  # type: ignore[attr-defined]
+        "train", ["--out", str(run), "--resume", "--lr", "0.01", "--no-sync-bn", "--input", "8x16",
+                  "--model-arg", "deep_skip=false"])
+    assert _given(ctx) == {"lr": 0.01, "sync_bn": False, "input_hw": (8, 16),
+                           "model_args": {"deep_skip": False}}

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from edgeseg.cli.main import app
-from edgeseg.train import TrainConfig
+from edgeseg.train import TrainConfig, TrainSummary
 from edgeseg.train.data import EpochSampler
 from edgeseg.train.loop import train, validate
 from edgeseg.train.setup import build_run
@@ -106,7 +106,7 @@ def test_two_processes_match_one_process_and_validation_is_exact(tmp_path: Path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stderr.count("stopped at --max-steps 4") == 1  # rank 0 alone prints
     cfg = _cfg(batch=4, synthetic_num=80, epochs=1, max_steps=4)
-    train(cfg, tmp_path / "one", console=_quiet())
+    alone = train(cfg, tmp_path / "one", console=_quiet())
 
     one = load_file(str(tmp_path / "one" / "last" / "model.safetensors"))
     two = load_file(str(tmp_path / "two" / "last" / "model.safetensors"))
@@ -130,8 +130,8 @@ def test_two_processes_match_one_process_and_validation_is_exact(tmp_path: Path)
     warm_start(run, tmp_path / "two" / "best")
     _, val = validate(run)
     assert card["extra"]["val_miou"] == val.miou
-    summary = json.loads((tmp_path / "two" / "log.json").read_text())["summary"]
-    assert summary["processes"] == 2 and summary["global_step"] == 4
+    summary = TrainSummary.from_json(json.loads((tmp_path / "two" / "log.json").read_text())["summary"])
+    assert (summary.processes, alone.processes) == (2, 1) and summary.global_step == alone.global_step == 4
     assert not list((tmp_path / "two").glob(".last*"))
 
 

@@ -23,6 +23,10 @@ FLOPS_NOTE = (
     "matmuls only; batch 1."
 )
 PADDED_NOTE = "* the next size that fits the model's input multiple (input zero-padded)."
+# Where `models` and `info` profile unless told: CamVid's frame size and class count (the setting
+# of docs/models.md's table).
+PROFILE_HW = "360x480"
+PROFILE_CLASSES = 11
 
 
 def parse_arg_value(text: str) -> Any:
@@ -84,8 +88,8 @@ def _models_markdown(rows: list[tuple[Any, str, ModelProfile]], hw: tuple[int, i
 
 
 def models_cmd(
-    input_hw: Annotated[str, typer.Option("--input", help="Input size HxW for GFLOPs.")] = "360x480",
-    classes: Annotated[int, typer.Option("--classes", help="Number of classes.")] = 11,
+    input_hw: Annotated[str, typer.Option("--input", help="Input size HxW for GFLOPs.")] = PROFILE_HW,
+    classes: Annotated[int, typer.Option("--classes", help="Number of classes.")] = PROFILE_CLASSES,
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Also write STEM.json and STEM.md.")
     ] = None,
@@ -143,8 +147,8 @@ def _info_tables(prof: ModelProfile, spec: Any) -> tuple[Table, Table]:
 
 def info_cmd(
     model: Annotated[str, typer.Argument(help="Model name (see `edgeseg models`).")],
-    input_hw: Annotated[str, typer.Option("--input", help="Input size HxW.")] = "360x480",
-    classes: Annotated[int, typer.Option("--classes", help="Number of classes.")] = 11,
+    input_hw: Annotated[str, typer.Option("--input", help="Input size HxW.")] = PROFILE_HW,
+    classes: Annotated[int, typer.Option("--classes", help="Number of classes.")] = PROFILE_CLASSES,
     arg: Annotated[
         list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")
     ] = None,

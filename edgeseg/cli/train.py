@@ -6,7 +6,7 @@ torch-free (the torch backend imports torch only for ``.safetensors`` checkpoint
 
 from __future__ import annotations
 
-from enum import Enum
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,42 +14,46 @@ import typer
 
 from edgeseg.cli.vocab import pick_alias
 from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.train.config import (
+    DEFAULT_LR,
+    DEFAULT_WEIGHT_DECAY,
+    DIST_TIMEOUT_S,
+    Device,
+    Optimizer,
+    Schedule,
+    TrainConfig,
+    parse_kv,
+    run_config,
+)
+
+# The option defaults are TrainConfig's: a dataclass keeps each field's default as a class attribute.
+_D = TrainConfig
+_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 
-class Optimizer(str, Enum):
-    sgd = "sgd"
-    adamw = "adamw"
+def _per_optimizer(values: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:g}" for name, value in values.items())
 
 
-class Schedule(str, Enum):
-    poly = "poly"
-    cosine = "cosine"
-    constant = "constant"
+def _typed(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` came from the user (command line; also any later source such as a
+    default map), not from its default: what --resume applies and --nproc hands on."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+def _given(ctx: typer.Context) -> dict[str, Any]:
+    """The TrainConfig fields the user set, by field name (--input, --model-arg, --loss-arg parsed)."""
+    from edgeseg.models.registry import parse_hw
 
-
-def _given(**options: Any) -> dict[str, Any]:
-    """Options the user passed (None = not given), enums turned into their values."""
-    return {k: (v.value if isinstance(v, Enum) else v) for k, v in options.items() if v is not None}
-
-
-def config_from_options(out: Path, resume: bool, given: dict[str, Any]) -> Any:
-    """The TrainConfig: saved one (``--resume``) with the given options applied, or a new one."""
-    from edgeseg.train.config import TrainConfig, read_config
-
-    if resume:
-        return read_config(out / "config.json").replace(**given)
-    missing = [f"--{k}" for k in ("model", "data") if k not in given]
-    if missing or "input_hw" not in given:
-        need = missing + ([] if "input_hw" in given else ["--input"])
-        raise ConfigError(f"a new run needs {', '.join(need)} (e.g. --model lite-unet --data synthetic "
-                          "--input 128x128); to continue a run pass --out RUN --resume")
-    return TrainConfig(**given)
+    typed = {name: value for name, value in ctx.params.items() if _typed(ctx, name)}
+    given = {name: value for name, value in typed.items() if name in _FIELDS}
+    if "input" in typed:
+        given["input_hw"] = parse_hw(typed["input"])
+    for option, name in (("model_arg", "model_args"), ("loss_arg", "loss_args")):
+        if option in typed:
+            given[name] = parse_kv(typed[option], f"--{option.replace('_', '-')}")
+    return given
 
 
 def _one_line(e: EdgesegError) -> EdgesegError:
@@ -66,11 +70,10 @@ def _argv_without_nproc(ctx: typer.Context) -> list[str]:
     that torchrun starts receives."""
     argv: list[str] = []
     for param in ctx.command.params:
-        name = next((o for o in param.opts if o.startswith("--")), param.opts[0])  # --out, not -o
-        value = ctx.params.get(param.name)
-        if param.name == "nproc" or value is None or value == param.default:
+        if param.name is None or param.name == "nproc" or not _typed(ctx, param.name):
             continue
-        value = value.value if isinstance(value, Enum) else value
+        name = next((o for o in param.opts if o.startswith("--")), param.opts[0])  # --out, not -o
+        value = ctx.params[param.name]
         if getattr(param, "is_flag", False):  # only options have is_flag; arguments do not
             argv.append(param.opts[0] if value else param.secondary_opts[0])
         elif isinstance(value, (list, tuple)):
@@ -105,66 +108,60 @@ def train_cmd(
     data: Annotated[str | None, typer.Option(help="Dataset folder, list file, or 'synthetic'.")] = None,
     input: Annotated[str | None, typer.Option("--input", help="Network input HxW, e.g. 256x256.")] = None,
     model_arg: Annotated[list[str] | None, typer.Option(help="Model arg key=value (repeatable).")] = None,
-    loss: Annotated[str | None, typer.Option(
-        help="ce, weighted-ce, balanced-ce, bce-dice, dice (default ce).")] = None,
+    loss: Annotated[str, typer.Option(
+        help="Loss by name, e.g. bce-dice (a wrong name lists the valid ones).")] = _D.loss,
     loss_arg: Annotated[list[str] | None, typer.Option(help="Loss argument key=value (repeatable).")] = None,
-    optimizer: Annotated[Optimizer | None, typer.Option(
-        help="sgd (momentum 0.9) or adamw (default sgd).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Base LR (default sgd 0.05, adamw 1e-3).")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="Default sgd 5e-4, adamw 1e-2.")] = None,
-    schedule: Annotated[Schedule | None, typer.Option(help="LR schedule (default poly).")] = None,
-    batch: Annotated[int | None, typer.Option(
-        help="Global batch size (default 8): with N processes each takes batch/N per step.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default 30).")] = None,
-    workers: Annotated[int | None, typer.Option(help="DataLoader worker processes (default 0).")] = None,
-    device: Annotated[Device | None, typer.Option(help="auto: CUDA + AMP if present (default auto).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of order, augmentation, init (default 0).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps (smoke runs).")] = None,
-    val_split: Annotated[str | None, typer.Option(help="Validation split (default val).")] = None,
-    train_split: Annotated[str | None, typer.Option(help="Training split (default train).")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(
-        help="Save last/ every N steps (default 50).")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: all cores).")] = None,
-    synthetic_num: Annotated[int | None, typer.Option(
-        help="--data synthetic: number of train scenes (default 256; val: an eighth, at least 8).")] = None,
-    init: Annotated[str | None, typer.Option(help="Start from a checkpoint's weights.")] = None,
+    optimizer: Annotated[Optimizer, typer.Option(help="SGD runs with momentum 0.9.")] = _D.optimizer,
+    lr: Annotated[float | None, typer.Option(
+        help=f"Base LR (not given: {_per_optimizer(DEFAULT_LR)}).")] = _D.lr,
+    weight_decay: Annotated[float | None, typer.Option(
+        help=f"Not given: {_per_optimizer(DEFAULT_WEIGHT_DECAY)}.")] = _D.weight_decay,
+    schedule: Annotated[Schedule, typer.Option(help="LR schedule.")] = _D.schedule,
+    batch: Annotated[int, typer.Option(
+        help="Global batch size: with N processes each takes batch/N per step.")] = _D.batch,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = _D.epochs,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = _D.workers,
+    device: Annotated[Device, typer.Option(
+        help="auto: CUDA with AMP when torch sees a GPU, else the CPU.")] = _D.device,
+    seed: Annotated[int, typer.Option(help="Seed of order, augmentation, init.")] = _D.seed,
+    max_steps: Annotated[int | None, typer.Option(
+        help="Stop after N optimizer steps (smoke runs).")] = _D.max_steps,
+    val_split: Annotated[str, typer.Option(help="Validation split.")] = _D.val_split,
+    train_split: Annotated[str, typer.Option(help="Training split.")] = _D.train_split,
+    checkpoint_every: Annotated[int, typer.Option(
+        help="Save last/ every N steps (0: at epoch ends only).")] = _D.checkpoint_every,
+    threads: Annotated[int | None, typer.Option(
+        help="torch CPU threads (not given: all cores).")] = _D.threads,
+    synthetic_num: Annotated[int, typer.Option(
+        help="--data synthetic: number of train scenes (val: an eighth, at least 8).")] = _D.synthetic_num,
+    init: Annotated[str | None, typer.Option(help="Start from a checkpoint's weights.")] = _D.init,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly.")] = False,
     nproc: Annotated[int | None, typer.Option(
         help="Data-parallel processes on this node (starts torchrun; one per GPU on CUDA).")] = None,
-    sync_bn: Annotated[bool | None, typer.Option(
-        "--sync-bn/--no-sync-bn", help="With several processes: BatchNorm over the global batch.")] = None,
+    sync_bn: Annotated[bool, typer.Option(
+        "--sync-bn/--no-sync-bn",
+        help="With several processes: BatchNorm over the global batch.")] = _D.sync_bn,
     dist_timeout: Annotated[float, typer.Option(
-        help="Seconds to wait for the other processes (rendezvous, each collective).")] = 600.0,
+        help="Seconds to wait for the other processes (rendezvous, each collective).")] = DIST_TIMEOUT_S,
 ) -> None:
     """Train a model; checkpoints in OUT/best and OUT/last, logs and curves in OUT.
 
     Data parallel: torchrun --nproc-per-node N -m edgeseg train ... (or --nproc N on one node);
     see docs/training-multi-gpu.md.
     """
+    # The options reach the run through ctx (_given): a new run takes those given plus
+    # TrainConfig's defaults, --resume applies only those given to the saved config, and --nproc
+    # hands on only those.
     try:
-        _train(ctx, out, resume, nproc, dist_timeout, input, model_arg, loss_arg,
-               _given(model=model, data=data, loss=loss, optimizer=optimizer, lr=lr,
-                      weight_decay=weight_decay, schedule=schedule, batch=batch, epochs=epochs,
-                      workers=workers, device=device, seed=seed, max_steps=max_steps,
-                      val_split=val_split, train_split=train_split, checkpoint_every=checkpoint_every,
-                      threads=threads, synthetic_num=synthetic_num, init=init, sync_bn=sync_bn))
+        _train(ctx, out, resume, nproc, dist_timeout)
     except EdgesegError as e:
         raise _rank_zero_only(_one_line(e)) from None
 
 
-def _train(ctx: typer.Context, out: Path, resume: bool, nproc: int | None, dist_timeout: float,
-           input: str | None, model_arg: list[str] | None, loss_arg: list[str] | None,
-           given: dict[str, Any]) -> None:
-    from edgeseg.models.registry import parse_hw
-    from edgeseg.train.config import parse_kv
+def _train(ctx: typer.Context, out: Path, resume: bool, nproc: int | None, dist_timeout: float) -> None:
     from edgeseg.train.dist import launched
 
-    if input is not None:
-        given["input_hw"] = parse_hw(input)
-    if model_arg is not None:
-        given["model_args"] = parse_kv(model_arg, "--model-arg")
-    if loss_arg is not None:
-        given["loss_args"] = parse_kv(loss_arg, "--loss-arg")
+    given = _given(ctx)
     if not dist_timeout > 0:
         raise ConfigError(f"--dist-timeout must be positive, got {dist_timeout}")
     if nproc is not None:
@@ -173,22 +170,16 @@ def _train(ctx: typer.Context, out: Path, resume: bool, nproc: int | None, dist_
         if launched():
             raise ConfigError("--nproc starts torchrun itself; under torchrun drop --nproc "
                               "(torchrun's --nproc-per-node sets the number of processes)")
-    cfg = config_from_options(out, resume, given)  # bad options: one line here, not once per process
+    cfg = run_config(out, resume, given)  # bad options: one line here, not once per process
     from edgeseg.guard import data_input, guard_outputs, model_input
 
     guard_outputs({"--out": [out, out / "config.json", out / "best" / "model.safetensors",
                              out / "best" / "model.json"]},
                   [*model_input(cfg.init, "--init"), *data_input(cfg.data)])
     if nproc is not None and nproc > 1:
-        from edgeseg.train.dist import Dist, check_world
-        from edgeseg.train.launch import launch
-        from edgeseg.train.start import check_resume_world
+        from edgeseg.train.launch import launch_job
 
-        job = Dist(0, nproc, 0, nproc)
-        check_world(cfg, job)  # refused here once, before any process starts
-        if resume:
-            check_resume_world(out, job)
-        raise typer.Exit(launch(nproc, _argv_without_nproc(ctx)))
+        raise typer.Exit(launch_job(cfg, out, resume, nproc, _argv_without_nproc(ctx)))
     from edgeseg.train.dist import from_env
     from edgeseg.train.loop import train
 
@@ -196,9 +187,9 @@ def _train(ctx: typer.Context, out: Path, resume: bool, nproc: int | None, dist_
     if not from_env().main:
         return
     best = "n/a"
-    if result["best_val_miou"] is not None:
-        best = f"{result['best_val_miou']:.4f} (epoch {result['best_epoch']})"
-    typer.echo(f"done: {result['global_step']} steps, {result['train_seconds']:.0f} s training; "
+    if result.best_val_miou is not None:
+        best = f"{result.best_val_miou:.4f} (epoch {result.best_epoch})"
+    typer.echo(f"done: {result.global_step} steps, {result.train_seconds:.0f} s training; "
                f"best val mIoU {best}; checkpoint {out / 'best' / 'model.safetensors'}")
 
 
@@ -262,14 +253,14 @@ def eval_cmd(
 
 def _eval_options(model: Path, device: str | None, threads: int | None, runtime: str | None,
                   inference_precision: str | None) -> dict[str, Any]:
-    """Backend options for ``eval``: --device for checkpoints (default auto) and OpenVINO, --threads
-    for every backend, --inference-precision for OpenVINO only (ConfigError elsewhere)."""
+    """Backend options for ``eval``: --device for checkpoints and OpenVINO (not given: the
+    backend's default), --threads for every backend, --inference-precision for OpenVINO only
+    (ConfigError elsewhere)."""
     openvino = runtime == "openvino"
     options: dict[str, Any] = {} if runtime is None else {"runtime": runtime}
-    if model.suffix == ".safetensors" and runtime in (None, "torch"):
-        options["device"] = device or Device.auto.value
-    elif device is not None:
-        if not openvino:
+    if device is not None:
+        checkpoint = model.suffix == ".safetensors" and runtime in (None, "torch")
+        if not (checkpoint or openvino):
             on = runtime or "the default"
             raise ConfigError(f"--device does not apply to {model.suffix} models on {on} runtime; it is "
                               "for checkpoints (auto, cpu, cuda) and --runtime openvino (CPU, GPU, NPU)")

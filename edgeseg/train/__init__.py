@@ -1,16 +1,13 @@
-"""Training: ``TrainConfig`` (torch-free) and ``train`` (imports torch when called)."""
+"""Training: ``TrainConfig`` and ``TrainSummary`` (torch-free records); the loop that imports torch
+is :func:`edgeseg.train.loop.train`.
+
+This package module imports nothing that imports it back (``loop`` and ``start`` import
+``edgeseg.train.dist``/``state``, so re-exporting ``train`` here would close a cycle).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from edgeseg.train.config import TrainConfig
+from edgeseg.train.history import TrainSummary
 
-__all__ = ["TrainConfig", "train"]
-
-
-def train(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """See :func:`edgeseg.train.loop.train`."""
-    from edgeseg.train.loop import train as _train
-
-    return _train(*args, **kwargs)
+__all__ = ["TrainConfig", "TrainSummary"]

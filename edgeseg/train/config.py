@@ -9,16 +9,22 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from edgeseg.errors import ConfigError, did_you_mean
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("poly", "cosine", "constant")
-DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_LR = {"sgd": 0.05, "adamw": 1e-3}
-DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 1e-2}
+# Each choice is declared once, as a Literal; the tuples and the CLI's choices derive from it.
+Optimizer = Literal["sgd", "adamw"]
+Schedule = Literal["poly", "cosine", "constant"]
+Device = Literal["auto", "cpu", "cuda"]  # auto: CUDA (with AMP) when torch sees a GPU, else the CPU
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+DEVICES: tuple[str, ...] = get_args(Device)
+# lr / weight_decay left at None take their optimizer's value (SGD with momentum 0.9 as in seed 000)
+DEFAULT_LR: dict[str, float] = {"sgd": 0.05, "adamw": 1e-3}
+DEFAULT_WEIGHT_DECAY: dict[str, float] = {"sgd": 5e-4, "adamw": 1e-2}
 POLY_POWER = 0.9
+DIST_TIMEOUT_S = 600.0  # seconds to wait for the other processes (rendezvous, each collective)
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,7 @@ class TrainConfig:
 
     ``input_hw``: network input (height, width); training crops/resizes to it and validation
     resizes image and mask (nearest) to it. ``lr`` / ``weight_decay`` None take the optimizer's
-    default (SGD: 0.05 / 5e-4 with momentum 0.9 as in seed 000; AdamW: 1e-3 / 1e-2).
+    default (``DEFAULT_LR`` / ``DEFAULT_WEIGHT_DECAY``).
     ``max_steps`` stops after that many optimizer steps in total (smoke runs); the LR schedule
     always spans ``epochs`` so a run cut short by ``max_steps`` follows the same curve.
     ``checkpoint_every``: also save ``last/`` every N steps inside an epoch (0: epoch ends only).
@@ -45,14 +51,14 @@ class TrainConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     loss: str = "ce"
     loss_args: dict[str, Any] = field(default_factory=dict)
-    optimizer: str = "sgd"
+    optimizer: Optimizer = "sgd"
     lr: float | None = None
     weight_decay: float | None = None
-    schedule: str = "poly"
+    schedule: Schedule = "poly"
     batch: int = 8
     epochs: int = 30
     workers: int = 0
-    device: str = "auto"
+    device: Device = "auto"
     seed: int = 0
     val_split: str = "val"
     train_split: str = "train"
@@ -144,3 +150,20 @@ def read_config(path: Path) -> TrainConfig:
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path} is not valid JSON ({e}); start a new run with another --out") from None
     return TrainConfig.from_dict(data, source=str(path))
+
+
+def run_config(folder: Path, resume: bool, given: dict[str, Any]) -> TrainConfig:
+    """The config of the run in ``folder``: the saved one with ``given`` applied (``resume``), or a
+    new one from ``given`` and the field defaults. ``given``: the fields the user set, by name.
+
+    Reads only; a resumed run's options that may not change are checked when it starts
+    (:func:`edgeseg.train.start.check_folder`).
+    """
+    if resume:
+        return read_config(folder / "config.json").replace(**given)
+    missing = [f"--{k}" for k in ("model", "data") if k not in given]
+    if missing or "input_hw" not in given:
+        need = missing + ([] if "input_hw" in given else ["--input"])
+        raise ConfigError(f"a new run needs {', '.join(need)} (e.g. --model lite-unet --data synthetic "
+                          "--input 128x128); to continue a run pass --out RUN --resume")
+    return TrainConfig(**given)

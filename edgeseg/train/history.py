@@ -1,14 +1,20 @@
 """Per-epoch training log: ``log.csv``, ``log.json`` and ``curves.png`` (loss, Dice, IoU for train
-and validation, as in seed 003 Fig. 5). All written atomically after every epoch."""
+and validation, as in seed 003 Fig. 5). All written atomically after every epoch.
+
+torch-free: :class:`TrainSummary` is the record ``train()`` returns and ``log.json`` holds.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseg.errors import ConfigError
 from edgeseg.io import atomic_path, write_json_atomic, write_text_atomic
 
 COLUMNS = (
@@ -19,13 +25,57 @@ COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a training run did: ``log.json``'s ``summary`` and the value of ``train()``.
+
+    ``input_hw``: network input (height, width). ``device``: the torch device trained on
+    (``cpu``, ``cuda:0``); ``processes``: data-parallel world size; ``gpu``: the CUDA device name
+    (None on the CPU). ``epochs_done`` counts whole epochs; ``train_seconds`` sums the step times
+    (data loading included, validation excluded). ``best_val_miou`` / ``best_epoch``: the best
+    validation mIoU so far and its epoch (None before any validation).
+    """
+
+    title: str
+    model: str
+    data: str
+    input_hw: tuple[int, int]
+    parameters: int
+    device: str
+    processes: int
+    torch_threads: int
+    cpu: str
+    gpu: str | None
+    epochs_done: int
+    global_step: int
+    train_seconds: float
+    best_val_miou: float | None
+    best_epoch: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``log.json`` summary object (keys in field order; ``input_hw`` a list)."""
+        return {**dataclasses.asdict(self), "input_hw": list(self.input_hw)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainSummary:
+        """Read a ``log.json`` summary (every field required; extra keys from newer versions ignored)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in d]
+        if missing:
+            raise ConfigError(f"training summary lacks {', '.join(missing)}; it is not a log.json "
+                              "summary written by edgeseg train")
+        values = {n: d[n] for n in names}
+        values["input_hw"] = (int(d["input_hw"][0]), int(d["input_hw"][1]))
+        return cls(**values)
+
+
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
-def write_logs(run: Path, history: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+def write_logs(run: Path, history: list[dict[str, Any]], summary: TrainSummary) -> None:
     """Write ``log.csv`` (one row per epoch), ``log.json`` (rows + run summary) and the curves."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -33,9 +83,9 @@ def write_logs(run: Path, history: list[dict[str, Any]], summary: dict[str, Any]
     for row in history:
         writer.writerow([_fmt(row.get(c)) for c in COLUMNS])
     write_text_atomic(run / "log.csv", buf.getvalue())
-    write_json_atomic(run / "log.json", {"summary": summary, "epochs": history})
+    write_json_atomic(run / "log.json", {"summary": summary.to_json(), "epochs": history})
     if history:
-        plot_curves(run / "curves.png", history, summary.get("title", ""))
+        plot_curves(run / "curves.png", history, summary.title)
 
 
 def plot_curves(path: Path, history: list[dict[str, Any]], title: str) -> Path:

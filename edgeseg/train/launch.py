@@ -9,9 +9,24 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
+from edgeseg.train.config import TrainConfig
 from edgeseg.train.dist import DistributedError
+
+
+def launch_job(cfg: TrainConfig, folder: Path, resume: bool, nproc: int, train_argv: list[str]) -> int:
+    """Refuse once, before any process starts, a job every process would refuse (``cfg`` on
+    ``nproc`` processes; a resumed run of another world size), then :func:`launch` it."""
+    from edgeseg.train.dist import Dist, check_world
+    from edgeseg.train.start import check_resume_world  # imports torch
+
+    job = Dist(0, nproc, 0, nproc)
+    check_world(cfg, job)
+    if resume:
+        check_resume_world(folder, job)
+    return launch(nproc, train_argv)
 
 
 def launch(nproc: int, train_argv: list[str]) -> int:

@@ -31,9 +31,9 @@ from edgeseg.errors import EdgesegError, signal_exit_code
 from edgeseg.metrics import SegMetrics
 from edgeseg.train import dist as dd
 from edgeseg.train import state as st
-from edgeseg.train.config import TrainConfig
+from edgeseg.train.config import DIST_TIMEOUT_S, TrainConfig
 from edgeseg.train.data import make_loader
-from edgeseg.train.history import write_logs
+from edgeseg.train.history import TrainSummary, write_logs
 from edgeseg.train.setup import Run, build_run, lr_at, setup_torch, wrap_ddp
 from edgeseg.train.start import check_folder, check_resume_world, create_folder, restore, warm_start
 
@@ -310,25 +310,25 @@ def end_epoch(run: Run, cm: torch.Tensor, progress: st.Progress, seconds: float,
     _write_logs(run, progress)
 
 
-def summary(run: Run, progress: st.Progress) -> dict[str, Any]:
+def summary(run: Run, progress: st.Progress) -> TrainSummary:
     import platform
 
-    return {
-        "title": f"{run.cfg.model} on {run.card.extra.get('dataset', run.cfg.data)} "
-                 f"{run.cfg.input_hw[0]}x{run.cfg.input_hw[1]}",
-        "model": run.cfg.model, "data": run.cfg.data, "input_hw": list(run.cfg.input_hw),
-        "parameters": sum(p.numel() for p in run.model.parameters()),
-        "device": str(run.device), "processes": run.dist.world, "torch_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "gpu": torch.cuda.get_device_name(0) if run.device.type == "cuda" else None,
-        "epochs_done": progress.epoch, "global_step": progress.global_step,
-        "train_seconds": round(progress.train_seconds, 2),
-        "best_val_miou": progress.best_miou, "best_epoch": progress.best_epoch,
-    }
+    return TrainSummary(
+        title=f"{run.cfg.model} on {run.card.extra.get('dataset', run.cfg.data)} "
+              f"{run.cfg.input_hw[0]}x{run.cfg.input_hw[1]}",
+        model=run.cfg.model, data=run.cfg.data, input_hw=run.cfg.input_hw,
+        parameters=sum(p.numel() for p in run.model.parameters()),
+        device=str(run.device), processes=run.dist.world, torch_threads=torch.get_num_threads(),
+        cpu=platform.processor() or platform.machine(),
+        gpu=torch.cuda.get_device_name(0) if run.device.type == "cuda" else None,
+        epochs_done=progress.epoch, global_step=progress.global_step,
+        train_seconds=round(progress.train_seconds, 2),
+        best_val_miou=progress.best_miou, best_epoch=progress.best_epoch,
+    )
 
 
 def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Console | None = None,
-          dist_timeout_s: float = 600.0) -> dict[str, Any]:
+          dist_timeout_s: float = DIST_TIMEOUT_S) -> TrainSummary:
     """Train (or resume) the run in ``folder``; returns the run summary (also in ``log.json``).
 
     Under torchrun (``RANK``/``WORLD_SIZE`` set) this process is one rank of a data-parallel job:
@@ -357,7 +357,7 @@ def train(cfg: TrainConfig, folder: Path, *, resume: bool = False, console: Cons
 
 
 def _train(cfg: TrainConfig, folder: Path, resume: bool, console: Console, d: dd.Dist,
-           device: torch.device) -> dict[str, Any]:
+           device: torch.device) -> TrainSummary:
     # each phase ends with all ranks agreeing that it worked (the agreement is also the barrier
     # between rank 0's writes and everybody's reads)
     cfg = dd.agreed(d, lambda: check_folder(cfg, folder, resume))
