@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType, UnionType
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from edgeseg.runtime.backends.base import (
     BackendOptions,
@@ -126,7 +126,7 @@ class Backend(Protocol):
         """Release device memory / sessions; a second call does nothing."""
         ...
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Backend:
         ...
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

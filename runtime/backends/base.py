@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self, get_args
+from typing import Literal, TypeVar, get_args
 
 # OpenVINO's computing precision: auto = OpenVINO's default for the device (bf16 on CPUs with bf16)
 InferencePrecision = Literal["auto", "f32", "bf16", "f16"]
@@ -69,6 +69,9 @@ class TorchOptions:
 BackendOptions = OrtOptions | OpenVinoOptions | TrtOptions | TorchOptions
 
 
+_B = TypeVar("_B", bound="ClosingBackend")  # typing.Self needs Python 3.11; Jetsons run 3.10
+
+
 class ClosingBackend:
     """Mixin for backends: ``with open_backend(path) as backend:`` closes it on leaving the block.
 
@@ -77,7 +80,7 @@ class ClosingBackend:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> Self:
+    def __enter__(self: _B) -> _B:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
