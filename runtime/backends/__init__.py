@@ -4,13 +4,6 @@
 runs, where its class lives, what it needs installed, its options dataclass (holding its defaults,
 :mod:`edgeseg.runtime.backends.base`) and whether it is the suffix's default runtime.
 
-| runtime     | suffix          | module            | needs                 | options           |
-|-------------|-----------------|-------------------|-----------------------|-------------------|
-| onnxruntime | ``.onnx``       | ``ort``           | onnxruntime           | :class:`OrtOptions` |
-| openvino    | ``.onnx``       | ``openvino``      | ``edgeseg[openvino]`` | :class:`OpenVinoOptions` |
-| tensorrt    | ``.engine``     | ``trt``           | tensorrt, pycuda, CUDA | :class:`TrtOptions` |
-| torch       | ``.safetensors``| ``torch_backend`` | ``edgeseg[train]``    | :class:`TorchOptions` |
-
 ``open_backend(path)`` runs a file on its suffix's default runtime; ``runtime=`` picks another one
 for the same file type. Options are the entry's dataclass or keywords checked against its fields:
 an option no runtime takes, or one for another runtime, is one :class:`BackendOptionError` line,
