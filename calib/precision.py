@@ -15,6 +15,7 @@ share classes, input size and preprocessing (checked from their cards).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,9 +136,10 @@ def precision_report(models: list[str | Path], data: str | Path, split: str = "v
         raise CalibrationError(f"precision-report compares files; got {len(models)}, expected the FP32 ONNX "
                                "and at least one of its FP16/INT8 versions")
     paths = [Path(m) for m in models]
-    # engines (TensorRT) take no thread count; .onnx and checkpoints do
-    backends = [open_backend(p) if p.suffix == ".engine" else open_backend(p, threads=threads) for p in paths]
-    try:
+    with contextlib.ExitStack() as opened:  # closes every backend opened so far, also when one fails
+        # engines (TensorRT) take no thread count; .onnx and checkpoints do
+        backends = [opened.enter_context(open_backend(p) if p.suffix == ".engine" else
+                                         open_backend(p, threads=threads)) for p in paths]
         cards = [b.card for b in backends]
         for c, p in zip(cards, paths, strict=True):
             require_logits(c, p, "precision-report", labels_ok=True)  # disagreement needs labels only
@@ -145,9 +147,6 @@ def precision_report(models: list[str | Path], data: str | Path, split: str = "v
         dataset = open_eval_data(data, split, cards[ref])
         count = len(dataset) if num is None else min(num, len(dataset))
         meters, differ, valid = _score_images(backends, dataset, ref, count, on_image)
-    finally:
-        for b in backends:
-            b.close()
     labels: list[str] = []
     for c, p in zip(cards, paths, strict=True):
         labels.append(label_for(c, p, set(labels)))

@@ -65,6 +65,11 @@ class BackendError(EdgesegError):
     """An inference backend cannot load or run the given model here."""
 
 
+class BackendOptionError(BackendError, ConfigError):
+    """An option the chosen backend does not take, or a value of the wrong type (a bad option, so
+    also a ConfigError)."""
+
+
 class SourceError(EdgesegError):
     """A video source or sink cannot be opened or read."""
 

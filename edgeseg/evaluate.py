@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from edgeseg.card import ModelCard
 from edgeseg.errors import DataError
 from edgeseg.metrics import ConfusionMeter, SegMetrics
 from edgeseg.preprocess import preprocess, resize_mask
+
+if TYPE_CHECKING:
+    from edgeseg.runtime.backends import BackendOptions
 
 RESOLUTION_NOTE = "model input size; masks resized with nearest neighbour"
 
@@ -110,14 +113,20 @@ def score(backend: Any, dataset: Any, on_image: Callable[[int], None] | None = N
 
 
 def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split: str = "val", *,
-             backend_options: dict[str, Any] | None = None, num: int | None = None,
-             on_start: Callable[[int], None] | None = None,
+             runtime: str | None = None, backend_options: BackendOptions | dict[str, Any] | None = None,
+             num: int | None = None, on_start: Callable[[int], None] | None = None,
              on_image: Callable[[int], None] | None = None) -> EvalResult:
-    """Open ``model`` with its backend, score it on ``data``/``split``; close the backend."""
+    """Open ``model`` with its backend, score it on ``data``/``split``; close the backend.
+
+    ``runtime`` and ``backend_options`` (the runtime's options dataclass or keyword options) go
+    to :func:`edgeseg.runtime.backends.open_backend`."""
     from edgeseg.runtime.backends import open_backend
 
-    backend = open_backend(Path(model), **(backend_options or {}))
-    try:
+    if isinstance(backend_options, dict):
+        opened = open_backend(Path(model), runtime, **backend_options)
+    else:
+        opened = open_backend(Path(model), runtime, backend_options)
+    with opened as backend:
         dataset = open_eval_data(data, split, backend.card, num)
         if on_start is not None:
             on_start(len(dataset))
@@ -126,5 +135,3 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
         seconds = time.perf_counter() - t0
         return EvalResult(metrics, backend.card, str(model), str(data), split, len(dataset),
                           backend.describe(), seconds)
-    finally:
-        backend.close()

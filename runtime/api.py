@@ -22,8 +22,6 @@ torch-free for ``.onnx`` and ``.engine`` files; only a ``.safetensors`` checkpoi
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -31,11 +29,11 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from edgeseg.runtime.backends import SUFFIXES, Backend, open_backend
+from edgeseg.runtime.backends import Backend, open_backend
 from edgeseg.runtime.stages import ArgmaxLabels, Preprocessor
 
 from edgeseg.card import ModelCard
-from edgeseg.errors import BackendError, ConfigError, DataError, did_you_mean
+from edgeseg.errors import BackendError, ConfigError, DataError
 
 Image = np.ndarray | str | Path
 
@@ -43,30 +41,19 @@ Image = np.ndarray | str | Path
 def load(path: str | Path, **options: Any) -> Segmenter:
     """Open an edgeseg artifact (``.onnx``, ``.engine`` or ``.safetensors`` with its card).
 
-    ``options`` go to the backend: ``.onnx`` takes ``threads`` (None = all cores),
-    ``providers`` (``"cpu"``, ``"cuda"``, ``"tensorrt"``) and ``spinning``; ``.engine`` takes
-    ``plugin`` (plugin library path) and ``device`` (GPU index); ``.safetensors`` takes
-    ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``) and ``threads``. An option the backend does
-    not take is a ConfigError naming the valid ones (before anything is loaded).
+    ``options`` go to the backend the file's suffix selects (``runtime="openvino"`` for another
+    runtime), checked against its options dataclass in :mod:`edgeseg.runtime.backends.base`:
+    ``.onnx`` takes ``threads`` (None = all cores), ``provider`` (``"cpu"``, ``"cuda"``,
+    ``"tensorrt"``) and ``spinning``; ``.engine`` takes ``plugin`` (plugin library path) and
+    ``device`` (GPU index); ``.safetensors`` takes ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``) and ``threads``. An option the backend does not take is a
+    :class:`~edgeseg.errors.BackendOptionError` (a ConfigError) naming the valid ones, raised
+    before anything is loaded.
     """
     from edgeseg.workspace import DEPLOYED, resolve
 
     path = resolve(path, *DEPLOYED)  # a run folder: its most deployed file, as `edgeseg stream` picks
-    _check_options(path, options)
     return Segmenter(open_backend(path, **options))
-
-
-def _check_options(path: Path, options: dict[str, Any]) -> None:
-    """Reject options the suffix's backend does not take, naming the valid ones."""
-    if not options or path.suffix not in SUFFIXES:
-        return  # open_backend names the valid suffixes
-    module, cls = SUFFIXES[path.suffix]
-    params = inspect.signature(getattr(importlib.import_module(module), cls).__init__).parameters
-    valid = [n for n, p in params.items() if n not in ("self", "path") and p.kind is p.POSITIONAL_OR_KEYWORD]
-    for name in options:
-        if name not in valid:
-            raise ConfigError(f"edgeseg.load: {path.suffix} files take no option {name!r}"
-                              f"{did_you_mean(name, valid)}; valid options: {', '.join(valid) or 'none'}")
 
 
 class Segmenter:

@@ -292,7 +292,7 @@ def open_for(spec: BackendSpec, path: Path, hw: tuple[int, int], threads: int | 
             backend.card = backend.card.replace(input_hw=hw)
         return backend
     if spec.runtime == "onnxruntime":
-        return open_backend(path, threads=threads, providers=["cuda" if spec.device == "cuda" else "cpu"])
+        return open_backend(path, threads=threads, provider="cuda" if spec.device == "cuda" else "cpu")
     if spec.runtime == "openvino":
         return open_backend(path, runtime="openvino", device=spec.device.upper(),
                             inference_precision=spec.inference_precision or inference_precision,

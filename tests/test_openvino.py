@@ -77,7 +77,7 @@ def test_bad_input_is_one_line_naming_the_fix(tmp_path: Path) -> None:
         open_backend(native, runtime="openvino", device=absent)
     with pytest.raises(BackendError, match="custom node OpenVINO cannot run.*--unpool native"):
         open_backend(plugin, runtime="openvino")
-    with pytest.raises(BackendError, match="unknown inference precision 'f17'.*did you mean 'f16'"):
+    with pytest.raises(BackendError, match="--inference-precision 'f17' is not valid.*did you mean 'f16'"):
         open_backend(native, runtime="openvino", inference_precision="f17")
     with pytest.raises(BackendError, match="unknown runtime 'openvin'.*did you mean 'openvino'"):
         open_backend(native, runtime="openvin")
@@ -175,12 +175,12 @@ def test_runs_without_torch(tmp_path: Path) -> None:
 
 
 def test_option_table_rejects_ov_options_elsewhere(tmp_path: Path) -> None:
-    from edgeseg.cli.stream import _backend_kwargs
+    from edgeseg.runtime.backends import OpenVinoOptions, backend_options
 
     onnx = tmp_path / "m.onnx"
-    assert _backend_kwargs(onnx, 1, None, "GPU", None, "openvino", "f32") == {
-        "runtime": "openvino", "threads": 1, "device": "GPU", "inference_precision": "f32"}
+    assert backend_options(onnx, "openvino", threads=1, provider=None, device="GPU",
+                           inference_precision="f32") == OpenVinoOptions("GPU", "f32", 1)
     with pytest.raises(ConfigError, match="--provider does not apply to .onnx --runtime openvino"):
-        _backend_kwargs(onnx, None, "cpu", None, None, "openvino")
+        backend_options(onnx, "openvino", provider="cpu")
     with pytest.raises(ConfigError, match="--device does not apply to .onnx models"):
-        _backend_kwargs(onnx, None, None, "CPU")
+        backend_options(onnx, device="CPU")

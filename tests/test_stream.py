@@ -330,9 +330,9 @@ def test_ort_backend_infers_and_checks(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match=r"expected \(N, 3, 24, 32\)"):
         backend.infer(x[:, :, :20])
     with pytest.raises(BackendError, match="CUDAExecutionProvider is not available"):
-        open_backend(model, providers="cuda")
+        open_backend(model, provider="cuda")
     with pytest.raises(BackendError, match="did you mean 'tensorrt'"):
-        open_backend(model, providers=["tensorrtt"])
+        open_backend(model, provider=["tensorrtt"])
 
 
 def test_cli_module_is_light() -> None:
@@ -378,8 +378,9 @@ def test_stream_exported_model_matches_torch(tmp_path: Path, arch: str, unpool: 
 
 
 def test_plugin_option_only_for_engines(tmp_path):
-    from edgeseg.cli.stream import _backend_kwargs
+    from edgeseg.runtime.backends import TrtOptions, backend_options
 
-    assert _backend_kwargs(Path("m.engine"), None, None, None, Path("lib.so")) == {"plugin": Path("lib.so")}
+    engine = backend_options(Path("m.engine"), plugin=Path("lib.so"), threads=None)
+    assert engine == TrtOptions(Path("lib.so"))
     with pytest.raises(ConfigError, match="--plugin does not apply to .onnx"):
-        _backend_kwargs(Path("m.onnx"), None, None, None, Path("lib.so"))
+        backend_options(Path("m.onnx"), plugin=Path("lib.so"))

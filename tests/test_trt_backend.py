@@ -254,6 +254,7 @@ def test_unreadable_plan_names_the_rebuild(tmp_path: Path, fakes: Any) -> None:
 
 def test_plugin_engines_load_the_plugin_first(tmp_path: Path, fakes: Any,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeseg.runtime.backends import TrtOptions
     from edgeseg.runtime.backends.trt import TrtBackend
 
     fakes()
@@ -269,7 +270,7 @@ def test_plugin_engines_load_the_plugin_first(tmp_path: Path, fakes: Any,
     # the card's plugin_path is never used: edgeseg's own build folder, marked as not user-given
     assert loaded == [(default, False)] and backend.plugin == default
     explicit = tmp_path / "other.so"
-    TrtBackend(engine, plugin=explicit)
+    TrtBackend(engine, TrtOptions(plugin=explicit))
     assert loaded[-1] == (explicit, True)
 
 

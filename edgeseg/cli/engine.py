@@ -165,10 +165,9 @@ def _agreement(engine: Path, onnx: Path, plugin: Path, data: str, frames: int,
     from edgeseg.data import open_dataset
     from edgeseg.errors import EngineError
     from edgeseg.preprocess import preprocess
-    from edgeseg.runtime.backends.ort import OrtBackend
-    from edgeseg.runtime.backends.trt import TrtBackend
+    from edgeseg.runtime.backends import open_backend
 
-    trt_b, ort_b = TrtBackend(engine, plugin=plugin), OrtBackend(onnx)
+    trt_b, ort_b = open_backend(engine, plugin=plugin), open_backend(onnx)
     ds = open_dataset(data, split="val", **({"num": frames} if data == "synthetic" else {}))
     same = total = 0
     worst = 0.0

@@ -16,38 +16,13 @@ from typing import Annotated, Any
 import typer
 
 from edgeseg.errors import EXIT_FAILED, ConfigError, signal_exit_code
-
-# which options each kind of model takes; ".onnx --runtime openvino" is an ONNX file on OpenVINO
-BACKEND_OPTIONS = {".onnx": ("threads", "provider"), ".safetensors": ("device",), ".engine": ("plugin",),
-                   ".onnx --runtime openvino": ("threads", "device", "inference_precision")}
-
-
-def _backend_kwargs(model: Path, threads: int | None, provider: str | None,
-                    device: str | None, plugin: Path | None = None, runtime: str | None = None,
-                    inference_precision: str | None = None) -> dict[str, Any]:
-    """Options of the backend MODEL's suffix (and ``runtime``) selects; an option it does not take
-    is an error. ``runtime``: None or the suffix's default runtime, or ``openvino`` for .onnx."""
-    given = {"threads": threads, "provider": provider, "device": device, "plugin": plugin,
-             "inference_precision": inference_precision}
-    kind = f"{model.suffix} --runtime {runtime}" if runtime == "openvino" else model.suffix
-    allowed = BACKEND_OPTIONS.get(kind, ())
-    for name, value in given.items():
-        if value is not None and name not in allowed and kind in BACKEND_OPTIONS:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"{flag} does not apply to {kind} models; it is for "
-                              f"{', '.join(s for s, o in BACKEND_OPTIONS.items() if name in o)} models")
-    kwargs: dict[str, Any] = {} if runtime is None else {"runtime": runtime}
-    if threads is not None:
-        kwargs["threads"] = threads
-    if provider is not None:
-        kwargs["providers"] = provider
-    if device is not None:
-        kwargs["device"] = device
-    if plugin is not None:
-        kwargs["plugin"] = plugin
-    if inference_precision is not None:
-        kwargs["inference_precision"] = inference_precision
-    return kwargs
+from edgeseg.runtime.backends.base import (
+    InferencePrecision,
+    OpenVinoOptions,
+    OrtOptions,
+    TorchOptions,
+    TrtOptions,
+)
 
 
 def _source_spec(camera: int | None, source: str | None) -> str:
@@ -96,16 +71,19 @@ def stream_cmd(
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N processed frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
     threads: Annotated[int | None, typer.Option(
-        min=1, help="onnxruntime / OpenVINO CPU threads (default: all cores).")] = None,
+        min=1, help="onnxruntime / OpenVINO / torch CPU threads (default: all cores).")] = None,
     provider: Annotated[str | None, typer.Option(
-        help="onnxruntime providers, comma-separated: cpu (default), cuda, tensorrt.")] = None,
+        help=f"onnxruntime providers, comma-separated: cpu, cuda, tensorrt (default {OrtOptions.provider}).")
+    ] = None,
     runtime: Annotated[str | None, typer.Option(
         help="ONNX files: onnxruntime (default) or openvino (pip install 'edgeseg[openvino]').")] = None,
     device: Annotated[str | None, typer.Option(
-        help="Torch checkpoints: auto, cpu or cuda. OpenVINO: CPU (default), GPU, GPU.1, NPU.")] = None,
-    inference_precision: Annotated[str | None, typer.Option(
-        help="OpenVINO: precision to compute in: auto (default: bf16 on CPUs with bf16, else f32), "
-             "f32, bf16, f16.")] = None,
+        help=f"Torch checkpoints: auto, cpu, cuda or cuda:N (default {TorchOptions.device}). TensorRT "
+             f"engines: GPU index (default {TrtOptions.device}). OpenVINO: CPU, GPU, GPU.1, NPU (default "
+             f"{OpenVinoOptions.device}).")] = None,
+    inference_precision: Annotated[InferencePrecision | None, typer.Option(
+        help=f"OpenVINO: precision to compute in (default {OpenVinoOptions.inference_precision}: bf16 on "
+             "CPUs with bf16, else f32).")] = None,
     plugin: Annotated[Path | None, typer.Option(
         help="TensorRT engines: edgeseg plugin library (default: edgeseg build-plugin's, never the "
              "card's).")] = None,
@@ -133,7 +111,7 @@ def stream_cmd(
 
     model = resolve(model, *DEPLOYED)  # a run folder: its most deployed file (engine, INT8, FP16, ...)
     from edgeseg.models.registry import parse_hw
-    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.backends import backend_options, open_backend
     from edgeseg.runtime.overlay import OverlayOptions
     from edgeseg.runtime.sinks import SinkOptions, open_sinks
     from edgeseg.runtime.sources import SourceOptions, open_source
@@ -143,9 +121,10 @@ def stream_cmd(
     _check_report_path(report)
     _guard(model, spec, masks, plugin, save, save_frames, stats, report)
     overlay = OverlayOptions(alpha=alpha, legend=legend, hud=hud)
-    backend = open_backend(model, **_backend_kwargs(model, threads, provider, device, plugin, runtime,
-                                                    inference_precision))
-    try:
+    # the registry says which options MODEL's runtime takes; any other given one is a one-line error
+    options = backend_options(model, runtime, threads=threads, provider=provider, device=device,
+                              plugin=plugin, inference_precision=inference_precision)
+    with open_backend(model, runtime, options) as backend:
         model_hw = backend.card.frame_hw or backend.card.input_hw  # frame_hw: preprocessing in the graph
         hw = parse_hw(synthetic_size) if synthetic_size else model_hw
         cam_hw = parse_hw(camera_size) if camera_size else backend.card.frame_hw
@@ -168,8 +147,6 @@ def stream_cmd(
                 with contextlib.suppress(Exception):
                     closer()
             raise
-    finally:
-        backend.close()
     _finish(result, report, quiet)
 
 

@@ -233,11 +233,14 @@ def eval_cmd(
 
     stem = out if out is not None else model.with_name(f"{model.name}.eval-{split}")
     guard_outputs({"--out": stem_outputs(stem)}, [*model_input(model), *data_input(data)])
-    options = _eval_options(model, device, threads, runtime, inference_precision)
+    from edgeseg.runtime.backends import backend_options
+
+    options = backend_options(model, runtime, device=device, threads=threads,
+                              inference_precision=inference_precision)  # one-line error for a wrong one
     console = Console()
     total: list[int | None] = [None]
     with counted("evaluating") as update:
-        result = evaluate(model, data, split, backend_options=options, num=num,
+        result = evaluate(model, data, split, runtime=runtime, backend_options=options, num=num,
                           on_start=lambda n: total.__setitem__(0, n),
                           on_image=lambda i: update(i, total[0]))
     title = f"{model.name} on {data} ({split}, {result.images} images, {result.card.input_hw[0]}x" \
@@ -249,30 +252,6 @@ def eval_cmd(
            f"{f' (inference precision {computed})' if computed else ''}.\n")
     json_path, md_path = write_report(stem, result.to_dict(), md)
     console.print(f"wrote {json_path} and {md_path}")
-
-
-def _eval_options(model: Path, device: str | None, threads: int | None, runtime: str | None,
-                  inference_precision: str | None) -> dict[str, Any]:
-    """Backend options for ``eval``: --device for checkpoints and OpenVINO (not given: the
-    backend's default), --threads for every backend, --inference-precision for OpenVINO only
-    (ConfigError elsewhere)."""
-    openvino = runtime == "openvino"
-    options: dict[str, Any] = {} if runtime is None else {"runtime": runtime}
-    if device is not None:
-        checkpoint = model.suffix == ".safetensors" and runtime in (None, "torch")
-        if not (checkpoint or openvino):
-            on = runtime or "the default"
-            raise ConfigError(f"--device does not apply to {model.suffix} models on {on} runtime; it is "
-                              "for checkpoints (auto, cpu, cuda) and --runtime openvino (CPU, GPU, NPU)")
-        options["device"] = device
-    if inference_precision is not None:
-        if not openvino:
-            raise ConfigError("--inference-precision applies to --runtime openvino only; add --runtime "
-                              "openvino or drop it")
-        options["inference_precision"] = inference_precision
-    if threads is not None:
-        options["threads"] = threads
-    return options
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,9 @@
 Selected with ``runtime="openvino"`` (``--runtime openvino`` in ``stream`` / ``eval``; the ``ov*``
 rows of ``bench``); onnxruntime stays the default for ``.onnx``. The ONNX file is read by
 OpenVINO's ONNX frontend and compiled for ``device`` (``CPU``; ``GPU``/``GPU.N``/``NPU`` where
-Intel's drivers expose them) with the LATENCY performance hint.
+Intel's drivers expose them) with the LATENCY performance hint. Options:
+:class:`~edgeseg.runtime.backends.base.OpenVinoOptions`; ``openvino`` missing is an ImportError
+that ``open_backend`` turns into the install line (``pip install 'edgeseg[openvino]'``).
 
 **Inference precision** is the precision OpenVINO computes in, which is not the file's: on a CPU
 with bf16 instructions (AVX512-BF16 / AMX) OpenVINO computes an FP32 file in bf16 by default, on
@@ -25,24 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeseg.runtime.backends.base import INFERENCE_PRECISIONS, ClosingBackend, OpenVinoOptions
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.errors import BackendError, ModelError, did_you_mean
 
-INFERENCE_PRECISIONS = ("auto", "f32", "bf16", "f16")
 # OPTIMIZATION_CAPABILITIES entry that says a device computes in that precision
 _CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
-INSTALL_HINT = "pip install 'edgeseg[openvino]'"
-
-
-def import_openvino() -> Any:
-    """The ``openvino`` module, or BackendError with the install command."""
-    try:
-        import openvino
-    except ImportError:
-        raise BackendError(f"OpenVINO is not installed, so --runtime openvino cannot run; {INSTALL_HINT} "
-                           "(or drop --runtime to use onnxruntime)") from None
-    return openvino
 
 
 def resolve_device(device: str, available: list[str]) -> str:
@@ -97,20 +88,21 @@ def precision_name(value: Any) -> str:
     return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(name.lower(), name.lower())
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(ClosingBackend):
     """An ONNX model compiled by OpenVINO. ``infer``: float32 (N,3,H,W) -> float32 logits (N,K,H,W)."""
 
     name = "openvino"
 
-    def __init__(self, path: str | Path, device: str = "CPU", inference_precision: str = "auto",
-                 threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, options: OpenVinoOptions = OpenVinoOptions()) -> None:
         self.path = Path(path)
         self.card: ModelCard = read_card(self.path)
         if self.card.artifact != "onnx":
             raise ModelError(f"model card {card_path(self.path)} describes a {self.card.artifact}, not an "
                              "ONNX file; --runtime openvino runs .onnx files (re-export with edgeseg export)")
-        ov = import_openvino()
+        import openvino as ov
+
         refuse_custom_nodes(self.path)
+        device, inference_precision, threads = options.device, options.inference_precision, options.threads
         core = ov.Core()
         self.device = resolve_device(device, list(core.available_devices))
         check_precision(inference_precision, self.device,
@@ -173,5 +165,6 @@ class OpenVinoBackend:
                 "precision": self.card.precision, "providers": [f"OpenVINO {self.device}"]}
 
     def close(self) -> None:
+        """Drop the infer request and the compiled model (idempotent)."""
         self.__dict__.pop("_request", None)
         self.__dict__.pop("_compiled", None)

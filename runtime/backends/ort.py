@@ -1,10 +1,9 @@
 """onnxruntime backend for ``.onnx`` files (torch-free; what a Jetson image can run).
 
-CPU by default. ``threads``: intra-op threads (None = all cores). ``spinning``: let idle
-onnxruntime threads busy-wait (off by default: the loop needs the cores between inferences).
-``providers`` asks for others by short name (``cpu``, ``cuda``, ``tensorrt``)
-or full onnxruntime name; a requested provider that is not installed, or that onnxruntime
-silently drops while creating the session, is an error, never a quiet CPU fallback. Sessions
+Options: :class:`~edgeseg.runtime.backends.base.OrtOptions` (CPU by default). ``provider`` asks
+for others by short name (``cpu``, ``cuda``, ``tensorrt``) or full onnxruntime name; a
+requested provider that is not installed, or that onnxruntime silently drops while creating the
+session, is an error, never a quiet CPU fallback. Sessions
 are created with :func:`edgeseg.export.unpool.ort_op.session_options`, so plugin-mode files (the
 custom unpool node) run too. The model card is read (and its SHA-256 checked) before the file
 is loaded, and the ONNX input/output shapes are checked against it.
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeseg.runtime.backends.base import ClosingBackend, OrtOptions
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.errors import BackendError, ModelError, did_you_mean
@@ -56,13 +56,12 @@ def resolve_providers(requested: Sequence[str] | str | None, available: Sequence
     return names
 
 
-class OrtBackend:
+class OrtBackend(ClosingBackend):
     """An ONNX model in an onnxruntime session. ``infer``: float32 (N,3,H,W) -> logits (N,K,H,W)."""
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None = None,
-                 providers: Sequence[str] | str | None = None, spinning: bool = False) -> None:
+    def __init__(self, path: str | Path, options: OrtOptions = OrtOptions()) -> None:
         import onnxruntime as ort
         from edgeseg.export.unpool.ort_op import session_options
 
@@ -71,16 +70,16 @@ class OrtBackend:
         if self.card.artifact != "onnx":
             raise ModelError(f"model card {card_path(self.path)} describes a {self.card.artifact}, not an "
                              "ONNX file; the card belongs to another artifact: re-export with edgeseg export")
-        self.threads = threads
-        wanted = resolve_providers(providers, ort.get_available_providers())
-        options = session_options(threads)
+        self.threads = options.threads
+        wanted = resolve_providers(options.provider, ort.get_available_providers())
+        session = session_options(options.threads)
         # Idle intra-op threads spin by default; between inferences the streaming loop needs those
         # cores for capture/preprocess/overlay (measured: preprocess 15 ms -> 1.2 ms on 2 cores).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        self.spinning = spinning
+        session.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
+        self.spinning = options.spinning
         load_onnx(self.path, weights=False)  # one-line error for truncated files / external data outside
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=wanted)
+            self.session = ort.InferenceSession(str(self.path), sess_options=session, providers=wanted)
         except Exception as e:  # onnxruntime raises its own pybind exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BackendError(f"onnxruntime cannot load {self.path.name}: {first[:200]}; expected a valid "
@@ -139,4 +138,5 @@ class OrtBackend:
                 "precision": self.card.precision}
 
     def close(self) -> None:
+        """Drop the session (idempotent)."""
         self.__dict__.pop("session", None)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from edgeseg.export.trt_common import dims_list
+from edgeseg.runtime.backends.base import ClosingBackend, TrtOptions
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.errors import BackendError, EngineError, ModelError
@@ -29,22 +30,13 @@ from edgeseg.errors import BackendError, EngineError, ModelError
 SLOTS = 2  # buffer sets in flight: one running on the GPU while the next is queued
 
 
-def _pycuda() -> Any:
-    try:
-        import pycuda.driver as cuda  # type: ignore[import-not-found,import-untyped,unused-ignore]
-    except ImportError:
-        raise BackendError("pycuda is not installed, so TensorRT engines cannot get GPU buffers; pip install "
-                           "pycuda (on Jetson: with CUDA on PATH, e.g. export PATH=/usr/local/cuda/bin:$PATH)"
-                           ) from None
-    return cuda
-
-
-class TrtBackend:
-    """A TensorRT engine on GPU ``device``. ``infer``: float32 (N,3,H,W) -> float32 logits (N,K,H,W)."""
+class TrtBackend(ClosingBackend):
+    """A TensorRT engine on GPU ``options.device``. ``infer``: float32 (N,3,H,W) -> float32 logits
+    (N,K,H,W). pycuda missing is an ImportError that ``open_backend`` turns into the install line."""
 
     name = "tensorrt"
 
-    def __init__(self, path: str | Path, plugin: str | Path | None = None, device: int = 0) -> None:
+    def __init__(self, path: str | Path, options: TrtOptions = TrtOptions()) -> None:
         from edgeseg.export.trt_common import check_engine_card, device_info, require_tensorrt
 
         self.path = Path(path)
@@ -54,13 +46,15 @@ class TrtBackend:
                              "TensorRT engine; build one with edgeseg build-engine")
         trt = require_tensorrt()  # EngineError with install help when missing
         self._trt = trt
-        self.device = device_info(device)
+        self.device = device_info(options.device)
         check_engine_card(self.card, self.path, trt.__version__, self.device)
-        self.plugin = self._load_plugin(trt.__version__, plugin)
-        cuda = _pycuda()
+        self.plugin = self._load_plugin(trt.__version__, options.plugin)
+        # after the card and TensorRT checks, whose messages say more than a missing pycuda
+        import pycuda.driver as cuda  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
         cuda.init()
         self._cuda = cuda
-        self._ctx = cuda.Device(device).retain_primary_context()  # the context TensorRT uses
+        self._ctx = cuda.Device(options.device).retain_primary_context()  # the context TensorRT uses
         self._ctx.push()
         try:
             self._open_engine()
@@ -210,7 +204,8 @@ class TrtBackend:
         }
 
     def close(self) -> None:
-        """Free device buffers, the execution context and the engine; release the CUDA context."""
+        """Free device buffers, the execution context and the engine; release the CUDA context
+        (idempotent)."""
         if getattr(self, "_ctx", None) is None:
             return
         self._ctx.push()
