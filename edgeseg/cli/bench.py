@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edgeseg.cli.vocab import pick_alias
 from edgeseg.errors import ConfigError
 
+if TYPE_CHECKING:
+    from edgeseg.runtime.bench.row import BenchResult
+from edgeseg.runtime.bench.specs import BenchConfig
+
 ASSET_NAME = "demo-lite-unet.onnx"
 DEMO_FRAMES = 150  # demo --max-frames default: a few seconds of synthetic scenes
+_D = BenchConfig()  # the option defaults
 
 
 def bench_cmd(
@@ -27,29 +32,30 @@ def bench_cmd(
         help="Comma list: torch, torch-cuda, ort, ort-int8, ort-fp16, ort-cuda, ov, ov-int8, ov-fp16, "
              "ov-f32 (always f32), ov-gpu, ov-npu (OpenVINO: pip install 'edgeseg[openvino]'), "
              "trt-fp32, trt-fp16, "
-             "trt-int8.")] = "torch,ort,ort-int8",
+             "trt-int8.")] = ",".join(s.name for s in _D.backends),
     input: Annotated[str | None, typer.Option(
         "--input", help="Input sizes HxW, comma list (default: each model's own size).")] = None,
-    batch: Annotated[str, typer.Option(help="Batch sizes, comma list, e.g. 1,4.")] = "1",
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma list, e.g. 1,4.")
+                     ] = ",".join(map(str, _D.batches)),
     data: Annotated[str | None, typer.Option(
-        help="Labelled dataset (folder, list file or 'synthetic') for mIoU per row.")] = None,
-    split: Annotated[str, typer.Option(help="Split of --data to score.")] = "val",
+        help="Labelled dataset (folder, list file or 'synthetic') for mIoU per row.")] = _D.data,
+    split: Annotated[str, typer.Option(help="Split of --data to score.")] = _D.split,
     synthetic_num: Annotated[int | None, typer.Option(
         help="--data synthetic: number of scenes (default 50 for val and test, 200 for train).")] = None,
     data_num: Annotated[int | None, typer.Option(
         "--data-num", hidden=True, help="Old name of --synthetic-num.")] = None,
     calib: Annotated[str | None, typer.Option(
-        help="Images to calibrate a missing INT8 ONNX on (dataset folder or 'synthetic').")] = None,
-    iters: Annotated[int, typer.Option(help="Timed calls per row.")] = 50,
-    warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 10,
+        help="Images to calibrate a missing INT8 ONNX on (dataset folder or 'synthetic').")] = _D.calib,
+    iters: Annotated[int, typer.Option(help="Timed calls per row.")] = _D.iters,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = _D.warmup,
     threads: Annotated[int | None, typer.Option(
-        help="CPU threads for torch and onnxruntime alike (default: all logical CPUs).")] = None,
+        help="CPU threads for torch and onnxruntime alike (default: all logical CPUs).")] = _D.threads,
     inference_precision: Annotated[str, typer.Option(
         help="OpenVINO rows: precision to compute in: auto (bf16 on CPUs with bf16, else f32), f32, bf16, "
-             "f16. The precision used is recorded on each row.")] = "auto",
+             "f16. The precision used is recorded on each row.")] = _D.inference_precision,
     interleave: Annotated[bool, typer.Option(
         "--interleave", help="Time the backends of each model and input round-robin (fair ratios on "
-                             "a shared, noisy machine).")] = False,
+                             "a shared, noisy machine).")] = _D.interleave,
     out: Annotated[Path, typer.Option(
         "-o", "--out",
         help="Output stem: STEM.json, .md, .csv, .png; prepared ONNX files go to STEM.artifacts/.")
@@ -65,29 +71,23 @@ def bench_cmd(
     from rich.console import Console
 
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
-    from edgeseg.runtime import bench
-    from edgeseg.runtime.bench_run import BenchConfig, BenchResult, run_bench
+    from edgeseg.pipelines.bench import bench
+    from edgeseg.runtime.bench import parse_backends, parse_batches, parse_inputs
 
     data_num = pick_alias("--synthetic-num", synthetic_num, "--data-num", data_num, None)
 
     guard_outputs({"--out": stem_outputs(out, ".json", ".md", ".csv", ".png")},
                   [*[i for m in models for i in model_input(m, f"model {m}")], *data_input(data),
                    *data_input(calib, "--calib")])
-    specs = bench.parse_backends(backends)
+    specs = parse_backends(backends)
     threads = threads if threads is not None else os.cpu_count()
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads {threads} must be at least 1")
-    if iters < 1 or warmup < 0:
-        raise ConfigError(f"--iters {iters} / --warmup {warmup}: need iters >= 1 and warmup >= 0")
-    inputs = bench.parse_inputs(input)
+    inputs = parse_inputs(input)
     cfg = BenchConfig(models=tuple(models), backends=tuple(specs), work_dir=Path(f"{out}.artifacts"),
-                      inputs=None if inputs is None else tuple(inputs),
-                      batches=tuple(bench.parse_batches(batch)), warmup=warmup, iters=iters,
-                      threads=threads, data=data, split=split, data_num=data_num, calib=calib,
-                      interleave=interleave, inference_precision=_inference_precision(inference_precision))
+                      inputs=None if inputs is None else tuple(inputs), batches=tuple(parse_batches(batch)),
+                      warmup=warmup, iters=iters, threads=threads, data=data, split=split, data_num=data_num,
+                      calib=calib, interleave=interleave,
+                      inference_precision=_inference_precision(inference_precision))
     console, err = Console(), Console(stderr=True)
-    result = BenchResult(cfg, bench.machine_facts(threads))
-    busy = bench.busy_warning(result.machine, threads)  # said with the results, after any refusal
     command = _command(models, {"--backends": backends, "--input": input, "--batch": batch,
                                 "--data": data, "--split": split if data else None,
                                 "--synthetic-num": data_num,
@@ -96,18 +96,15 @@ def bench_cmd(
                                 else None,
                                 "--threads": threads, "--out": out})
     command += " --interleave" if interleave else ""
-    try:
-        with _progress(err) as (bar, task):
-            run_bench(cfg, result, log=lambda m: err.print(f"[dim]{m}[/dim]"),
-                      on_iter=lambda label, i, n: bar.update(task, description=label, completed=i, total=n))
-    finally:
-        if result.rows:
-            _finish(result, out, command, console)
-            if busy:
-                typer.echo(f"warning: {busy}", err=True)
-    if result.interrupted:
+    with _progress(err) as (bar, task):
+        run = bench(cfg, out, command, log=lambda m: err.print(f"[dim]{m}[/dim]"),
+                    on_iter=lambda label, i, n: bar.update(task, description=label, completed=i, total=n))
+    _print(run.result, run.paths, console)
+    if run.busy:  # said with the results, after any refusal
+        typer.echo(f"warning: {run.busy}", err=True)
+    if run.result.interrupted:
         raise typer.Exit(130)
-    if any(r["status"] == "failed" for r in result.rows):
+    if any(r.status == "failed" for r in run.result.rows):
         raise typer.Exit(1)
 
 
@@ -145,12 +142,13 @@ def _progress(console: Any) -> Any:
     return bar()
 
 
-def _finish(result: Any, out: Path, command: str, console: Any) -> None:
-    from edgeseg.runtime.bench_report import rich_table, write_outputs
+def _print(result: BenchResult, paths: list[Path], console: Any) -> None:
+    from edgeseg.runtime.bench import rich_table
 
-    paths = write_outputs(result, out, command)
+    if not result.rows:
+        return
     console.print(rich_table(result))
-    skipped = sum(r["status"] == "skipped" for r in result.rows)
+    skipped = sum(r.status == "skipped" for r in result.rows)
     if skipped:
         console.print(f"{skipped} row(s) skipped: the status column says why.")
     console.print("wrote " + ", ".join(str(p) for p in paths))
