@@ -136,16 +136,17 @@ def compare_rows(machines: list[Machine]) -> list[dict[str, Any]]:
     for order, m in enumerate(machines):
         rows = m.rows
         names = model_names(rows)
-        for r in rows:
-            lat = r.latency_ms if r.latency_ms is not None and r.status == "ok" else None
-            flat.append({"machine": m.label, "order": order, "model": names[r.model],
-                         "input": r.input, "backend": r.backend, "batch": r.batch,
-                         "status": r.status, "reason": r.reason,
+        for row in rows:
+            lat = row.latency_ms if row.latency_ms is not None and row.status == "ok" else None
+            power = row.power
+            flat.append({"machine": m.label, "order": order, "model": names[row.model],
+                         "input": row.input, "backend": row.backend, "batch": row.batch,
+                         "status": row.status, "reason": row.reason,
                          "p50_ms": lat and lat.p50, "p99_ms": lat and lat.p99,
-                         "throughput_ips": r.throughput_ips if r.status == "ok" else None,
-                         "miou": r.miou, "params": r.facts.params,
-                         "avg_power_w": r.power and r.power.avg_power_w,
-                         "energy_per_frame_mj": r.power and r.power.energy_per_frame_mj, "vs_ref": None})
+                         "throughput_ips": row.throughput_ips if row.status == "ok" else None,
+                         "miou": row.miou, "params": row.facts.params,
+                         "avg_power_w": power and power.avg_power_w,
+                         "energy_per_frame_mj": power and power.energy_per_frame_mj, "vs_ref": None})
     ref = {_key(r): r["p50_ms"] for r in flat if r["order"] == 0 and r["p50_ms"]}
     for r in flat:
         base = ref.get(_key(r))

@@ -22,6 +22,7 @@ from edgeseg.runtime.bench.specs import BenchConfig
 ASSET_NAME = "demo-lite-unet.onnx"
 DEMO_FRAMES = 150  # demo --max-frames default: a few seconds of synthetic scenes
 _D = BenchConfig()  # the option defaults
+_D_BACKENDS, _D_BATCHES = ",".join(spec.name for spec in _D.backends), ",".join(map(str, _D.batches))
 
 
 def bench_cmd(
@@ -32,11 +33,10 @@ def bench_cmd(
         help="Comma list: torch, torch-cuda, ort, ort-int8, ort-fp16, ort-cuda, ov, ov-int8, ov-fp16, "
              "ov-f32 (always f32), ov-gpu, ov-npu (OpenVINO: pip install 'edgeseg[openvino]'), "
              "trt-fp32, trt-fp16, "
-             "trt-int8.")] = ",".join(s.name for s in _D.backends),
+             "trt-int8.")] = _D_BACKENDS,
     input: Annotated[str | None, typer.Option(
         "--input", help="Input sizes HxW, comma list (default: each model's own size).")] = None,
-    batch: Annotated[str, typer.Option(help="Batch sizes, comma list, e.g. 1,4.")
-                     ] = ",".join(map(str, _D.batches)),
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma list, e.g. 1,4.")] = _D_BATCHES,
     data: Annotated[str | None, typer.Option(
         help="Labelled dataset (folder, list file or 'synthetic') for mIoU per row.")] = _D.data,
     split: Annotated[str, typer.Option(help="Split of --data to score.")] = _D.split,

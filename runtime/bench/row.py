@@ -68,7 +68,10 @@ class RunsOn:
 
 def power_from_json(d: dict[str, Any] | None) -> PowerSummary | None:
     """A row's ``power`` record (tegrastats averages) as written by :meth:`PowerSummary.to_dict`."""
-    return None if not d else PowerSummary(**{f.name: d.get(f.name) for f in fields(PowerSummary)})
+    if not d:
+        return None
+    values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(PowerSummary)}
+    return PowerSummary(**values)
 
 
 @dataclass(frozen=True)
