@@ -14,15 +14,15 @@ import typer
 
 from edgeseg.cli.vocab import pick_alias
 from edgeseg.errors import ConfigError
+from edgeseg.runtime.bench.specs import BenchConfig
+from edgeseg.runtime.demo import DemoOptions
 
 if TYPE_CHECKING:
     from edgeseg.runtime.bench.row import BenchResult
-from edgeseg.runtime.bench.specs import BenchConfig
 
-ASSET_NAME = "demo-lite-unet.onnx"
-DEMO_FRAMES = 150  # demo --max-frames default: a few seconds of synthetic scenes
 _D = BenchConfig()  # the option defaults
 _D_BACKENDS, _D_BATCHES = ",".join(spec.name for spec in _D.backends), ",".join(map(str, _D.batches))
+_DEMO = DemoOptions()
 
 
 def bench_cmd(
@@ -154,80 +154,42 @@ def _print(result: BenchResult, paths: list[Path], console: Any) -> None:
     console.print("wrote " + ", ".join(str(p) for p in paths))
 
 
-def demo_model() -> Path:
-    """The ONNX model shipped in ``edgeseg/assets`` (a lite-unet trained on synthetic scenes)."""
-    from importlib.resources import files
-
-    return Path(str(files("edgeseg") / "assets" / ASSET_NAME))
-
-
 def demo_cmd(
-    camera: Annotated[int | None, typer.Option(help="Camera index (default: the synthetic scenes).")] = None,
+    camera: Annotated[int | None, typer.Option(help="Camera index (default: the synthetic scenes).")
+                      ] = _DEMO.camera,
     max_frames: Annotated[int | None, typer.Option(
-        help="Frames to process (camera: stop after this many; default 150).")] = None,
+        help=f"Frames to process (camera: stop after this many; default {_DEMO.max_frames}).")] = None,
     frames: Annotated[int | None, typer.Option("--frames", hidden=True, help="Old name of --max-frames.")
                       ] = None,
     out: Annotated[Path, typer.Option(
         "-o", "--out", help="Output folder: overlay video, report, per-frame stats.")
                    ] = Path("edgeseg-demo"),
-    model: Annotated[Path | None, typer.Option(help="Model (default: the shipped demo model).")] = None,
-    show: Annotated[bool, typer.Option("--show", help="Also show a window (needs a display).")] = False,
+    model: Annotated[Path | None, typer.Option(help="Model (default: the shipped demo model).")
+                     ] = _DEMO.model,
+    show: Annotated[bool, typer.Option("--show", help="Also show a window (needs a display).")] = _DEMO.show,
 ) -> None:
     """Run the streaming runtime end to end: synthetic scenes (or --camera N) -> the shipped
     model on onnxruntime -> overlay video + report; prints FPS, latency, parameters and IoU."""
     from rich.console import Console
 
-    from edgeseg.runtime.backends import open_backend
-    from edgeseg.runtime.sinks import SinkOptions, open_sinks
-    from edgeseg.runtime.sources import SourceOptions, open_source
-    from edgeseg.runtime.stream import StreamOptions, run_stream
+    from edgeseg.cli.stream import stop_exit_code
+    from edgeseg.guard import guard_outputs, model_input
+    from edgeseg.runtime.demo import demo_model, demo_outputs, demo_summary, run_demo
 
-    frames = pick_alias("--max-frames", max_frames, "--frames", frames, DEMO_FRAMES)
+    frames = pick_alias("--max-frames", max_frames, "--frames", frames, _DEMO.max_frames)
     if frames < 1:
         raise ConfigError(f"--max-frames {frames} must be at least 1")
-    from edgeseg.guard import guard_outputs, model_input
-
-    path = model or demo_model()
-    guard_outputs({"--out": [out / "demo.mp4", out / "report.json", out / "report.md", out / "frames.jsonl"]},
-                  model_input(path))
-    backend = open_backend(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        spec = "synthetic" if camera is None else str(camera)
-        source = open_source(spec, SourceOptions(synthetic_hw=(360, 480), synthetic_frames=frames))
-        try:
-            sinks = open_sinks(SinkOptions(window=show, save=out / "demo.mp4", stats=out / "frames.jsonl",
-                                           progress=True, progress_total=frames), source.fps)
-        except BaseException:
-            source.close()
-            raise
-        report = run_stream(backend, source, sinks, StreamOptions(max_frames=frames))
-    finally:
-        backend.close()
-    json_path, md_path = report.write(out / "report.json")
+    guard_outputs({"--out": demo_outputs(out)}, model_input(model or demo_model()))
+    report, paths = run_demo(out, DemoOptions(camera=camera, max_frames=frames, model=model, show=show))
     console = Console()
     console.print(report.rich_tables())
     console.print(demo_summary(report.to_dict()))
-    console.print(f"wrote {out / 'demo.mp4'}, {json_path}, {md_path}, {out / 'frames.jsonl'}")
-    from edgeseg.cli.stream import stop_exit_code
-
+    console.print("wrote " + ", ".join(str(p) for p in paths))
     code = stop_exit_code(report.stop_reason)  # same convention as stream (edgeseg.errors)
     if code:
         if code == 1:
             typer.echo(f"error: demo stopped: {report.stop_reason.removeprefix('error: ')}", err=True)
         raise typer.Exit(code)
-
-
-def demo_summary(report: dict[str, Any]) -> str:
-    """One line: FPS, latency p50/p99, parameters, mIoU (from a StreamReport dict)."""
-    lat, model, metrics = report["latency_ms"], report["model"], report.get("metrics") or {}
-    infer = report["stages_ms"]["inference"]
-    params = model.get("params")
-    miou = metrics.get("miou")
-    return (f"demo: {report['frames']} frames, {report['fps']:.1f} FPS end to end, latency p50 "
-            f"{lat['p50']:.1f} ms / p99 {lat['p99']:.1f} ms (inference p50 {infer['p50']:.1f} ms), "
-            f"{'unknown' if params is None else f'{params:,}'} parameters, "
-            f"mIoU {'n/a (no ground truth)' if miou is None else f'{100 * miou:.1f} %'}")
 
 
 def register(app: typer.Typer) -> None:
