@@ -14,7 +14,7 @@ import typer
 
 from edgeseg.cli.vocab import pick_alias
 from edgeseg.errors import ConfigError
-from edgeseg.runtime.bench.specs import BenchConfig
+from edgeseg.runtime.bench.specs import BACKENDS, BenchConfig
 from edgeseg.runtime.demo import DemoOptions
 
 if TYPE_CHECKING:
@@ -30,10 +30,8 @@ def bench_cmd(
         help="Model files or run folders: model.safetensors, model.onnx, model.int8.onnx, "
              "model.<precision>.engine. Each backend runs the file of its kind in the same family.")],
     backends: Annotated[str, typer.Option(
-        help="Comma list: torch, torch-cuda, ort, ort-int8, ort-fp16, ort-cuda, ov, ov-int8, ov-fp16, "
-             "ov-f32 (always f32), ov-gpu, ov-npu (OpenVINO: pip install 'edgeseg[openvino]'), "
-             "trt-fp32, trt-fp16, "
-             "trt-int8.")] = _D_BACKENDS,
+        help=f"Comma list of {', '.join(BACKENDS)} (ov*: OpenVINO, pip install 'edgeseg[openvino]'; "
+             "ov-f32 always computes in f32).")] = _D_BACKENDS,
     input: Annotated[str | None, typer.Option(
         "--input", help="Input sizes HxW, comma list (default: each model's own size).")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, comma list, e.g. 1,4.")] = _D_BATCHES,

@@ -77,8 +77,8 @@ class PreparingResolver(ArtifactResolver):
         # one folder per source content (checkpoint or FP32 ONNX); one file per input size
         sha = (card.file_sha256 or sha256_file(source))[:10]
         folder = self.work_dir / f"{card.architecture}-{card.artifact}-{sha}"
-        out = folder / (f"model.{hw_text(hw)}.onnx" if precision == "fp32" else
-                        f"{source.name.removesuffix('.onnx')}.{precision}.onnx")
+        out = folder / f"model.{hw_text(hw)}.onnx" if precision == "fp32" else \
+            family_file(folder, source.name.removesuffix(".onnx"), "onnx", precision)
         if out in self._failed:
             return Resolved(None, self._failed[out])
         note = {"fp32": "exported by bench (native unpool, opset 17)",
