@@ -64,7 +64,7 @@ def latency(files: dict[str, Path], hw: tuple[int, int], runs: int, threads: int
     ratio vs FP32."""
     import onnxruntime as ort
     from edgeseg.export.unpool.ort_op import session_options
-    from edgeseg.runtime.bench import measure_interleaved, random_batch
+    from edgeseg.runtime.bench.measure import measure_interleaved, random_batch
 
     cpu = ["CPUExecutionProvider"]
     sessions = {label: ort.InferenceSession(str(path), session_options(threads), providers=cpu)

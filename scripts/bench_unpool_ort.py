@@ -90,7 +90,7 @@ def sessions(models: dict[str, onnx.ModelProto], threads: int) -> dict[str, Any]
 
 def time_round_robin(sess: dict[str, Any], x: np.ndarray, runs: int, warmup: int) -> dict[str, list[float]]:
     """ms per call of each session, interleaved call by call (edgeseg bench's timer)."""
-    from edgeseg.runtime.bench import measure_interleaved
+    from edgeseg.runtime.bench.measure import measure_interleaved
 
     infers = [lambda x, s=s: s.run(None, {"input": x}) for s in sess.values()]
     timings, errors = measure_interleaved(infers, x, warmup=warmup, iters=runs)

@@ -70,7 +70,7 @@ def bench_cmd(
 
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
     from edgeseg.pipelines.bench import bench
-    from edgeseg.runtime.bench import parse_backends, parse_batches, parse_inputs
+    from edgeseg.runtime.bench.specs import parse_backends, parse_batches, parse_inputs
 
     data_num = pick_alias("--synthetic-num", synthetic_num, "--data-num", data_num, None)
 
@@ -141,7 +141,7 @@ def _progress(console: Any) -> Any:
 
 
 def _print(result: BenchResult, paths: list[Path], console: Any) -> None:
-    from edgeseg.runtime.bench import rich_table
+    from edgeseg.runtime.bench.report import rich_table
 
     if not result.rows:
         return

@@ -18,35 +18,10 @@ torch-free; the files the bench makes when a family lacks them (export, calibrat
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from edgeseg.runtime.bench.facts import onnx_gflops
-    from edgeseg.runtime.bench.files import ArtifactResolver, Resolved, family_file, family_of
-    from edgeseg.runtime.bench.machine import busy_warning, cpu_model, machine_facts
-    from edgeseg.runtime.bench.measure import Timing, measure_interleaved, random_batch
-    from edgeseg.runtime.bench.report import (
-        BENCH_FORMAT,
-        BENCH_SCHEMA,
-        add_speedups,
-        rich_table,
-        write_outputs,
-    )
-    from edgeseg.runtime.bench.row import BenchResult, BenchRow, Latency, ModelFacts, RunsOn
-    from edgeseg.runtime.bench.run import run_bench
-    from edgeseg.runtime.bench.specs import (
-        BACKENDS,
-        DEFAULT_BACKENDS,
-        BackendSpec,
-        BenchConfig,
-        parse_backends,
-        parse_batches,
-        parse_inputs,
-        unavailable,
-    )
-
-# name -> module: imported on first use, so ``edgeseg.runtime.bench.specs`` (the CLI's defaults)
-# costs no numpy at ``edgeseg --help`` time
+# name -> module, imported on first use: ``edgeseg.runtime.bench.specs`` (the CLI's defaults) then
+# costs no numpy at ``edgeseg --help`` time. Typed code imports from the modules themselves.
 _EXPORTS = {
     "facts": ("onnx_gflops",),
     "files": ("ArtifactResolver", "Resolved", "family_file", "family_of"),
@@ -59,11 +34,7 @@ _EXPORTS = {
               "parse_inputs", "unavailable"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = ["ArtifactResolver", "BACKENDS", "BENCH_FORMAT", "BENCH_SCHEMA", "BackendSpec", "BenchConfig",
-    "BenchResult", "BenchRow", "DEFAULT_BACKENDS", "Latency", "ModelFacts", "Resolved", "RunsOn", "Timing",
-    "add_speedups", "busy_warning", "cpu_model", "family_file", "family_of", "machine_facts",
-    "measure_interleaved", "onnx_gflops", "parse_backends", "parse_batches", "parse_inputs",
-    "random_batch", "rich_table", "run_bench", "unavailable", "write_outputs"]
+__all__ = sorted(_MODULE_OF)  # the names __getattr__ provides
 
 
 def __getattr__(name: str) -> Any:

@@ -120,7 +120,8 @@ class BenchRow:
         return self.latency_ms.p50 if self.latency_ms is not None and self.measured() else None
 
     def to_json(self) -> dict[str, Any]:
-        """The row as ``edgeseg bench`` has always written it (flat keys, nested latency/power/runs_on)."""
+        """The row as ``edgeseg bench`` has always written it: flat keys in field order (the facts'
+        four keys in its place), nested latency / power / runs_on."""
         d: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -131,7 +132,7 @@ class BenchRow:
             else:
                 d[f.name] = asdict(value) if value is not None and hasattr(value, "__dataclass_fields__") \
                     else value
-        return _ordered(d)
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> BenchRow:
@@ -150,18 +151,6 @@ class BenchRow:
             inference_precision=d.get("inference_precision"), power=power_from_json(d.get("power")),
             runs_on=RunsOn.from_json(d.get("runs_on")), speedup_vs_torch=d.get("speedup_vs_torch"),
             speedup_vs_fp32=d.get("speedup_vs_fp32"))
-
-
-# the key order of the JSON rows (as written since schema 1)
-JSON_KEYS = ("model", "architecture", "backend", "runtime", "precision", "device", "input", "batch",
-             "status", "reason", "artifact", "artifact_note", "file_mb", "params", "params_from", "gflops",
-             "gflops_from", "latency_ms", "throughput_ips", "iters", "peak_host_mb", "host_delta_mb",
-             "gpu_mem_mb", "miou", "inference_precision", "power", "runs_on", "speedup_vs_torch",
-             "speedup_vs_fp32")
-
-
-def _ordered(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: d[k] for k in JSON_KEYS}
 
 
 @dataclass
