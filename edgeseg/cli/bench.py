@@ -90,8 +90,8 @@ def bench_cmd(
                                 "--data": data, "--split": split if data else None,
                                 "--synthetic-num": data_num,
                                 "--calib": calib, "--iters": iters, "--warmup": warmup,
-                                "--inference-precision": inference_precision if inference_precision != "auto"
-                                else None,
+                                "--inference-precision": None if inference_precision == _D.inference_precision
+                                else inference_precision,
                                 "--threads": threads, "--out": out})
     command += " --interleave" if interleave else ""
     with _progress(err) as (bar, task):

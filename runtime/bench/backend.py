@@ -115,7 +115,7 @@ def _first_call(backend: Backend, hw: tuple[int, int], rows: list[BenchRow], bas
 
 
 def open_for(spec: BackendSpec, path: Path, hw: tuple[int, int], threads: int | None,
-             inference_precision: str = "auto") -> Backend:
+             inference_precision: str) -> Backend:
     """Open ``path`` with ``spec``'s runtime and device. A checkpoint runs at any valid size (fully
     convolutional; the size was checked before). ``inference_precision`` applies to OpenVINO only."""
     if spec.runtime == "torch":
