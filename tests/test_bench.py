@@ -346,3 +346,32 @@ def test_rows_of_earlier_files_read_back_with_the_same_keys() -> None:
     for r in rows:
         back = BenchRow.from_json(r).to_json()
         assert back == r and list(back) == list(r)
+
+
+def test_bench_package_imports_down_only() -> None:
+    """runtime/bench imports nothing above the runtime (lazy imports included), and its modules
+    import each other without cycles (the order of the package docstring)."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "runtime" / "bench"
+    edges: dict[str, set[str]] = {}
+    upper = {f"edgeseg.{p}" for p in ("export", "calib", "models", "train", "pipelines", "cli")}
+    for path in folder.glob("*.py"):
+        nodes = list(ast.walk(ast.parse(path.read_text())))
+        names = {n.module for n in nodes if isinstance(n, ast.ImportFrom) and n.module}
+        names |= {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
+        above = [m for m in names if ".".join(m.split(".")[:2]) in upper]
+        assert not above, f"{path.name} imports {above}"
+        edges[path.stem] = {m.rsplit(".", 1)[1] for m in names if m.startswith("edgeseg.runtime.bench.")}
+    done: set[str] = set()
+
+    def visit(mod: str, trail: tuple[str, ...]) -> None:
+        assert mod not in trail, f"import cycle {' -> '.join((*trail, mod))}"
+        if mod not in done:
+            for dep in edges.get(mod, ()):
+                visit(dep, (*trail, mod))
+            done.add(mod)
+
+    for mod in edges:
+        visit(mod, ())
+    assert edges["interleave"] and "run" not in edges["interleave"]  # the loops share backend.py
