@@ -104,9 +104,9 @@ def random_batch(batch: int, hw: tuple[int, int], seed: int = 0) -> np.ndarray:
 
 
 def measure(infer: Callable[[np.ndarray], Any], batch_nchw: np.ndarray, *, warmup: int, iters: int,
-            on_iter: Callable[[int], None] | None = None, on_start: Callable[[], None] | None = None,
-            min_seconds: float = 0.0) -> Timing:
-    """Warm up, then time ``iters`` calls (more while ``min_seconds`` is not reached).
+            on_iter: Callable[[int], None] | None = None,
+            on_start: Callable[[], None] | None = None) -> Timing:
+    """Warm up, then time ``iters`` calls.
 
     ``on_start`` is called when the timed calls begin (e.g. to drop power samples of the warm-up).
 
@@ -120,9 +120,8 @@ def measure(infer: Callable[[np.ndarray], Any], batch_nchw: np.ndarray, *, warmu
     seconds: list[float] = []
     if on_start is not None:
         on_start()
-    t_start = time.perf_counter()
     try:
-        while len(seconds) < iters or time.perf_counter() - t_start < min_seconds:
+        while len(seconds) < iters:
             t0 = time.perf_counter()
             infer(batch_nchw)
             seconds.append(time.perf_counter() - t0)
