@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseg.runtime.bench_report import BENCH_FORMAT, BENCH_SCHEMA
+from edgeseg.runtime.bench.report import BENCH_FORMAT, BENCH_SCHEMA
+from edgeseg.runtime.bench.row import BenchRow
+from edgeseg.runtime.bench.specs import BACKENDS
 
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.report import write_report
@@ -33,11 +35,15 @@ HEADER = ("model", "input", "backend", "batch", "machine", "p50 ms", "p99 ms", "
 
 @dataclass(frozen=True)
 class Machine:
-    """One bench file: its label, path and parsed JSON."""
+    """One bench file: its label, path, parsed JSON and its rows (read through BenchRow)."""
 
     label: str
     path: Path
     data: dict[str, Any]
+
+    @property
+    def rows(self) -> list[BenchRow]:
+        return [BenchRow.from_json(r) for r in self.data["rows"]]
 
 
 def read_bench(path: Path) -> dict[str, Any]:
@@ -109,12 +115,12 @@ def load_machines(paths: list[Path], labels: list[str] | None = None) -> list[Ma
     return [Machine(n, p, d) for n, p, d in zip(names, paths, datas, strict=True)]
 
 
-def model_names(rows: list[dict[str, Any]]) -> dict[str, str]:
+def model_names(rows: list[BenchRow]) -> dict[str, str]:
     """Model path -> display name: the architecture, plus the run folder when one file holds two
     models of the same architecture."""
     by_arch: dict[str, set[str]] = {}
     for r in rows:
-        by_arch.setdefault(r["architecture"], set()).add(r["model"])
+        by_arch.setdefault(r.architecture, set()).add(r.model)
     names = {}
     for arch, models in by_arch.items():
         for m in models:
@@ -128,18 +134,19 @@ def compare_rows(machines: list[Machine]) -> list[dict[str, Any]]:
     ``vs_ref`` = the first machine's p50 / this p50 for the same model, input, backend, batch."""
     flat: list[dict[str, Any]] = []
     for order, m in enumerate(machines):
-        names = model_names(m.data["rows"])
-        for r in m.data["rows"]:
-            lat, power = r.get("latency_ms") or {}, r.get("power") or {}
-            ok = r["status"] == "ok"
-            flat.append({"machine": m.label, "order": order, "model": names[r["model"]],
-                         "input": r["input"], "backend": r["backend"], "batch": int(r["batch"]),
-                         "status": r["status"], "reason": r.get("reason") or "",
-                         "p50_ms": lat.get("p50") if ok else None, "p99_ms": lat.get("p99") if ok else None,
-                         "throughput_ips": r.get("throughput_ips") if ok else None,
-                         "miou": r.get("miou"), "params": r.get("params"),
-                         "avg_power_w": power.get("avg_power_w"),
-                         "energy_per_frame_mj": power.get("energy_per_frame_mj"), "vs_ref": None})
+        rows = m.rows
+        names = model_names(rows)
+        for row in rows:
+            lat = row.latency_ms if row.latency_ms is not None and row.status == "ok" else None
+            power = row.power
+            flat.append({"machine": m.label, "order": order, "model": names[row.model],
+                         "input": row.input, "backend": row.backend, "batch": row.batch,
+                         "status": row.status, "reason": row.reason,
+                         "p50_ms": lat and lat.p50, "p99_ms": lat and lat.p99,
+                         "throughput_ips": row.throughput_ips if row.status == "ok" else None,
+                         "miou": row.miou, "params": row.facts.params,
+                         "avg_power_w": power and power.avg_power_w,
+                         "energy_per_frame_mj": power and power.energy_per_frame_mj, "vs_ref": None})
     ref = {_key(r): r["p50_ms"] for r in flat if r["order"] == 0 and r["p50_ms"]}
     for r in flat:
         base = ref.get(_key(r))
@@ -149,9 +156,7 @@ def compare_rows(machines: list[Machine]) -> list[dict[str, Any]]:
     return flat
 
 
-BACKEND_ORDER = ("torch", "torch-cuda", "ort", "ort-fp16", "ort-int8", "ort-cuda", "trt-fp32", "trt-fp16",
-                 "trt-int8")
-_BACKEND_ORDER = {b: i for i, b in enumerate(BACKEND_ORDER)}
+_BACKEND_ORDER = {b: i for i, b in enumerate(BACKENDS)}  # the bench's own order of its backends
 
 
 def _key(r: dict[str, Any]) -> tuple[Any, ...]:

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 
 def _args() -> argparse.Namespace:
@@ -63,25 +60,22 @@ def make_models(model: Path, calib_set: Path, methods: list[str], folder: Path) 
 
 
 def latency(files: dict[str, Path], hw: tuple[int, int], runs: int, threads: int) -> dict[str, Any]:
-    """Median ms per model, interleaved rounds, onnxruntime CPU, batch 1; ratio vs FP32."""
+    """Median ms per model, interleaved rounds (edgeseg bench's timer), onnxruntime CPU, batch 1;
+    ratio vs FP32."""
     import onnxruntime as ort
     from edgeseg.export.unpool.ort_op import session_options
+    from edgeseg.runtime.bench.measure import measure_interleaved, random_batch
 
-    sessions = {}
-    for label, path in files.items():
-        so = session_options(threads)
-        sessions[label] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal((1, 3, *hw)).astype(np.float32)
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for r in range(runs + 3):
-        for label, sess in sessions.items():
-            t0 = time.perf_counter()
-            sess.run(None, {sess.get_inputs()[0].name: x})
-            if r >= 3:  # 3 warm-up rounds
-                times[label].append(1000 * (time.perf_counter() - t0))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {k: {"median_ms": med[k], "p90_ms": float(np.percentile(times[k], 90)),
-                "ratio_vs_fp32": med[k] / med["FP32"]} for k in med}
+    cpu = ["CPUExecutionProvider"]
+    sessions = {label: ort.InferenceSession(str(path), session_options(threads), providers=cpu)
+                for label, path in files.items()}
+    infers = [lambda x, s=s: s.run(None, {s.get_inputs()[0].name: x}) for s in sessions.values()]
+    timings, errors = measure_interleaved(infers, random_batch(1, hw), warmup=3, iters=runs)
+    if errors:
+        raise SystemExit(f"onnxruntime failed: {next(iter(errors.values()))}")
+    lat = {label: t.latency_ms() for label, t in zip(sessions, timings, strict=True)}
+    return {k: {"median_ms": v.p50, "p90_ms": v.p90, "ratio_vs_fp32": (v.p50 or 0) / (lat["FP32"].p50 or 1)}
+            for k, v in lat.items()}
 
 
 def _markdown(res: dict[str, Any]) -> str:

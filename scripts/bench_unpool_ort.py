@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +89,14 @@ def sessions(models: dict[str, onnx.ModelProto], threads: int) -> dict[str, Any]
 
 
 def time_round_robin(sess: dict[str, Any], x: np.ndarray, runs: int, warmup: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in sess}
-    for r in range(warmup + runs):
-        for name, s in sess.items():
-            t0 = time.perf_counter()
-            s.run(None, {"input": x})
-            if r >= warmup:
-                times[name].append(1000.0 * (time.perf_counter() - t0))
-    return times
+    """ms per call of each session, interleaved call by call (edgeseg bench's timer)."""
+    from edgeseg.runtime.bench.measure import measure_interleaved
+
+    infers = [lambda x, s=s: s.run(None, {"input": x}) for s in sess.values()]
+    timings, errors = measure_interleaved(infers, x, warmup=warmup, iters=runs)
+    if errors:
+        raise SystemExit(f"onnxruntime failed: {next(iter(errors.values()))}")
+    return {name: [1000.0 * t for t in timing.seconds] for name, timing in zip(sess, timings, strict=True)}
 
 
 def main() -> None:

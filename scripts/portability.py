@@ -71,7 +71,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 def main() -> None:
     import onnx
     from _portability import check_file, make_artifacts
-    from edgeseg.runtime.bench import cpu_model
+    from edgeseg.runtime.bench.machine import cpu_model
 
     from edgeseg.card import read_card
     from edgeseg.models.registry import parse_hw

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeseg.runtime import bench, bench_run
-from edgeseg.runtime.bench_report import add_speedups
+from edgeseg.runtime import bench
+from edgeseg.runtime.bench import backend as bench_backend
+from edgeseg.runtime.bench import run as bench_run
+from edgeseg.runtime.bench.measure import measure
+from edgeseg.runtime.bench.row import BenchRow, Latency
 from typer.testing import CliRunner
 
 from edgeseg.cli.main import app
@@ -78,7 +81,7 @@ def test_every_backend_gets_a_row(run: tuple[Path, dict, object]) -> None:
 def test_unavailable_backend_is_listed_with_reason(run: tuple[Path, dict, object]) -> None:
     _, data, result = run
     trt = _row(data, "trt-fp16")
-    if bench_run.unavailable(bench.BACKENDS["trt-fp16"]) is None:
+    if bench.unavailable(bench.BACKENDS["trt-fp16"]) is None:
         pytest.skip("TensorRT is installed here")
     assert trt["status"] == "skipped" and "TensorRT" in trt["reason"]
     assert "TensorRT" in result.output
@@ -146,14 +149,14 @@ def test_onnx_model_cannot_run_on_torch(run: tuple[Path, dict, object], tmp_path
 
 
 def test_failing_backend_keeps_other_rows(ckpt: Path, tmp_path: Path, monkeypatch) -> None:
-    real = bench_run.open_for
+    real = bench_backend.open_for
 
     def broken(spec, path, hw, threads, *rest):  # noqa: ANN001, ANN002, ANN202
         if spec.name == "torch":
             raise RuntimeError("simulated driver crash\nsecond line")
         return real(spec, path, hw, threads, *rest)
 
-    monkeypatch.setattr(bench_run, "open_for", broken)
+    monkeypatch.setattr(bench_backend, "open_for", broken)
     result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch,ort", "--iters", "2", "--warmup",
                                  "0", "--out", str(tmp_path / "r")])
     assert result.exit_code == 1
@@ -163,7 +166,7 @@ def test_failing_backend_keeps_other_rows(ckpt: Path, tmp_path: Path, monkeypatc
 
 
 def test_ctrl_c_writes_what_was_measured(ckpt: Path, tmp_path: Path, monkeypatch) -> None:
-    real = bench.measure
+    real = measure
     calls = {"n": 0}
 
     def measure_then_interrupt(infer, batch_nchw, **kw):  # noqa: ANN001, ANN202
@@ -172,7 +175,7 @@ def test_ctrl_c_writes_what_was_measured(ckpt: Path, tmp_path: Path, monkeypatch
             raise KeyboardInterrupt
         return real(infer, batch_nchw, **kw)
 
-    monkeypatch.setattr(bench, "measure", measure_then_interrupt)
+    monkeypatch.setattr(bench_run, "measure", measure_then_interrupt)
     result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch,ort,ort-fp16", "--iters", "2",
                                  "--warmup", "0", "--out", str(tmp_path / "r")])
     assert result.exit_code == 130
@@ -186,9 +189,9 @@ def test_measure_statistics_and_interrupt() -> None:
     def infer(x: np.ndarray) -> np.ndarray:
         return x * 2
 
-    t = bench.measure(infer, bench.random_batch(2, (4, 4)), warmup=1, iters=5)
+    t = measure(infer, bench.random_batch(2, (4, 4)), warmup=1, iters=5)
     lat = t.latency_ms()
-    assert len(t.seconds) == 5 and lat["p50"] <= lat["p99"]
+    assert len(t.seconds) == 5 and lat.p50 is not None and lat.p99 is not None and lat.p50 <= lat.p99
     assert t.throughput() == pytest.approx(10 / t.total_s, rel=1e-2)
     n = {"i": 0}
 
@@ -197,21 +200,21 @@ def test_measure_statistics_and_interrupt() -> None:
         if n["i"] == 4:
             raise KeyboardInterrupt
 
-    cut = bench.measure(flaky, bench.random_batch(1, (4, 4)), warmup=1, iters=10)
+    cut = measure(flaky, bench.random_batch(1, (4, 4)), warmup=1, iters=10)
     assert cut.interrupted and len(cut.seconds) == 2
 
 
 def test_speedups_use_same_model_input_and_batch() -> None:
-    def row(backend: str, runtime: str, precision: str, p50: float, batch: int = 1) -> dict:
-        return {"model": "m", "input": "8x8", "batch": batch, "backend": backend, "runtime": runtime,
-                "precision": precision, "device": "cpu", "status": "ok", "latency_ms": {"p50": p50}}
+    def row(backend: str, runtime: str, precision: str, p50: float, batch: int = 1) -> BenchRow:
+        return BenchRow("m", "a", backend, runtime, precision, "cpu", "8x8", batch, status="ok",
+                        latency_ms=Latency(p50=p50))
 
-    rows = [row("torch", "torch", "fp32", 30.0), row("ort", "onnxruntime", "fp32", 10.0),
-            row("ort-int8", "onnxruntime", "int8", 5.0), row("ort", "onnxruntime", "fp32", 50.0, batch=4)]
-    add_speedups(rows)
-    assert rows[1]["speedup_vs_torch"] == 3.0 and rows[2]["speedup_vs_fp32"] == 2.0
-    assert rows[2]["speedup_vs_torch"] == 6.0 and rows[3]["speedup_vs_torch"] is None
-    assert rows[0]["speedup_vs_torch"] is None and rows[1]["speedup_vs_fp32"] is None
+    rows = bench.add_speedups([row("torch", "torch", "fp32", 30.0), row("ort", "onnxruntime", "fp32", 10.0),
+                               row("ort-int8", "onnxruntime", "int8", 5.0),
+                               row("ort", "onnxruntime", "fp32", 50.0, batch=4)])
+    assert rows[1].speedup_vs_torch == 3.0 and rows[2].speedup_vs_fp32 == 2.0
+    assert rows[2].speedup_vs_torch == 6.0 and rows[3].speedup_vs_torch is None
+    assert rows[0].speedup_vs_torch is None and rows[1].speedup_vs_fp32 is None
 
 
 def test_parse_inputs_and_batches() -> None:
@@ -298,7 +301,7 @@ def test_tegrastats_power_is_sampled_during_timed_calls(run: tuple[Path, dict, o
 
 
 def test_busy_warning_names_the_fair_options() -> None:
-    from edgeseg.runtime.bench import busy_warning
+    from edgeseg.runtime.bench.machine import busy_warning
 
     quiet = {"loadavg_1m": 0.2, "cpu_count": 2}
     assert busy_warning(quiet, 2) is None
@@ -310,8 +313,65 @@ def test_busy_warning_names_the_fair_options() -> None:
 
 
 def test_plot_nests_coinciding_points() -> None:
-    from edgeseg.runtime.bench_plot import _stacked_sizes
+    from edgeseg.runtime.bench.plot import _stacked_sizes
 
-    row = lambda ms, miou: {"latency_ms": {"p50": ms}, "miou": miou}  # noqa: E731
+    row = lambda ms, miou: BenchRow("m", "a", "ort", "onnxruntime", "fp32", "cpu", "8x8", 1,  # noqa: E731
+                                    status="ok", latency_ms=Latency(p50=ms), miou=miou)
     sizes = _stacked_sizes([row(10.0, 0.70), row(10.05, 0.7001), row(30.0, 0.70), row(10.0, 0.60)])
     assert sizes[0] < sizes[1] and sizes[2] == sizes[0] == sizes[3]  # only the near-identical one grows
+
+
+def test_specs_name_registry_runtimes_and_one_family_rule() -> None:
+    """Each bench backend opens a runtime the backend registry knows; its file kind comes from that
+    runtime's suffix, and the family rule names the file edgeseg's own commands write."""
+    from edgeseg.runtime.backends import RUNTIMES
+
+    assert all(s.runtime in RUNTIMES for s in bench.BACKENDS.values())
+    kinds = {name: s.artifact for name, s in bench.BACKENDS.items()}
+    assert kinds["torch"] == "checkpoint" and kinds["ov-int8"] == "onnx" and kinds["trt-fp16"] == "engine"
+    names = {n: bench.family_file(Path("f"), "model", s.artifact, s.precision).name
+             for n, s in bench.BACKENDS.items()}
+    assert names["torch-cuda"] == "model.safetensors" and names["ort"] == names["ov-gpu"] == "model.onnx"
+    assert names["ort-int8"] == "model.int8.onnx" and names["ov-fp16"] == "model.fp16.onnx"
+    assert names["trt-int8"] == "model.int8.engine"
+
+
+def test_rows_of_earlier_files_read_back_with_the_same_keys() -> None:
+    """Bench JSONs in docs/figures (written before BenchRow) read through BenchRow.from_json and
+    write back key for key, value for value, in the same order."""
+    figures = Path(__file__).resolve().parents[1] / "docs" / "figures"
+    files = [figures / "openvino_bench.json", figures / "openvino_bench_trt_qdq.json"]
+    rows = [r for f in files for r in json.loads(f.read_text())["rows"]]
+    assert len(rows) == 20
+    for r in rows:
+        back = BenchRow.from_json(r).to_json()
+        assert back == r and list(back) == list(r)
+
+
+def test_bench_package_imports_down_only() -> None:
+    """runtime/bench imports nothing above the runtime (lazy imports included), and its modules
+    import each other without cycles (the order of the package docstring)."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "runtime" / "bench"
+    edges: dict[str, set[str]] = {}
+    upper = {f"edgeseg.{p}" for p in ("export", "calib", "models", "train", "pipelines", "cli")}
+    for path in folder.glob("*.py"):
+        nodes = list(ast.walk(ast.parse(path.read_text())))
+        names = {n.module for n in nodes if isinstance(n, ast.ImportFrom) and n.module}
+        names |= {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
+        above = [m for m in names if ".".join(m.split(".")[:2]) in upper]
+        assert not above, f"{path.name} imports {above}"
+        edges[path.stem] = {m.rsplit(".", 1)[1] for m in names if m.startswith("edgeseg.runtime.bench.")}
+    done: set[str] = set()
+
+    def visit(mod: str, trail: tuple[str, ...]) -> None:
+        assert mod not in trail, f"import cycle {' -> '.join((*trail, mod))}"
+        if mod not in done:
+            for dep in edges.get(mod, ()):
+                visit(dep, (*trail, mod))
+            done.add(mod)
+
+    for mod in edges:
+        visit(mod, ())
+    assert edges["interleave"] and "run" not in edges["interleave"]  # the loops share backend.py

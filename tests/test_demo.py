@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgeseg.runtime.demo import demo_model, demo_summary
 from typer.testing import CliRunner
 
 from edgeseg.card import read_card
-from edgeseg.cli.bench import demo_model, demo_summary
 from edgeseg.cli.main import app
 from edgeseg.data.synthetic import SYNTHETIC_INFO
 

@@ -141,7 +141,7 @@ def test_eval_and_stream_reports_carry_the_precision(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_rows_ov_next_to_ort(tmp_path: Path) -> None:
-    from edgeseg.cli.bench import demo_model
+    from edgeseg.runtime.demo import demo_model
 
     model = demo_model()  # lite-unet 96x128 on the synthetic classes (bench checks the architecture)
     out = tmp_path / "b"

@@ -32,7 +32,7 @@ MIN_AGREEMENT_OV_INT8 = 0.75
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeseg.runtime.bench_artifacts import write_synthetic_images
+    from edgeseg.pipelines.bench_artifacts import write_synthetic_images
 
     return write_synthetic_images(tmp_path_factory.mktemp("frames"), HW)
 

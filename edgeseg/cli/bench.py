@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edgeseg.cli.vocab import pick_alias
 from edgeseg.errors import ConfigError
+from edgeseg.runtime.bench.specs import BACKENDS, BenchConfig
+from edgeseg.runtime.demo import DemoOptions
 
-ASSET_NAME = "demo-lite-unet.onnx"
-DEMO_FRAMES = 150  # demo --max-frames default: a few seconds of synthetic scenes
+if TYPE_CHECKING:
+    from edgeseg.runtime.bench.row import BenchResult
+
+_D = BenchConfig()  # the option defaults
+_D_BACKENDS, _D_BATCHES = ",".join(spec.name for spec in _D.backends), ",".join(map(str, _D.batches))
+_DEMO = DemoOptions()
 
 
 def bench_cmd(
@@ -24,32 +30,30 @@ def bench_cmd(
         help="Model files or run folders: model.safetensors, model.onnx, model.int8.onnx, "
              "model.<precision>.engine. Each backend runs the file of its kind in the same family.")],
     backends: Annotated[str, typer.Option(
-        help="Comma list: torch, torch-cuda, ort, ort-int8, ort-fp16, ort-cuda, ov, ov-int8, ov-fp16, "
-             "ov-f32 (always f32), ov-gpu, ov-npu (OpenVINO: pip install 'edgeseg[openvino]'), "
-             "trt-fp32, trt-fp16, "
-             "trt-int8.")] = "torch,ort,ort-int8",
+        help=f"Comma list of {', '.join(BACKENDS)} (ov*: OpenVINO, pip install 'edgeseg[openvino]'; "
+             "ov-f32 always computes in f32).")] = _D_BACKENDS,
     input: Annotated[str | None, typer.Option(
         "--input", help="Input sizes HxW, comma list (default: each model's own size).")] = None,
-    batch: Annotated[str, typer.Option(help="Batch sizes, comma list, e.g. 1,4.")] = "1",
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma list, e.g. 1,4.")] = _D_BATCHES,
     data: Annotated[str | None, typer.Option(
-        help="Labelled dataset (folder, list file or 'synthetic') for mIoU per row.")] = None,
-    split: Annotated[str, typer.Option(help="Split of --data to score.")] = "val",
+        help="Labelled dataset (folder, list file or 'synthetic') for mIoU per row.")] = _D.data,
+    split: Annotated[str, typer.Option(help="Split of --data to score.")] = _D.split,
     synthetic_num: Annotated[int | None, typer.Option(
         help="--data synthetic: number of scenes (default 50 for val and test, 200 for train).")] = None,
     data_num: Annotated[int | None, typer.Option(
         "--data-num", hidden=True, help="Old name of --synthetic-num.")] = None,
     calib: Annotated[str | None, typer.Option(
-        help="Images to calibrate a missing INT8 ONNX on (dataset folder or 'synthetic').")] = None,
-    iters: Annotated[int, typer.Option(help="Timed calls per row.")] = 50,
-    warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 10,
+        help="Images to calibrate a missing INT8 ONNX on (dataset folder or 'synthetic').")] = _D.calib,
+    iters: Annotated[int, typer.Option(help="Timed calls per row.")] = _D.iters,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = _D.warmup,
     threads: Annotated[int | None, typer.Option(
-        help="CPU threads for torch and onnxruntime alike (default: all logical CPUs).")] = None,
+        help="CPU threads for torch and onnxruntime alike (default: all logical CPUs).")] = _D.threads,
     inference_precision: Annotated[str, typer.Option(
         help="OpenVINO rows: precision to compute in: auto (bf16 on CPUs with bf16, else f32), f32, bf16, "
-             "f16. The precision used is recorded on each row.")] = "auto",
+             "f16. The precision used is recorded on each row.")] = _D.inference_precision,
     interleave: Annotated[bool, typer.Option(
         "--interleave", help="Time the backends of each model and input round-robin (fair ratios on "
-                             "a shared, noisy machine).")] = False,
+                             "a shared, noisy machine).")] = _D.interleave,
     out: Annotated[Path, typer.Option(
         "-o", "--out",
         help="Output stem: STEM.json, .md, .csv, .png; prepared ONNX files go to STEM.artifacts/.")
@@ -65,49 +69,40 @@ def bench_cmd(
     from rich.console import Console
 
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
-    from edgeseg.runtime import bench
-    from edgeseg.runtime.bench_run import BenchConfig, BenchResult, run_bench
+    from edgeseg.pipelines.bench import bench
+    from edgeseg.runtime.bench.specs import parse_backends, parse_batches, parse_inputs
 
     data_num = pick_alias("--synthetic-num", synthetic_num, "--data-num", data_num, None)
 
     guard_outputs({"--out": stem_outputs(out, ".json", ".md", ".csv", ".png")},
                   [*[i for m in models for i in model_input(m, f"model {m}")], *data_input(data),
                    *data_input(calib, "--calib")])
-    specs = bench.parse_backends(backends)
+    specs = parse_backends(backends)
     threads = threads if threads is not None else os.cpu_count()
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads {threads} must be at least 1")
-    if iters < 1 or warmup < 0:
-        raise ConfigError(f"--iters {iters} / --warmup {warmup}: need iters >= 1 and warmup >= 0")
-    inputs = bench.parse_inputs(input)
+    inputs = parse_inputs(input)
     cfg = BenchConfig(models=tuple(models), backends=tuple(specs), work_dir=Path(f"{out}.artifacts"),
-                      inputs=None if inputs is None else tuple(inputs),
-                      batches=tuple(bench.parse_batches(batch)), warmup=warmup, iters=iters,
-                      threads=threads, data=data, split=split, data_num=data_num, calib=calib,
-                      interleave=interleave, inference_precision=_inference_precision(inference_precision))
+                      inputs=None if inputs is None else tuple(inputs), batches=tuple(parse_batches(batch)),
+                      warmup=warmup, iters=iters, threads=threads, data=data, split=split, data_num=data_num,
+                      calib=calib, interleave=interleave,
+                      inference_precision=_inference_precision(inference_precision))
     console, err = Console(), Console(stderr=True)
-    result = BenchResult(cfg, bench.machine_facts(threads))
-    busy = bench.busy_warning(result.machine, threads)  # said with the results, after any refusal
     command = _command(models, {"--backends": backends, "--input": input, "--batch": batch,
                                 "--data": data, "--split": split if data else None,
                                 "--synthetic-num": data_num,
                                 "--calib": calib, "--iters": iters, "--warmup": warmup,
-                                "--inference-precision": inference_precision if inference_precision != "auto"
-                                else None,
+                                "--inference-precision": None if inference_precision == _D.inference_precision
+                                else inference_precision,
                                 "--threads": threads, "--out": out})
     command += " --interleave" if interleave else ""
-    try:
-        with _progress(err) as (bar, task):
-            run_bench(cfg, result, log=lambda m: err.print(f"[dim]{m}[/dim]"),
-                      on_iter=lambda label, i, n: bar.update(task, description=label, completed=i, total=n))
-    finally:
-        if result.rows:
-            _finish(result, out, command, console)
-            if busy:
-                typer.echo(f"warning: {busy}", err=True)
-    if result.interrupted:
+    with _progress(err) as (bar, task):
+        run = bench(cfg, out, command, log=lambda m: err.print(f"[dim]{m}[/dim]"),
+                    on_iter=lambda label, i, n: bar.update(task, description=label, completed=i, total=n))
+    _print(run.result, run.paths, console)
+    if run.busy:  # said with the results, after any refusal
+        typer.echo(f"warning: {run.busy}", err=True)
+    if run.result.interrupted:
         raise typer.Exit(130)
-    if any(r["status"] == "failed" for r in result.rows):
+    if any(r.status == "failed" for r in run.result.rows):
         raise typer.Exit(1)
 
 
@@ -145,91 +140,54 @@ def _progress(console: Any) -> Any:
     return bar()
 
 
-def _finish(result: Any, out: Path, command: str, console: Any) -> None:
-    from edgeseg.runtime.bench_report import rich_table, write_outputs
+def _print(result: BenchResult, paths: list[Path], console: Any) -> None:
+    from edgeseg.runtime.bench.report import rich_table
 
-    paths = write_outputs(result, out, command)
+    if not result.rows:
+        return
     console.print(rich_table(result))
-    skipped = sum(r["status"] == "skipped" for r in result.rows)
+    skipped = sum(r.status == "skipped" for r in result.rows)
     if skipped:
         console.print(f"{skipped} row(s) skipped: the status column says why.")
     console.print("wrote " + ", ".join(str(p) for p in paths))
 
 
-def demo_model() -> Path:
-    """The ONNX model shipped in ``edgeseg/assets`` (a lite-unet trained on synthetic scenes)."""
-    from importlib.resources import files
-
-    return Path(str(files("edgeseg") / "assets" / ASSET_NAME))
-
-
 def demo_cmd(
-    camera: Annotated[int | None, typer.Option(help="Camera index (default: the synthetic scenes).")] = None,
+    camera: Annotated[int | None, typer.Option(help="Camera index (default: the synthetic scenes).")
+                      ] = _DEMO.camera,
     max_frames: Annotated[int | None, typer.Option(
-        help="Frames to process (camera: stop after this many; default 150).")] = None,
+        help=f"Frames to process (camera: stop after this many; default {_DEMO.max_frames}).")] = None,
     frames: Annotated[int | None, typer.Option("--frames", hidden=True, help="Old name of --max-frames.")
                       ] = None,
     out: Annotated[Path, typer.Option(
         "-o", "--out", help="Output folder: overlay video, report, per-frame stats.")
                    ] = Path("edgeseg-demo"),
-    model: Annotated[Path | None, typer.Option(help="Model (default: the shipped demo model).")] = None,
-    show: Annotated[bool, typer.Option("--show", help="Also show a window (needs a display).")] = False,
+    model: Annotated[Path | None, typer.Option(help="Model (default: the shipped demo model).")
+                     ] = _DEMO.model,
+    show: Annotated[bool, typer.Option("--show", help="Also show a window (needs a display).")] = _DEMO.show,
 ) -> None:
     """Run the streaming runtime end to end: synthetic scenes (or --camera N) -> the shipped
     model on onnxruntime -> overlay video + report; prints FPS, latency, parameters and IoU."""
     from rich.console import Console
 
-    from edgeseg.runtime.backends import open_backend
-    from edgeseg.runtime.sinks import SinkOptions, open_sinks
-    from edgeseg.runtime.sources import SourceOptions, open_source
-    from edgeseg.runtime.stream import StreamOptions, run_stream
+    from edgeseg.cli.stream import stop_exit_code
+    from edgeseg.guard import guard_outputs, model_input
+    from edgeseg.runtime.demo import demo_model, demo_outputs, demo_summary, run_demo
 
-    frames = pick_alias("--max-frames", max_frames, "--frames", frames, DEMO_FRAMES)
+    frames = pick_alias("--max-frames", max_frames, "--frames", frames, _DEMO.max_frames)
     if frames < 1:
         raise ConfigError(f"--max-frames {frames} must be at least 1")
-    from edgeseg.guard import guard_outputs, model_input
-
-    path = model or demo_model()
-    guard_outputs({"--out": [out / "demo.mp4", out / "report.json", out / "report.md", out / "frames.jsonl"]},
-                  model_input(path))
-    backend = open_backend(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        spec = "synthetic" if camera is None else str(camera)
-        source = open_source(spec, SourceOptions(synthetic_hw=(360, 480), synthetic_frames=frames))
-        try:
-            sinks = open_sinks(SinkOptions(window=show, save=out / "demo.mp4", stats=out / "frames.jsonl",
-                                           progress=True, progress_total=frames), source.fps)
-        except BaseException:
-            source.close()
-            raise
-        report = run_stream(backend, source, sinks, StreamOptions(max_frames=frames))
-    finally:
-        backend.close()
-    json_path, md_path = report.write(out / "report.json")
+    guard_outputs({"--out": demo_outputs(out)}, model_input(model or demo_model()))
+    report, paths = run_demo(out, DemoOptions(camera=camera, max_frames=frames, model=model, show=show))
     console = Console()
     console.print(report.rich_tables())
     console.print(demo_summary(report.to_dict()))
-    console.print(f"wrote {out / 'demo.mp4'}, {json_path}, {md_path}, {out / 'frames.jsonl'}")
-    from edgeseg.cli.stream import stop_exit_code
-
+    console.print("wrote " + ", ".join(str(p) for p in paths))
     code = stop_exit_code(report.stop_reason)  # same convention as stream (edgeseg.errors)
     if code:
         if code == 1:
             typer.echo(f"error: demo stopped: {report.stop_reason.removeprefix('error: ')}", err=True)
         raise typer.Exit(code)
-
-
-def demo_summary(report: dict[str, Any]) -> str:
-    """One line: FPS, latency p50/p99, parameters, mIoU (from a StreamReport dict)."""
-    lat, model, metrics = report["latency_ms"], report["model"], report.get("metrics") or {}
-    infer = report["stages_ms"]["inference"]
-    params = model.get("params")
-    miou = metrics.get("miou")
-    return (f"demo: {report['frames']} frames, {report['fps']:.1f} FPS end to end, latency p50 "
-            f"{lat['p50']:.1f} ms / p99 {lat['p99']:.1f} ms (inference p50 {infer['p50']:.1f} ms), "
-            f"{'unknown' if params is None else f'{params:,}'} parameters, "
-            f"mIoU {'n/a (no ground truth)' if miou is None else f'{100 * miou:.1f} %'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from edgeseg.runtime.bench_run import BenchResult
+from edgeseg.runtime.bench.plot import plot_latency_miou
+from edgeseg.runtime.bench.row import BenchResult, BenchRow, Latency
 
 from edgeseg.io import write_text_atomic
 from edgeseg.report import write_report
@@ -33,41 +34,41 @@ CSV_COLUMNS = ("model", "architecture", "backend", "precision", "input", "batch"
                "runtime_version", "iters", "artifact", "reason")
 
 
-def _p50(row: dict[str, Any]) -> float | None:
-    lat = row.get("latency_ms") or {}
-    return lat.get("p50") if row.get("status") in ("ok", "interrupted") else None
+def add_speedups(rows: list[BenchRow]) -> list[BenchRow]:
+    """``rows`` with ``speedup_vs_torch`` and ``speedup_vs_fp32`` set (None when no reference)."""
+    def key(r: BenchRow) -> tuple[str, str, int]:
+        return r.model, r.input, r.batch
 
+    by_backend = {(*key(r), r.backend): r for r in rows}
 
-def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """Set ``speedup_vs_torch`` and ``speedup_vs_fp32`` on every row (None when no reference)."""
-    def key(r: dict[str, Any]) -> tuple[Any, ...]:
-        return r["model"], r["input"], r["batch"]
+    def ratio(r: BenchRow, ref_name: str | None) -> float | None:
+        ref = by_backend.get((*key(r), ref_name)) if ref_name else None
+        ref_p50 = None if ref is None or ref is r else ref.p50
+        return round(ref_p50 / r.p50, 3) if r.p50 and ref_p50 else None
 
-    by_backend = {(*key(r), r["backend"]): r for r in rows}
+    out = []
     for r in rows:
-        mine = _p50(r)
-        torch_ref = by_backend.get((*key(r), "torch-cuda" if r["device"] == "cuda" else "torch"))
-        fp32 = {"onnxruntime": "ort-cuda" if r["device"] == "cuda" else "ort",
-                "openvino": "ov" if r["device"] == "cpu" else None,
-                "tensorrt": "trt-fp32"}.get(r["runtime"])
-        fp32_ref = by_backend.get((*key(r), fp32)) if fp32 and r["precision"] != "fp32" else None
-        for name, ref in (("speedup_vs_torch", torch_ref), ("speedup_vs_fp32", fp32_ref)):
-            ref_p50 = None if ref is None or ref is r else _p50(ref)
-            r[name] = round(ref_p50 / mine, 3) if mine and ref_p50 else None
+        fp32 = {"onnxruntime": "ort-cuda" if r.device == "cuda" else "ort",
+                "openvino": "ov" if r.device == "cpu" else None,
+                "tensorrt": "trt-fp32"}.get(r.runtime) if r.precision != "fp32" else None
+        out.append(r.with_(speedup_vs_torch=ratio(r, "torch-cuda" if r.device == "cuda" else "torch"),
+                           speedup_vs_fp32=ratio(r, fp32)))
+    return out
 
 
-def flat_row(row: dict[str, Any]) -> dict[str, Any]:
+def flat_row(row: BenchRow) -> dict[str, Any]:
     """One CSV line of a row (nested latency / power / runs_on flattened)."""
-    lat, power, on = row.get("latency_ms") or {}, row.get("power") or {}, row.get("runs_on") or {}
-    flat = {k: row.get(k) for k in CSV_COLUMNS if k in row}
+    d = row.to_json()
+    lat, power, on = d["latency_ms"] or {}, d["power"] or {}, d["runs_on"] or {}
+    flat = {k: d.get(k) for k in CSV_COLUMNS if k in d}
     flat.update({f"{k}_ms": lat.get(k) for k in ("mean", "p50", "p90", "p99")})
     flat.update(avg_power_w=power.get("avg_power_w"), energy_per_frame_mj=power.get("energy_per_frame_mj"),
                 cpu=on.get("cpu"), threads=on.get("threads"), gpu=on.get("gpu"),
-                runtime_version=on.get("version"), device=on.get("device", row.get("device")))
+                runtime_version=on.get("version"), device=on.get("device", row.device))
     return {k: flat.get(k) for k in CSV_COLUMNS}
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
+def to_csv(rows: list[BenchRow]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -80,18 +81,17 @@ def _f(v: Any, fmt: str = "{:.2f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
-def table_cells(r: dict[str, Any]) -> list[str]:
-    lat = r.get("latency_ms") or {}
-    status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
-    miou = r.get("miou")
-    backend = r["backend"] + (f" [{r['inference_precision']}]" if r.get("inference_precision") else "")
-    return [r["architecture"], backend, r["input"], str(r["batch"]), _f(lat.get("mean")),
-            _f(lat.get("p50")), _f(lat.get("p99")), _f(r.get("throughput_ips"), "{:.1f}"),
-            _f(r.get("speedup_vs_torch"), "{:.2f}x"), _f(r.get("speedup_vs_fp32"), "{:.2f}x"),
-            _f(r.get("params") and r["params"] / 1e6, "{:.3f}"), _f(r.get("gflops"), "{:.2f}"),
-            _f(r.get("file_mb"), "{:.2f}"), _f(r.get("peak_host_mb"), "{:.0f}"),
-            _f(r.get("host_delta_mb"), "{:.0f}"),
-            _f(miou if miou is None else 100 * miou, "{:.2f}"), status]
+def table_cells(r: BenchRow) -> list[str]:
+    lat = r.latency_ms or Latency()
+    status = r.status if r.status == "ok" else f"{r.status}: {r.reason}"
+    backend = r.backend + (f" [{r.inference_precision}]" if r.inference_precision else "")
+    params = r.facts.params
+    return [r.architecture, backend, r.input, str(r.batch), _f(lat.mean), _f(lat.p50), _f(lat.p99),
+            _f(r.throughput_ips, "{:.1f}"), _f(r.speedup_vs_torch, "{:.2f}x"),
+            _f(r.speedup_vs_fp32, "{:.2f}x"),
+            _f(params and params / 1e6, "{:.3f}"), _f(r.facts.gflops, "{:.2f}"), _f(r.file_mb, "{:.2f}"),
+            _f(r.peak_host_mb, "{:.0f}"), _f(r.host_delta_mb, "{:.0f}"),
+            _f(r.miou if r.miou is None else 100 * r.miou, "{:.2f}"), status]
 
 
 HEADER = ("model", "backend", "input", "batch", "mean ms", "p50 ms", "p99 ms", "img/s", "vs torch",
@@ -144,24 +144,22 @@ def rich_table(result: BenchResult) -> Any:
     notes: dict[str, int] = {}
     for r in result.rows:
         c = table_cells(r)
-        status = SHORT_STATUS.get(r["status"], r["status"])
-        if r["status"] != "ok" and r["reason"]:
-            status += f" [{notes.setdefault(r['reason'], len(notes) + 1)}]"
+        status = SHORT_STATUS.get(r.status, r.status)
+        if r.status != "ok" and r.reason:
+            status += f" [{notes.setdefault(r.reason, len(notes) + 1)}]"
         table.add_row(c[0], escape(c[1]), status, c[2], c[3], c[5], c[6], c[7], c[8], c[9], c[15],
-                      style=None if r["status"] == "ok" else "dim")
+                      style=None if r.status == "ok" else "dim")
     lines = [machine_line(result)] + [f"[{n}] {reason}" for reason, n in notes.items()]
-    facts = {(r["architecture"], r["input"]): r for r in result.rows}
-    lines += [f"{a} {i}: {_f(r.get('params') and r['params'] / 1e6, '{:.3f}')} M params "
-              f"({r.get('params_from')}), {_f(r.get('gflops'), '{:.2f}')} GFLOPs ({r.get('gflops_from')})"
-              for (a, i), r in facts.items()]
+    facts = {(r.architecture, r.input): r.facts for r in result.rows}
+    lines += [f"{a} {i}: {_f(f.params and f.params / 1e6, '{:.3f}')} M params "
+              f"({f.params_from}), {_f(f.gflops, '{:.2f}')} GFLOPs ({f.gflops_from})"
+              for (a, i), f in facts.items()]
     return Group(table, *lines)
 
 
 def write_outputs(result: BenchResult, stem: Path, command: str) -> list[Path]:
     """Write STEM.json, STEM.md, STEM.csv and STEM.png (plot only when a row was measured)."""
-    from edgeseg.runtime.bench_plot import plot_latency_miou
-
-    add_speedups(result.rows)
+    result.rows[:] = add_speedups(result.rows)
     stem.parent.mkdir(parents=True, exist_ok=True)
     from edgeseg import __version__
 
@@ -173,7 +171,7 @@ def write_outputs(result: BenchResult, stem: Path, command: str) -> list[Path]:
                        "data": result.config.data, "split": result.config.split,
                        "calib": result.config.calib, "ratios": "p50 latency",
                        "timing": "interleaved" if result.config.interleave else "sequential"},
-            "rows": result.rows}
+            "rows": [r.to_json() for r in result.rows]}
     json_path, md_path = write_report(stem, data, to_markdown(result, command))
     csv_path = write_text_atomic(stem.with_name(stem.name + ".csv"), to_csv(result.rows))
     paths = [json_path, md_path, csv_path]
