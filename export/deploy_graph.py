@@ -223,7 +223,8 @@ def preprocess_model(card: ModelCard, frame_hw: tuple[int, int], opset: int = 17
 
 def _session(model: Any, threads: int | None = 1) -> Any:
     import onnxruntime as ort
-    from edgeseg.export.unpool.ort_op import session_options
+
+    from edgeseg.unpool.ort_op import session_options
 
     return ort.InferenceSession(model.SerializeToString(), session_options(threads),
                                 providers=["CPUExecutionProvider"])

@@ -43,13 +43,13 @@ from edgeseg.export.onnx_export import (
 )
 from edgeseg.export.onnx_import import ARCHITECTURE, ImportOptions, parse_classes, preprocessing
 from edgeseg.export.onnx_verify import verify
-from edgeseg.export.unpool.torch_op import max_unpool2x2, unpool_mode
 from torch import nn
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import ConfigError, ExportError, ModelError
 from edgeseg.io import sha256_file
 from edgeseg.models.blocks import param_count
+from edgeseg.unpool.torch_op import max_unpool2x2, unpool_mode
 
 Log = Callable[[str], None]
 

@@ -4,13 +4,13 @@ Pipeline (each step a short function; nothing touches the output path until all 
 
     load checkpoint -> torch.onnx.export (TorchScript exporter, unpool mode native|plugin)
     [native, opset >= 13: exported as plugin nodes, each rewritten into standard ops by
-     edgeseg.calib.graph.plugin_to_native: SpaceToDepth -> ArgMax -> one-hot * y -> DepthToSpace]
+     edgeseg.unpool.onnx_graph.plugin_to_native: SpaceToDepth -> ArgMax -> one-hot * y -> DepthToSpace]
     -> onnxsim -> onnx.checker (full) + strict shape inference
     -> verification: PyTorch (training-mode unpool with real indices) vs onnxruntime
     -> TensorRT op check (10.3, 11.x) -> atomic write of model.onnx + model.onnx.json
 
 Exporter: ``torch.onnx.export(..., dynamo=False)``; the reasons are in
-:mod:`edgeseg.export.unpool.symbolic`. Models without unpool export the same way
+:mod:`edgeseg.unpool.torch_op`. Models without unpool export the same way
 (card ``unpool_mode="none"``).
 """
 
@@ -26,14 +26,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseg.calib.graph import NATIVE_MIN_OPSET, plugin_to_native
 from edgeseg.export.onnx_verify import Verification, verify
-from edgeseg.export.unpool import OP_DOMAIN, OP_DOMAIN_VERSION
 
 from edgeseg.card import ModelCard, card_path
 from edgeseg.errors import ConfigError, ExportError
 from edgeseg.io import atomic_path, sha256_file, write_json_atomic
 from edgeseg.models.blocks import param_count
+from edgeseg.unpool import OP_DOMAIN, OP_DOMAIN_VERSION
+from edgeseg.unpool.onnx_graph import NATIVE_MIN_OPSET, plugin_to_native
 
 UNPOOL_MODES = ("native", "plugin")
 MIN_OPSET = 9  # TensorRT's ONNX parser floor
@@ -212,7 +212,8 @@ def torch_to_onnx(model: Any, shape_nchw: tuple[int, ...], mode: str, opts: Expo
     """
     import onnx
     import torch
-    from edgeseg.export.unpool.torch_op import unpool_mode
+
+    from edgeseg.unpool.torch_op import unpool_mode
 
     dyn = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if opts.dynamic_batch else None
     rewrite = mode == "native" and opts.opset >= NATIVE_MIN_OPSET

@@ -92,7 +92,7 @@ def unavailable(spec: BackendSpec) -> str | None:
     if spec.runtime == "openvino":
         return _openvino_unavailable(spec)
     if spec.runtime == "tensorrt":
-        from edgeseg.export.trt_common import require_tensorrt
+        from edgeseg.runtime.trt_common import require_tensorrt
 
         try:
             require_tensorrt()

@@ -65,7 +65,8 @@ def make_models(model: Path, calib_set: Path, methods: list[str], folder: Path) 
 def latency(files: dict[str, Path], hw: tuple[int, int], runs: int, threads: int) -> dict[str, Any]:
     """Median ms per model, interleaved rounds, onnxruntime CPU, batch 1; ratio vs FP32."""
     import onnxruntime as ort
-    from edgeseg.export.unpool.ort_op import session_options
+
+    from edgeseg.unpool.ort_op import session_options
 
     sessions = {}
     for label, path in files.items():

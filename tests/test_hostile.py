@@ -564,8 +564,8 @@ def _fill(s: str, ws: Path) -> str:
 
 @pytest.fixture()
 def fake_trt(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    from edgeseg.export import trt_common
-    from edgeseg.export.trt_common import DeviceInfo
+    from edgeseg.runtime import trt_common
+    from edgeseg.runtime.trt_common import DeviceInfo
     from test_trt_backend import fake_pycuda, fake_tensorrt
 
     def install() -> None:
