@@ -35,6 +35,6 @@ def load(path: str | Path, **options: Any) -> Segmenter:
 
 def load_model(path: str) -> Any:
     """Rebuild a torch model from ``model.safetensors`` + its card ``model.json`` (never unpickles)."""
-    from edgeseg.checkpoint import load_model as _load
+    from edgeseg.models.checkpoint import load_model as _load
 
     return _load(path)

@@ -306,7 +306,7 @@ def deploy_onnx(src: str | os.PathLike[str], out: str | os.PathLike[str], *, arg
     """``src`` (an edgeseg ONNX file with its card) -> ``out`` (+ card) with argmax and/or
     preprocessing inside; the new card's parent is ``src``. Nothing is written on failure."""
     import onnx
-    from edgeseg.export.onnx_export import check_output_path, write_onnx
+    from edgeseg.export.onnx_file import check_output_path, write_onnx
 
     src, out = Path(src), Path(out)
     card = read_card(src)

@@ -36,11 +36,10 @@ from edgeseg.export.onnx_export import (
     _facts,
     _options,
     check_graph,
-    check_output_path,
     simplify,
     torch_to_onnx,
-    write_onnx,
 )
+from edgeseg.export.onnx_file import check_output_path, write_onnx
 from edgeseg.export.onnx_import import ARCHITECTURE, ImportOptions, parse_classes, preprocessing
 from edgeseg.export.onnx_verify import verify
 from torch import nn

@@ -26,11 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseg.export.onnx_file import check_output_path, write_onnx
 from edgeseg.export.onnx_verify import Verification, verify
 
-from edgeseg.card import ModelCard, card_path
+from edgeseg.card import ModelCard
 from edgeseg.errors import ConfigError, ExportError
-from edgeseg.io import atomic_path, sha256_file, write_json_atomic
+from edgeseg.io import sha256_file
 from edgeseg.models.blocks import param_count
 from edgeseg.unpool import OP_DOMAIN, OP_DOMAIN_VERSION
 from edgeseg.unpool.onnx_graph import NATIVE_MIN_OPSET, plugin_to_native
@@ -122,7 +123,7 @@ def load_for_export(
     size (``opts.input_hw`` or the checkpoint's, checked against the model's stride) and
     ``parent_sha256`` = the checkpoint's SHA-256.
     """
-    from edgeseg.checkpoint import load_checkpoint, resolve_checkpoint
+    from edgeseg.models.checkpoint import load_checkpoint, resolve_checkpoint
     from edgeseg.models.registry import check_input_hw, get_spec
 
     model, ckpt_card = load_checkpoint(checkpoint)
@@ -159,24 +160,6 @@ def _options(options: dict[str, Any]) -> ExportOptions:
     if not 0.0 <= opts.min_agreement <= 1.0:
         raise ConfigError(f"min agreement {opts.min_agreement} must be within 0..1 (e.g. 0.999)")
     return opts
-
-
-def check_output_path(out: Path) -> None:
-    """Fail early (before the slow export) if ``out`` cannot be written."""
-    if out.suffix != ".onnx":
-        raise ConfigError(f"output {out} must end in .onnx (e.g. model.onnx)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise ExportError(f"output {out} is a folder; give a file name such as {out}/model.onnx")
-    if not parent.is_dir():
-        raise ExportError(f"output folder {parent} does not exist; create it or choose another -o")
-    try:  # a real probe: permissions, read-only file systems and quotas all show up here
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ExportError(f"output folder {parent} is not writable ({e.strerror}); choose another "
-                          "-o path") from None
 
 
 @contextlib.contextmanager
@@ -307,13 +290,3 @@ def _facts(opts: ExportOptions, results: list[Verification], trt: dict[str, Any]
         "tensorrt_ops": {v: {"label": c.label, "ok": c.ok, "problems": [asdict(p) for p in c.problems]}
                          for v, c in trt.items()},
     }
-
-
-def write_onnx(out: Path, data: bytes, card: ModelCard) -> tuple[Path, ModelCard]:
-    """Write the ONNX bytes and the card atomically (card first, then the file is renamed in);
-    return the path and the card as written (with ``file_sha256``)."""
-    with atomic_path(out, need_bytes=len(data)) as tmp:
-        tmp.write_bytes(data)
-        card = card.replace(file_sha256=sha256_file(tmp))
-        write_json_atomic(card_path(out), card.to_dict())
-    return out, card

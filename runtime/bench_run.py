@@ -2,7 +2,7 @@
 
 Each (model, input, backend) is resolved to a file (:mod:`edgeseg.runtime.bench_artifacts`),
 opened once, timed once per batch size (:func:`edgeseg.runtime.bench.measure`), scored on
-``--data`` once (batch 1, :func:`edgeseg.evaluate.score`) and closed. A row's ``status`` is
+``--data`` once (batch 1, :func:`edgeseg.runtime.evaluate.score`) and closed. A row's ``status`` is
 
 * ``ok`` — measured;
 * ``skipped`` — cannot run here or lacks its file (``reason`` says why and how to fix it);
@@ -79,7 +79,7 @@ def check_models_and_data(cfg: BenchConfig) -> dict[Path, ModelCard]:
                                                                folder / f"{stem}.onnx") if p.is_file())
         cards[model] = read_card(given)
         if cfg.data is not None:
-            from edgeseg.evaluate import open_eval_data
+            from edgeseg.runtime.evaluate import open_eval_data
 
             open_eval_data(cfg.data, cfg.split, cards[model], cfg.data_num)
     return cards
@@ -324,7 +324,7 @@ def runs_on_of(backend: Any, spec: BackendSpec, machine: dict[str, Any]) -> dict
 
 
 def score_miou(backend: Any, cfg: BenchConfig) -> float | None:
-    from edgeseg.evaluate import open_eval_data, score
+    from edgeseg.runtime.evaluate import open_eval_data, score
 
     if cfg.data is None:  # no --data: nothing to score against
         return None

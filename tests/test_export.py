@@ -34,7 +34,7 @@ FIGURE_CASES = [("segnet", "native"), ("segnet", "plugin"), ("segnet-basic", "na
 
 def make_checkpoint(folder: Path, name: str, hw: tuple[int, int] = HW) -> Path:
     """Random-init model with BatchNorm statistics warmed on noise (so logits are not degenerate)."""
-    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.models.registry import build_model
 
     torch.manual_seed(0)

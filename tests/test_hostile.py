@@ -501,8 +501,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tinyseg import write_tiny_onnx
 
     from edgeseg.card import ModelCard
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.data.synthetic import SYNTHETIC_INFO
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.models.registry import build_model
     from edgeseg.train.config import TrainConfig
 

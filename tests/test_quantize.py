@@ -200,8 +200,8 @@ def test_exported_segnet_both_modes(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     export = pytest.importorskip("edgeseg.export.onnx_export")
     from edgeseg.card import ModelCard
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.models import build_model
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.unpool.onnx_graph import native_unpool_groups
 
     names = ("a", "b", "c")

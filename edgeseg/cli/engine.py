@@ -138,8 +138,8 @@ def _random_checkpoint(folder: Path, hw: tuple[int, int]) -> tuple[Path, str]:
     import torch
 
     from edgeseg.card import ModelCard
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.data.synthetic import SyntheticScenes
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.models.registry import build_model
 
     torch.manual_seed(0)

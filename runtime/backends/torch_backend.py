@@ -27,7 +27,7 @@ class TorchBackend:
         except ImportError:
             raise BackendError(f"cannot run {Path(path).name}: checkpoints need torch, which is not "
                                "installed; install edgeseg[train] or export to ONNX first") from None
-        from edgeseg.checkpoint import load_checkpoint
+        from edgeseg.models.checkpoint import load_checkpoint
 
         if device not in DEVICES:
             raise BackendError(f"device {device!r} is not one of {', '.join(DEVICES)}")

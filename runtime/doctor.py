@@ -190,9 +190,10 @@ def _cameras(host: Host) -> tuple[str, ...]:
 
 def gather(host: Host | None = None) -> Facts:
     """Read this machine (through ``host``) into Facts. Takes a few seconds (system Python probe)."""
-    from edgeseg.version import __version__
-    from edgeseg.opencv_info import current_opencv, system_opencv, venv_info
     from edgeseg.runtime.camera_uri import ARGUS_ELEMENT
+
+    from edgeseg.opencv_info import current_opencv, system_opencv, venv_info
+    from edgeseg.version import __version__
 
     host = host or Host()
     ort, _ = _module_version("onnxruntime")
