@@ -51,8 +51,9 @@ def _out_of_range_weights(model: Any) -> int:
 
 
 def _block_list() -> list[str]:
-    from edgeseg.export.unpool import OP_NAME
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
+
+    from edgeseg.unpool import OP_NAME
 
     return [*DEFAULT_OP_BLOCK_LIST, OP_NAME]
 

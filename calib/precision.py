@@ -9,7 +9,7 @@ Jetson is involved.
 Every file runs through the runtime's backend for its suffix (``.onnx``: onnxruntime on the CPU,
 plugin-mode files included; ``.engine``: TensorRT on a GPU, so engines can be compared with the
 ONNX files on the target) on each image in turn; scoring follows ``edgeseg eval`` exactly
-(:mod:`edgeseg.evaluate`: model input size, masks resized with nearest neighbour). The files must
+(:mod:`edgeseg.runtime.evaluate`: model input size, masks resized with nearest neighbour). The files must
 share classes, input size and preprocessing (checked from their cards).
 """
 
@@ -129,8 +129,7 @@ def precision_report(models: list[str | Path], data: str | Path, split: str = "v
     ``on_image(i, total)`` is called after each image (progress).
     """
     from edgeseg.runtime.backends import open_backend
-
-    from edgeseg.evaluate import open_eval_data
+    from edgeseg.runtime.evaluate import open_eval_data
 
     if len(models) < 2:
         raise CalibrationError(f"precision-report compares files; got {len(models)}, expected the FP32 ONNX "

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeseg.calib.graph import copy_value_info, float_inputs_for, native_unpool_node_names, plugin_nodes
+from edgeseg.calib.graph import copy_value_info, float_inputs_for
 
 from edgeseg.errors import CalibrationError
+from edgeseg.unpool.onnx_graph import native_unpool_node_names, plugin_nodes
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 FULL_OPS = WEIGHTED_OPS + ("MaxPool", "Add", "Concat", "Resize", "Relu", "Clip", "AveragePool",

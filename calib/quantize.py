@@ -18,7 +18,7 @@
 
 Plugin-mode files contain the custom unpool node, which onnxruntime's calibrator cannot run (it
 builds its own session without custom ops). Calibration therefore runs on the *native-equivalent*
-graph (:func:`edgeseg.calib.graph.plugin_to_native`), which is bit-exact with the plugin and keeps
+graph (:func:`edgeseg.unpool.onnx_graph.plugin_to_native`), which is bit-exact with the plugin and keeps
 every boundary tensor name, so each range transfers by name to the plugin graph; the quantized
 file keeps the plugin node. Native-mode files are calibrated as they are.
 
@@ -245,7 +245,7 @@ def with_unpool_ranges(model: Any, ranges: dict[str, tuple[float, float]]) -> di
     method sees a distribution dominated by those zeros and picks a far too small threshold
     (measured on the test model: entropy clipped 24.0 to 1.3); the y range is the exact answer.
     """
-    from edgeseg.calib.graph import unpool_boundaries
+    from edgeseg.unpool.onnx_graph import unpool_boundaries
 
     out = dict(ranges)
     for _x, y, u in unpool_boundaries(model):
@@ -283,8 +283,9 @@ def calibrate(model_path: str | Path, set_path: str | Path, out: str | Path,
     atomically). Raises CalibrationError / DataError / ModelError with the fix.
     """
     import onnx
-    from edgeseg.calib.graph import plugin_to_native, unpool_mode_of
     from edgeseg.calib.qdq import check_qdq, insert_qdq
+
+    from edgeseg.unpool.onnx_graph import plugin_to_native, unpool_mode_of
 
     cfg = cfg or QuantConfig()
     model_path, out = Path(model_path), Path(out)

@@ -67,7 +67,8 @@ def float_layer_variant(qmodel: Any, fp32: Any, layer: str) -> Any:
 
 def _session(model: Any, threads: int | None) -> Any:
     import onnxruntime as ort
-    from edgeseg.export.unpool.ort_op import session_options
+
+    from edgeseg.unpool.ort_op import session_options
 
     return ort.InferenceSession(model.SerializeToString(), session_options(threads),
                                 providers=["CPUExecutionProvider"])

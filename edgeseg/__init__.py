@@ -12,10 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeseg.version import __version__
+
 if TYPE_CHECKING:
     from edgeseg.runtime.api import Segmenter
 
-__version__ = "0.1.0"
+__all__ = ["__version__", "load", "load_model"]
 
 
 def load(path: str | Path, **options: Any) -> Segmenter:
@@ -33,6 +35,6 @@ def load(path: str | Path, **options: Any) -> Segmenter:
 
 def load_model(path: str) -> Any:
     """Rebuild a torch model from ``model.safetensors`` + its card ``model.json`` (never unpickles)."""
-    from edgeseg.checkpoint import load_model as _load
+    from edgeseg.models.checkpoint import load_model as _load
 
     return _load(path)

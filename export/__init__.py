@@ -1,4 +1,6 @@
-"""PyTorch -> ONNX export, the unpool op, the TensorRT builder and plugin sources (import edgeseg.export).
+"""PyTorch -> ONNX export, the deploy graph, the TensorRT builder and plugin build (import edgeseg.export).
+
+The unpool op itself (torch forms, ONNX graph code, plugin sources) is :mod:`edgeseg.unpool`.
 
 Torch-free at import time: submodules that need torch import it themselves.
 """

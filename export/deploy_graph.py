@@ -223,7 +223,8 @@ def preprocess_model(card: ModelCard, frame_hw: tuple[int, int], opset: int = 17
 
 def _session(model: Any, threads: int | None = 1) -> Any:
     import onnxruntime as ort
-    from edgeseg.export.unpool.ort_op import session_options
+
+    from edgeseg.unpool.ort_op import session_options
 
     return ort.InferenceSession(model.SerializeToString(), session_options(threads),
                                 providers=["CPUExecutionProvider"])
@@ -305,7 +306,7 @@ def deploy_onnx(src: str | os.PathLike[str], out: str | os.PathLike[str], *, arg
     """``src`` (an edgeseg ONNX file with its card) -> ``out`` (+ card) with argmax and/or
     preprocessing inside; the new card's parent is ``src``. Nothing is written on failure."""
     import onnx
-    from edgeseg.export.onnx_export import check_output_path, write_onnx
+    from edgeseg.export.onnx_file import check_output_path, write_onnx
 
     src, out = Path(src), Path(out)
     card = read_card(src)

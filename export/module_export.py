@@ -36,20 +36,19 @@ from edgeseg.export.onnx_export import (
     _facts,
     _options,
     check_graph,
-    check_output_path,
     simplify,
     torch_to_onnx,
-    write_onnx,
 )
+from edgeseg.export.onnx_file import check_output_path, write_onnx
 from edgeseg.export.onnx_import import ARCHITECTURE, ImportOptions, parse_classes, preprocessing
 from edgeseg.export.onnx_verify import verify
-from edgeseg.export.unpool.torch_op import max_unpool2x2, unpool_mode
 from torch import nn
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import ConfigError, ExportError, ModelError
 from edgeseg.io import sha256_file
 from edgeseg.models.blocks import param_count
+from edgeseg.unpool.torch_op import max_unpool2x2, unpool_mode
 
 Log = Callable[[str], None]
 

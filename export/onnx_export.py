@@ -4,13 +4,13 @@ Pipeline (each step a short function; nothing touches the output path until all 
 
     load checkpoint -> torch.onnx.export (TorchScript exporter, unpool mode native|plugin)
     [native, opset >= 13: exported as plugin nodes, each rewritten into standard ops by
-     edgeseg.calib.graph.plugin_to_native: SpaceToDepth -> ArgMax -> one-hot * y -> DepthToSpace]
+     edgeseg.unpool.onnx_graph.plugin_to_native: SpaceToDepth -> ArgMax -> one-hot * y -> DepthToSpace]
     -> onnxsim -> onnx.checker (full) + strict shape inference
     -> verification: PyTorch (training-mode unpool with real indices) vs onnxruntime
     -> TensorRT op check (10.3, 11.x) -> atomic write of model.onnx + model.onnx.json
 
 Exporter: ``torch.onnx.export(..., dynamo=False)``; the reasons are in
-:mod:`edgeseg.export.unpool.symbolic`. Models without unpool export the same way
+:mod:`edgeseg.unpool.torch_op`. Models without unpool export the same way
 (card ``unpool_mode="none"``).
 """
 
@@ -26,14 +26,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseg.calib.graph import NATIVE_MIN_OPSET, plugin_to_native
+from edgeseg.export.onnx_file import check_output_path, write_onnx
 from edgeseg.export.onnx_verify import Verification, verify
-from edgeseg.export.unpool import OP_DOMAIN, OP_DOMAIN_VERSION
 
-from edgeseg.card import ModelCard, card_path
+from edgeseg.card import ModelCard
 from edgeseg.errors import ConfigError, ExportError
-from edgeseg.io import atomic_path, sha256_file, write_json_atomic
+from edgeseg.io import sha256_file
 from edgeseg.models.blocks import param_count
+from edgeseg.unpool import OP_DOMAIN, OP_DOMAIN_VERSION
+from edgeseg.unpool.onnx_graph import NATIVE_MIN_OPSET, plugin_to_native
 
 UNPOOL_MODES = ("native", "plugin")
 MIN_OPSET = 9  # TensorRT's ONNX parser floor
@@ -122,7 +123,7 @@ def load_for_export(
     size (``opts.input_hw`` or the checkpoint's, checked against the model's stride) and
     ``parent_sha256`` = the checkpoint's SHA-256.
     """
-    from edgeseg.checkpoint import load_checkpoint, resolve_checkpoint
+    from edgeseg.models.checkpoint import load_checkpoint, resolve_checkpoint
     from edgeseg.models.registry import check_input_hw, get_spec
 
     model, ckpt_card = load_checkpoint(checkpoint)
@@ -161,24 +162,6 @@ def _options(options: dict[str, Any]) -> ExportOptions:
     return opts
 
 
-def check_output_path(out: Path) -> None:
-    """Fail early (before the slow export) if ``out`` cannot be written."""
-    if out.suffix != ".onnx":
-        raise ConfigError(f"output {out} must end in .onnx (e.g. model.onnx)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise ExportError(f"output {out} is a folder; give a file name such as {out}/model.onnx")
-    if not parent.is_dir():
-        raise ExportError(f"output folder {parent} does not exist; create it or choose another -o")
-    try:  # a real probe: permissions, read-only file systems and quotas all show up here
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ExportError(f"output folder {parent} is not writable ({e.strerror}); choose another "
-                          "-o path") from None
-
-
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
     """Silence fd 1 while torch's exporter runs: on failure it dumps the whole TorchScript graph.
@@ -212,7 +195,8 @@ def torch_to_onnx(model: Any, shape_nchw: tuple[int, ...], mode: str, opts: Expo
     """
     import onnx
     import torch
-    from edgeseg.export.unpool.torch_op import unpool_mode
+
+    from edgeseg.unpool.torch_op import unpool_mode
 
     dyn = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if opts.dynamic_batch else None
     rewrite = mode == "native" and opts.opset >= NATIVE_MIN_OPSET
@@ -306,13 +290,3 @@ def _facts(opts: ExportOptions, results: list[Verification], trt: dict[str, Any]
         "tensorrt_ops": {v: {"label": c.label, "ok": c.ok, "problems": [asdict(p) for p in c.problems]}
                          for v, c in trt.items()},
     }
-
-
-def write_onnx(out: Path, data: bytes, card: ModelCard) -> tuple[Path, ModelCard]:
-    """Write the ONNX bytes and the card atomically (card first, then the file is renamed in);
-    return the path and the card as written (with ``file_sha256``)."""
-    with atomic_path(out, need_bytes=len(data)) as tmp:
-        tmp.write_bytes(data)
-        card = card.replace(file_sha256=sha256_file(tmp))
-        write_json_atomic(card_path(out), card.to_dict())
-    return out, card

@@ -148,8 +148,9 @@ def input_hw(inp: Any, layout: str,
 def probe(model: Any, inp: Any, layout: str, hw: tuple[int, int]) -> list[tuple[str, tuple[int, ...], str]]:
     """Run the graph once on a zero image; (name, shape, numpy dtype) of every output."""
     import onnxruntime as ort
-    from edgeseg.export.unpool.ort_op import session_options
     from onnx import TensorProto
+
+    from edgeseg.unpool.ort_op import session_options
 
     uint8 = inp.type.tensor_type.elem_type == TensorProto.UINT8
     shape = (1, 3, *hw) if layout == "nchw" else (1, *hw, 3)
@@ -388,7 +389,7 @@ def _initializer_count(model: Any) -> int:
 
 
 def _unpool_mode(model: Any) -> str:
-    from edgeseg.calib.graph import plugin_nodes
+    from edgeseg.unpool.onnx_graph import plugin_nodes
 
     return "plugin" if plugin_nodes(model) else "none"
 

@@ -82,7 +82,8 @@ def compare(model: Any, session: Any, inputs: Iterator[np.ndarray], source: str)
 def verify(model: Any, onnx_bytes: bytes, card: ModelCard, opts: Any) -> list[Verification]:
     """Random inputs (always) and ``opts.data`` frames (when given); one result per source."""
     import onnxruntime as ort
-    from edgeseg.export.unpool.ort_op import session_options
+
+    from edgeseg.unpool.ort_op import session_options
 
     session = ort.InferenceSession(onnx_bytes, session_options(opts.threads),
                                    providers=["CPUExecutionProvider"])

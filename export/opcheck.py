@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgeseg.export.unpool import OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
-
 from edgeseg.errors import ConfigError, ExportError, did_you_mean
 from edgeseg.io import load_onnx
-
-DEFAULT_DOMAINS = ("", "ai.onnx")
+from edgeseg.unpool import OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from edgeseg.unpool.onnx_graph import DEFAULT_DOMAINS, all_nodes
 
 
 @dataclass(frozen=True)
@@ -88,54 +85,13 @@ def resolve_versions(requested: str | None) -> tuple[str, ...]:
     )
 
 
-def _nodes(graph: Any) -> Iterator[Any]:
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from _nodes(attr.g)
-            for sub in attr.graphs:
-                yield from _nodes(sub)
-
-
 def _op_key(node: Any) -> str:
     return node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}::{node.op_type}"
 
 
 def count_ops(model: Any) -> dict[str, int]:
     """Op type -> node count (``domain::op`` for non-default domains), subgraphs included."""
-    return dict(sorted(Counter(_op_key(n) for n in _nodes(model.graph)).items()))
-
-
-def custom_ops(model: Any) -> list[str]:
-    """``"MaxUnpool2x2 x3 (ai.onnx.contrib)"`` for each op outside the standard ONNX domain."""
-    found = Counter((n.domain, n.op_type) for n in _nodes(model.graph) if n.domain not in DEFAULT_DOMAINS)
-    return [f"{op} x{n} ({domain})" for (domain, op), n in sorted(found.items())]
-
-
-def stock_runtime_fix(checkpoint: str = "CHECKPOINT", out: str = "model.native.onnx",
-                      input_hw: str = "") -> str:
-    """The command that writes the file every tool runs: the native export of the checkpoint."""
-    import shlex
-
-    size = f" --input {input_hw}" if input_hw else ""
-    return f"edgeseg export {shlex.quote(checkpoint)} -o {shlex.quote(out)}{size} --unpool native"
-
-
-def stock_runtime_note(model: Any, **native: str) -> str | None:
-    """For a graph with custom nodes: which stock runtimes refuse it and what runs it (else None).
-    ``native``: ``checkpoint`` / ``out`` / ``input_hw`` of the suggested native export (placeholders
-    when not given)."""
-    custom = custom_ops(model)
-    if not custom:
-        return None
-    ours = any(op.startswith(OP_NAME + " ") for op in custom)
-    runs = ("it runs on TensorRT with the edgeseg plugin (edgeseg build-plugin, edgeseg build-engine) and "
-            "in edgeseg's own onnxruntime backend (edgeseg stream/eval/bench, via onnxruntime-extensions); "
-            if ours else "")
-    return (f"custom node {', '.join(custom)}: stock onnxruntime, OpenVINO and OpenCV DNN cannot run this "
-            f"file; {runs}for every other tool export native ops from the checkpoint: "
-            f"{stock_runtime_fix(**native)}")
+    return dict(sorted(Counter(_op_key(n) for n in all_nodes(model.graph)).items()))
 
 
 def _default_opset(model: Any) -> int:
@@ -175,7 +131,7 @@ def check_ops(model: Any, version: str) -> OpCheck:
     spec = load_support()["versions"][version]
     supported = frozenset(spec["supported"])
     found: Counter[tuple[str, str]] = Counter()
-    for node in _nodes(model.graph):
+    for node in all_nodes(model.graph):
         reason = _node_problem(node, supported, spec["maxpool_second_output"])
         if reason is not None:
             found[(_op_key(node), reason)] += 1

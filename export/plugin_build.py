@@ -1,6 +1,6 @@
 """Compile the unpool plugin (``edgeseg build-plugin``) and the kernel-only library.
 
-* :func:`build_plugin` runs the CMake project in ``export/unpool/plugin`` against the local
+* :func:`build_plugin` runs the CMake project in ``edgeseg/unpool/plugin`` against the local
   TensorRT (headers + libnvinfer found in the usual Jetson/x86 places, or given) and writes
   ``libedgeseg_plugins.so`` plus ``libedgeseg_plugins.so.json`` (the TensorRT version and CUDA
   architectures it was built for; the loader refuses a library built for another TensorRT).
@@ -21,9 +21,10 @@ import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from edgeseg.export.trt_common import (
+from edgeseg.runtime.trt_common import (
     KERNEL_LIB_NAME,
     PLUGIN_LIB_NAME,
     default_plugin_dir,
@@ -47,7 +48,7 @@ HEADER_HINT = (
 
 def plugin_source_dir() -> Path:
     """The CMake project (kernel .cu, plugin .h/.cpp) shipped inside the package."""
-    return Path(__file__).resolve().parent / "unpool" / "plugin"
+    return Path(str(resources.files("edgeseg.unpool") / "plugin")).resolve()
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def cuda_archs(requested: str | None) -> tuple[str, ...]:
         if not archs or not all(a.isdigit() for a in archs):
             raise ConfigError(f"--cuda-arch {requested!r}: expected numbers like 87 (Orin) or 87,90")
         return archs
-    from edgeseg.export.trt_common import device_info
+    from edgeseg.runtime.trt_common import device_info
 
     try:
         return (device_info().compute_capability.replace(".", ""),)

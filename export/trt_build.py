@@ -25,16 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.export.unpool import OP_NAME
-
 from edgeseg.card import PRECISIONS, ModelCard, card_path, read_card
 from edgeseg.errors import CalibrationError, ConfigError, EngineError
 from edgeseg.io import atomic_path, load_onnx, sha256_bytes, sha256_file
+from edgeseg.unpool import OP_NAME
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 _FLOAT16 = 10  # onnx.TensorProto.FLOAT16
-OOM_MARKERS = ("out of memory", "outofmemory", "cudaerrormemoryallocation", "requested amount of gpu memory",
-               "insufficient memory", "failed to allocate")
 Shape = tuple[int, ...]
 
 
@@ -220,7 +217,8 @@ def build_engine(onnx: str | Path, out: str | Path, *, precision: str = "fp16", 
     Everything that can be refused is refused before the (long) build; on any failure nothing is
     written at ``out``. Raises EngineError / CalibrationError / ConfigError / ModelError.
     """
-    from edgeseg.export import trt_common, trt_engine
+    from edgeseg.export import trt_engine
+    from edgeseg.runtime import trt_common
 
     onnx, out = Path(onnx), Path(out)
     opts = BuildOptions(precision, workspace_mb, Path(plugin) if plugin else None,

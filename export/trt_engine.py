@@ -14,15 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeseg.export.trt_build import OOM_MARKERS, BuildOptions, BuildPlan, OnnxFacts
-from edgeseg.export.trt_common import DeviceInfo, device_info, dims_list, load_plugin_library, resolve_plugin
+from edgeseg.runtime.trt_common import (
+    DeviceInfo,
+    collecting_logger,
+    device_info,
+    dims_list,
+    load_plugin_library,
+    resolve_plugin,
+)
 from rich.console import Console
 
 from edgeseg.errors import EngineError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: trt_build imports this module to run the build
     import tensorrt as trt
+    from edgeseg.export.trt_build import BuildOptions, BuildPlan, OnnxFacts
 
+# Lower-cased fragments of TensorRT's error messages when the build ran out of GPU memory.
+OOM_MARKERS = ("out of memory", "outofmemory", "cudaerrormemoryallocation", "requested amount of gpu memory",
+               "insufficient memory", "failed to allocate")
 # Removed in TensorRT 11 (strongly typed only); used only for weakly typed 10.x builds.
 TRT10_ONLY_NAMES = ("BuilderFlag.FP16", "BuilderFlag.INT8")
 
@@ -38,28 +48,6 @@ class BuildResult:
     plugin_sha256: str | None
     shapes: dict[str, Any]
     plugin_path: Path | None = None
-
-
-def collecting_logger(verbose: bool) -> Any:
-    """A ``trt.ILogger`` that keeps error messages (to classify failures) and echoes to stderr."""
-    import tensorrt as trt
-
-    severity = trt.ILogger.Severity
-    errors = (severity.INTERNAL_ERROR, severity.ERROR)
-    shown = (*errors, severity.WARNING)
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            if severity in errors:
-                self.errors.append(msg)
-            if verbose or severity in shown:
-                print(f"[TensorRT] {msg}", file=sys.stderr)
-
-    return _Logger()
 
 
 def _builder_flag(name: str) -> Any:

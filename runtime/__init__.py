@@ -1,4 +1,5 @@
-"""Inference backends, video sources/sinks, the streaming loop and bench (import edgeseg.runtime).
+"""Inference backends, video sources/sinks, the streaming loop, eval, doctor, bench and the TensorRT
+facts the builder shares (import edgeseg.runtime).
 
 Never imports torch except inside the torch backend.
 """

@@ -246,7 +246,7 @@ def write_compare(machines: list[Machine], stem: Path,
     """Write STEM.json, STEM.md and STEM.png; refuse a stem whose outputs would overwrite an input."""
     from edgeseg.runtime.compare_plot import plot_compare
 
-    from edgeseg import __version__
+    from edgeseg.version import __version__
 
     outs = [stem.with_name(stem.name + s) for s in (".json", ".md", ".png")]
     inputs = {m.path.resolve() for m in machines}

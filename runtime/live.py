@@ -19,7 +19,7 @@ from typing import Protocol
 
 import cv2
 import numpy as np
-from edgeseg.runtime.sources import (
+from edgeseg.runtime.source_types import (
     Frame,
     MaskFolder,
     ReadResult,

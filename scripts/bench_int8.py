@@ -63,8 +63,8 @@ def latency(files: dict[str, Path], hw: tuple[int, int], runs: int, threads: int
     """Median ms per model, interleaved rounds (edgeseg bench's timer), onnxruntime CPU, batch 1;
     ratio vs FP32."""
     import onnxruntime as ort
-    from edgeseg.export.unpool.ort_op import session_options
     from edgeseg.runtime.bench.measure import measure_interleaved, random_batch
+    from edgeseg.unpool.ort_op import session_options
 
     cpu = ["CPUExecutionProvider"]
     sessions = {label: ort.InferenceSession(str(path), session_options(threads), providers=cpu)

@@ -49,9 +49,9 @@ def build_model(out: Path, checkpoint: Path | None, onnx_path: Path | None) -> t
         import torch
 
         from edgeseg.card import ModelCard
-        from edgeseg.checkpoint import save_checkpoint
         from edgeseg.data.known import CAMVID as CAMVID_INFO
         from edgeseg.models import build_model as build
+        from edgeseg.models.checkpoint import save_checkpoint
 
         torch.manual_seed(0)
         model = build("lite-unet", num_classes=len(CAMVID_INFO.class_names)).eval()

@@ -48,7 +48,8 @@ def _kernel(lib: Path) -> Any:
 
 def bench_shape(torch: Any, fn: Any, shape: tuple[int, ...], dtype: Any, iters: int) -> dict[str, Any]:
     import torch.nn.functional as F
-    from edgeseg.export.unpool.reference import max_unpool2x2_ref
+
+    from edgeseg.unpool.reference import max_unpool2x2_ref
 
     n, c, h, w = shape
     x = torch.randn(shape, device="cuda", dtype=dtype)

@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-from edgeseg.export.unpool import OP_NAME
 from onnx import helper
+
+from edgeseg.unpool import OP_NAME
 
 
 def build_model(hw: tuple[int, int]) -> Any:
@@ -81,7 +82,8 @@ def to_standard_unpool(plugin: onnx.ModelProto) -> onnx.ModelProto:
 
 def sessions(models: dict[str, onnx.ModelProto], threads: int) -> dict[str, Any]:
     import onnxruntime as ort
-    from edgeseg.export.unpool.ort_op import session_options
+
+    from edgeseg.unpool.ort_op import session_options
 
     return {name: ort.InferenceSession(m.SerializeToString(), session_options(threads),
                                        providers=["CPUExecutionProvider"])

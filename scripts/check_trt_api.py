@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TRT_MODULES = ("export/trt_common.py", "export/trt_engine.py", "export/trt_build.py",
+TRT_MODULES = ("runtime/trt_common.py", "export/trt_engine.py", "export/trt_build.py",
                "runtime/backends/trt.py")
 SOURCES = REPO.parent / "shared" / "tensorrt"
 VERSIONS = {"10.3": "v10.3.0", "11.1": "v11.1"}  # TensorRT version -> folder under SOURCES

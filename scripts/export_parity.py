@@ -26,7 +26,7 @@ def make_checkpoint(folder: Path, name: str, hw: tuple[int, int]) -> Path:
     import torch
 
     from edgeseg.card import ModelCard
-    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.models.registry import build_model
 
     torch.manual_seed(0)

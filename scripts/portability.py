@@ -32,8 +32,8 @@ def reference(checkpoint: Path, data: str, frames: int, hw: tuple[int, int]) -> 
     """(N,3,H,W) preprocessed validation frames and the PyTorch argmax (N,H,W) at ``hw``."""
     import torch
 
-    from edgeseg.checkpoint import load_checkpoint
     from edgeseg.data import open_dataset
+    from edgeseg.models.checkpoint import load_checkpoint
     from edgeseg.preprocess import preprocess
 
     model, card = load_checkpoint(checkpoint)

@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
-from edgeseg.calib.graph import plugin_to_native
-from edgeseg.export.unpool import OP_DOMAIN, OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeseg.card import ModelCard, write_card
+from edgeseg.unpool import OP_DOMAIN, OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from edgeseg.unpool.onnx_graph import plugin_to_native
 
 HW = (16, 16)
 CLASSES = ("bg", "a", "b", "rare")

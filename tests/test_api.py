@@ -149,8 +149,8 @@ def test_import_is_light_and_runtime_torch_free() -> None:
 def test_checkpoint_runs_through_torch(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from edgeseg.card import ModelCard
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.data.synthetic import SYNTHETIC_INFO as info
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.models.registry import build_model
 
     torch.manual_seed(0)

@@ -30,8 +30,8 @@ HW = (32, 32)
 
 def _checkpoint(folder: Path, arch: str = "lite-unet") -> Path:
     from edgeseg.card import ModelCard
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.data.synthetic import SYNTHETIC_INFO as info
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.models.registry import build_model
 
     torch.manual_seed(0)

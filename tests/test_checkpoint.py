@@ -10,9 +10,9 @@ import torch
 
 import edgeseg
 from edgeseg.card import ModelCard, read_card
-from edgeseg.checkpoint import load_checkpoint, save_checkpoint
 from edgeseg.errors import ModelError
 from edgeseg.models import build_model
+from edgeseg.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _card(arch: str, args: dict, k: int = 2) -> ModelCard:

@@ -124,7 +124,7 @@ def test_deploy_file_runs_in_stream_eval_and_refuses_float_input(tmp_path: Path)
     assert len(shown["deploy"]) == 4
     for a, b in zip(shown["deploy"], shown["logits"], strict=True):
         np.testing.assert_array_equal(a, b)
-    from edgeseg.evaluate import evaluate
+    from edgeseg.runtime.evaluate import evaluate
 
     scores = [evaluate(m, "synthetic", num=3, backend_options={"threads": 1}).metrics.miou
               for m in (path, logits_path)]
@@ -169,9 +169,9 @@ def test_export_with_argmax_and_frame_size_matches_torch(tmp_path: Path) -> None
     torch = pytest.importorskip("torch")
     from edgeseg.export.onnx_export import export_onnx
 
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.data.synthetic import SYNTHETIC_INFO, SyntheticScenes
     from edgeseg.models import build_model
+    from edgeseg.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     hw = (32, 48)

@@ -7,10 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from edgeseg.cli.main import app
-from edgeseg.doctor import (
+from edgeseg.runtime.doctor import (
     Host,
     PluginFacts,
     diagnose,
@@ -20,6 +17,9 @@ from edgeseg.doctor import (
     plugin_facts,
     recorded_facts,
 )
+from typer.testing import CliRunner
+
+from edgeseg.cli.main import app
 from edgeseg.opencv_info import OpenCvInstall, VenvInfo, gstreamer_fix, parse_build_info, venv_info
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -21,14 +21,13 @@ from edgeseg.export.trt_build import (
     trtexec_command,
     write_engine,
 )
-from edgeseg.export.trt_common import (
+from edgeseg.runtime.trt_common import (
     DeviceInfo,
     check_engine_card,
     check_plugin_library,
     plugin_sidecar,
     require_tensorrt,
 )
-from edgeseg.export.unpool import OP_DOMAIN, OP_NAME
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
@@ -36,6 +35,7 @@ from edgeseg.card import ModelCard, card_path, write_card
 from edgeseg.cli.main import app
 from edgeseg.errors import CalibrationError, ConfigError, EngineError
 from edgeseg.io import sha256_file
+from edgeseg.unpool import OP_DOMAIN, OP_NAME
 
 runner = CliRunner()
 HW = (8, 8)

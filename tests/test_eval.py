@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from edgeseg.runtime.evaluate import evaluate
 from typer.testing import CliRunner
 
 from edgeseg.cli.main import app
 from edgeseg.errors import DataError
-from edgeseg.evaluate import evaluate
 from edgeseg.train import TrainConfig
 from edgeseg.train.loop import train
 

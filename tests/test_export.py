@@ -12,13 +12,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from edgeseg.export.unpool import OP_DOMAIN, OP_NAME
-from edgeseg.export.unpool.ort_op import session_options
 from typer.testing import CliRunner
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.cli.main import app
 from edgeseg.errors import ConfigError
+from edgeseg.unpool import OP_DOMAIN, OP_NAME
+from edgeseg.unpool.ort_op import session_options
 
 torch = pytest.importorskip("torch")
 
@@ -34,7 +34,7 @@ FIGURE_CASES = [("segnet", "native"), ("segnet", "plugin"), ("segnet-basic", "na
 
 def make_checkpoint(folder: Path, name: str, hw: tuple[int, int] = HW) -> Path:
     """Random-init model with BatchNorm statistics warmed on noise (so logits are not degenerate)."""
-    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.models.registry import build_model
 
     torch.manual_seed(0)

@@ -25,7 +25,8 @@ HW = (32, 48)
 @pytest.mark.parametrize("mode", ["native", "plugin"])
 def test_export_module_routes_every_unpool(tmp_path, mode):
     from edgeseg.export import export_module
-    from edgeseg.export.unpool import OP_NAME
+
+    from edgeseg.unpool import OP_NAME
 
     torch.set_num_threads(1)
     model = warmed(UserSegNet(3), HW)

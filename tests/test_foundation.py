@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from edgeseg.export.unpool.reference import max_unpool2x2_ref
 
 from edgeseg.card import ModelCard, card_path, read_card, write_card
 from edgeseg.errors import ConfigError, EdgesegError, ModelError
 from edgeseg.io import atomic_path
+from edgeseg.unpool.reference import max_unpool2x2_ref
 
 
 def _card(**kw):

@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 from _calib_models import save_tiny
 from edgeseg.calib.fp16 import convert_fp16, default_fp16_path
-from edgeseg.calib.graph import plugin_nodes, plugin_to_native
 from onnx import TensorProto
 
 from edgeseg.card import read_card
 from edgeseg.errors import CalibrationError
+from edgeseg.unpool.onnx_graph import plugin_nodes, plugin_to_native
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

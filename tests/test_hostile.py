@@ -501,8 +501,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tinyseg import write_tiny_onnx
 
     from edgeseg.card import ModelCard
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.data.synthetic import SYNTHETIC_INFO
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.models.registry import build_model
     from edgeseg.train.config import TrainConfig
 
@@ -564,8 +564,8 @@ def _fill(s: str, ws: Path) -> str:
 
 @pytest.fixture()
 def fake_trt(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    from edgeseg.export import trt_common
-    from edgeseg.export.trt_common import DeviceInfo
+    from edgeseg.runtime import trt_common
+    from edgeseg.runtime.trt_common import DeviceInfo
     from test_trt_backend import fake_pycuda, fake_tensorrt
 
     def install() -> None:

@@ -30,7 +30,8 @@ from edgeseg.export.plugin_build import (
     cubin_arch,
     plugin_source_dir,
 )
-from edgeseg.export.unpool.reference import max_unpool2x2_ref
+
+from edgeseg.unpool.reference import max_unpool2x2_ref
 
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) is not installed")

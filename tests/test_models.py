@@ -6,11 +6,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgeseg.export.unpool.torch_op import unpool_mode  # noqa: E402
-
 from edgeseg.errors import ConfigError  # noqa: E402
 from edgeseg.models import build_model, check_input_hw, get_spec, model_names  # noqa: E402
 from edgeseg.models.blocks import param_count  # noqa: E402
+from edgeseg.unpool.torch_op import unpool_mode  # noqa: E402
 
 VARIANTS = [
     ("segnet", {}),

@@ -6,10 +6,10 @@ NaN-free window and at the LAST NaN of a window with NaNs. Every 2x2 NaN pattern
 combined with distinct values, ties, +inf and -inf, and the unpool of each form is compared with
 ``F.max_unpool2d`` bit for bit (NaN positions included):
 
-* the numpy reference (``export/unpool/reference.py``, also what onnxruntime runs for plugin nodes);
+* the numpy reference (``edgeseg/unpool/reference.py``, also what onnxruntime runs for plugin nodes);
 * the torch native form (``native_unpool``: the plugin node's PyTorch forward);
-* the native ONNX graph (``calib.graph.plugin_to_native``: what ``export --unpool native`` writes)
-  and the torch form exported below opset 13, both in onnxruntime;
+* the native ONNX graph (``edgeseg.unpool.onnx_graph.plugin_to_native``: what ``export --unpool
+  native`` writes) and the torch form exported below opset 13, both in onnxruntime;
 * the CUDA kernel's window function, host-compiled with nvcc (tests/kernel_host), FP32 and FP16.
 """
 
@@ -25,13 +25,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from edgeseg.export.unpool import OP_DOMAIN, OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
-from edgeseg.export.unpool.reference import max_unpool2x2_ref
 from onnx import TensorProto, helper
+
+from edgeseg.unpool import OP_DOMAIN, OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from edgeseg.unpool.reference import max_unpool2x2_ref
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
-from edgeseg.export.unpool.torch_op import native_unpool  # noqa: E402
+
+from edgeseg.unpool.torch_op import native_unpool  # noqa: E402
 
 NAN, INF = float("nan"), float("inf")
 PATTERNS = ([1.0, 3.0, 2.0, 0.5], [2.0, 2.0, 2.0, 2.0], [0.0, 5.0, 5.0, 1.0], [INF, 1.0, INF, -2.0],
@@ -91,7 +93,7 @@ def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
 
 def test_native_onnx_graph_equals_max_unpool2d() -> None:
     """plugin node -> plugin_to_native (SpaceToDepth ... IsNaN branch ... DepthToSpace), in onnxruntime."""
-    from edgeseg.calib.graph import native_unpool_groups, plugin_to_native
+    from edgeseg.unpool.onnx_graph import native_unpool_groups, plugin_to_native
 
     x, y = nan_windows()
     node = helper.make_node(OP_NAME, ["x", "y"], ["out"], "unpool", domain=OP_DOMAIN,
@@ -105,8 +107,8 @@ def test_native_onnx_graph_equals_max_unpool2d() -> None:
     onnx.checker.check_model(native)
     ops = [n.op_type for n in native.graph.node]
     assert "IsNaN" in ops and OP_NAME not in ops
-    (names, gx, gy, gout), = native_unpool_groups(native)  # one unpool, NaN branch included
-    assert (gx, gy, gout) == ("x", "y", "out") and len(names) == len(native.graph.node)
+    (group,) = native_unpool_groups(native)  # one unpool, NaN branch included
+    assert (group.x, group.y, group.out) == ("x", "y", "out") and len(group.nodes) == len(native.graph.node)
     np.testing.assert_array_equal(_run(native, {"x": x, "y": y}), torch_truth(x, y))
 
 

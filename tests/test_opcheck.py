@@ -8,12 +8,12 @@ from pathlib import Path
 import onnx
 import pytest
 from edgeseg.export.opcheck import check_file, check_ops, count_ops, load_support, resolve_versions
-from edgeseg.export.unpool import OP_DOMAIN, OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from edgeseg.cli.main import app
 from edgeseg.errors import ConfigError, ExportError, ModelError
+from edgeseg.unpool import OP_DOMAIN, OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 X = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
 OUT = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
@@ -145,7 +145,7 @@ def test_check_ops_cli(tmp_path: Path):
 def test_plugin_mode_file_says_what_runs_it(tmp_path: Path):
     """A custom node passes TensorRT's check (with the plugin) but no stock runtime runs it: say so,
     and name the native export (issue 21)."""
-    from edgeseg.export.opcheck import stock_runtime_note
+    from edgeseg.unpool.onnx_graph import stock_runtime_note
 
     plugin = model([POOL, plugin_node(plugin_version="1", plugin_namespace="")])
     note = stock_runtime_note(plugin)

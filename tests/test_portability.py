@@ -42,7 +42,7 @@ def _artifacts_and_reference(name: str, root: Path, frames: Path) -> tuple[dict[
     import cv2
     from test_export import make_checkpoint
 
-    from edgeseg.checkpoint import load_checkpoint
+    from edgeseg.models.checkpoint import load_checkpoint
     from edgeseg.preprocess import preprocess
 
     torch.set_num_threads(1)

@@ -12,7 +12,6 @@ import onnxruntime as ort
 import pytest
 from _calib_models import HW, save_tiny, write_images
 from edgeseg.calib.calib_set import Preprocess, make_calib_set
-from edgeseg.calib.graph import native_unpool_node_names, plugin_nodes, plugin_to_native
 from edgeseg.calib.quantize import QuantConfig, calibrate
 from onnx import numpy_helper
 from typer.testing import CliRunner
@@ -21,6 +20,7 @@ from edgeseg.card import read_card
 from edgeseg.cli.main import app
 from edgeseg.errors import CalibrationError, DataError
 from edgeseg.preprocess import preprocess
+from edgeseg.unpool.onnx_graph import native_unpool_node_names, plugin_nodes, plugin_to_native
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_int8_close_to_fp32_and_modes_agree(work: Path) -> None:
 
 
 def test_plugin_int8_runs_with_the_custom_op(work: Path) -> None:
-    ort_op = pytest.importorskip("edgeseg.export.unpool.ort_op")
+    ort_op = pytest.importorskip("edgeseg.unpool.ort_op")
     x = _inputs(work, 1)[0]
     sess = ort.InferenceSession(str(work / "tiny.plugin.int8.onnx"), ort_op.session_options(),
                                 providers=["CPUExecutionProvider"])
@@ -199,11 +199,10 @@ def test_exported_segnet_both_modes(tmp_path: Path) -> None:
     """Real `edgeseg export` graphs (random-init segnet-basic, 32x32): unpool found, modes agree."""
     pytest.importorskip("torch")
     export = pytest.importorskip("edgeseg.export.onnx_export")
-    from edgeseg.calib.graph import native_unpool_groups
-
     from edgeseg.card import ModelCard
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.models import build_model
+    from edgeseg.models.checkpoint import save_checkpoint
+    from edgeseg.unpool.onnx_graph import native_unpool_groups
 
     names = ("a", "b", "c")
     colors = ((0, 0, 0), (9, 9, 9), (99, 99, 99))
@@ -229,8 +228,9 @@ def test_exported_segnet_both_modes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["native", "plugin"])
 def test_unpool_output_takes_y_range(mode: str) -> None:
     from _calib_models import tiny_unpool_model
-    from edgeseg.calib.graph import unpool_boundaries
     from edgeseg.calib.quantize import with_unpool_ranges
+
+    from edgeseg.unpool.onnx_graph import unpool_boundaries
 
     model = tiny_unpool_model(mode)
     assert unpool_boundaries(model) == [("r1", "r2", "u1")]

@@ -350,9 +350,9 @@ def test_stream_exported_model_matches_torch(tmp_path: Path, arch: str, unpool: 
     torch = pytest.importorskip("torch")
     from edgeseg.export.onnx_export import export_onnx
 
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.data.synthetic import SYNTHETIC_INFO
     from edgeseg.models import build_model
+    from edgeseg.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_model(arch, num_classes=5).eval()

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from edgeseg.export import trt_common
-from edgeseg.export.trt_common import DeviceInfo
+from edgeseg.runtime import trt_common
+from edgeseg.runtime.trt_common import DeviceInfo
 
 from edgeseg.card import ModelCard, read_card, write_card
 from edgeseg.errors import BackendError, EngineError

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN = REPO / "export" / "unpool" / "plugin"
+PLUGIN = REPO / "edgeseg" / "unpool" / "plugin"
 MOCK = REPO / "tests" / "trt_mock"
 TRT_HEADERS = REPO.parent / "shared" / "tensorrt"
 VERSIONS = {"v10.3.0": 10, "v11.1": 11}  # folder -> TensorRT major
@@ -148,7 +148,7 @@ def linked(request: pytest.FixtureRequest,
 
 @pytest.mark.slow
 def test_cmake_links_the_plugin_library(linked: tuple[str, Path, Path]) -> None:
-    from edgeseg.export.trt_common import check_plugin_library, linked_tensorrt_major, plugin_sidecar
+    from edgeseg.runtime.trt_common import check_plugin_library, linked_tensorrt_major, plugin_sidecar
 
     from edgeseg.errors import EngineError
 
@@ -172,7 +172,7 @@ def test_cmake_links_the_plugin_library(linked: tuple[str, Path, Path]) -> None:
 # the first one's getPluginRegistry.
 _LOAD_SCRIPT = """
 import ctypes, sys, types
-from edgeseg.export import trt_common
+from edgeseg.runtime import trt_common
 stub_path, lib, version = sys.argv[1:4]
 stub = ctypes.CDLL(stub_path, mode=ctypes.RTLD_GLOBAL)
 key = (b"MaxUnpool2x2", b"1", b"")

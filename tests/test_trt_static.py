@@ -21,10 +21,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from edgeseg.export.unpool import OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+from edgeseg.unpool import OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN = REPO / "export" / "unpool" / "plugin"
+PLUGIN = REPO / "edgeseg" / "unpool" / "plugin"
 STUBS = REPO / ".cache" / "trt-stubs"
 
 

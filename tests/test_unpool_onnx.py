@@ -12,16 +12,17 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from edgeseg.export.unpool import OP_DOMAIN, OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
-from edgeseg.export.unpool.ort_op import session_options
-from edgeseg.export.unpool.reference import max_unpool2x2_ref
 from onnx import helper
 
 from edgeseg.errors import BackendError
+from edgeseg.unpool import OP_DOMAIN, OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from edgeseg.unpool.ort_op import session_options
+from edgeseg.unpool.reference import max_unpool2x2_ref
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
-from edgeseg.export.unpool.torch_op import max_pool2x2, max_unpool2x2, unpool_mode  # noqa: E402
+
+from edgeseg.unpool.torch_op import max_pool2x2, max_unpool2x2, unpool_mode  # noqa: E402
 
 
 class PoolUnpool(torch.nn.Module):
@@ -109,8 +110,8 @@ import sys
 sys.modules["torch"] = None
 import numpy as np, onnx, onnxruntime as ort
 from onnx import TensorProto, helper
-from edgeseg.export.unpool.ort_op import session_options
-from edgeseg.export.unpool.reference import max_unpool2x2_ref
+from edgeseg.unpool.ort_op import session_options
+from edgeseg.unpool.reference import max_unpool2x2_ref
 node = helper.make_node("{OP_NAME}", ["x", "y"], ["out"], domain="{OP_DOMAIN}",
                         plugin_version="{PLUGIN_VERSION}", plugin_namespace="{PLUGIN_NAMESPACE}")
 g = helper.make_graph([node], "g",

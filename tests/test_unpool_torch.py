@@ -7,8 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
-from edgeseg.export.unpool.reference import max_unpool2x2_ref  # noqa: E402
-from edgeseg.export.unpool.torch_op import max_pool2x2, max_unpool2x2, unpool_mode  # noqa: E402
+
+from edgeseg.unpool.reference import max_unpool2x2_ref  # noqa: E402
+from edgeseg.unpool.torch_op import max_pool2x2, max_unpool2x2, unpool_mode  # noqa: E402
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 4, 7, 9), (3, 1, 2, 2)])

@@ -25,8 +25,8 @@ def doctor_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from edgeseg.doctor import as_markdown, diagnose, facts_dict, gather, recorded_facts, summary
     from edgeseg.io import write_json_atomic, write_text_atomic
+    from edgeseg.runtime.doctor import as_markdown, diagnose, facts_dict, gather, recorded_facts, summary
 
     if out is not None and out.suffix != ".json":
         raise ConfigError(f"--out {out.name} must end in .json (a Markdown copy goes next to it)")

@@ -96,7 +96,7 @@ def build_engine_cmd(
 def trtexec_text(onnx: Path, out: Path, kwargs: dict[str, Any]) -> str:
     """The trtexec command for this build, for the installed TensorRT or else for 10.x (JetPack 6)."""
     from edgeseg.export.trt_build import BuildOptions, check_output, inspect_onnx, plan_build, trtexec_command
-    from edgeseg.export.trt_common import require_tensorrt, resolve_plugin, tensorrt_major
+    from edgeseg.runtime.trt_common import require_tensorrt, resolve_plugin, tensorrt_major
 
     check_output(out)
     try:
@@ -138,8 +138,8 @@ def _random_checkpoint(folder: Path, hw: tuple[int, int]) -> tuple[Path, str]:
     import torch
 
     from edgeseg.card import ModelCard
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.data.synthetic import SyntheticScenes
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.models.registry import build_model
 
     torch.manual_seed(0)
@@ -255,7 +255,7 @@ SMOKE_STEPS = ("TensorRT", "export (plugin unpool)", "INT8 Q/DQ (calibrate)", "F
 
 
 def _trt_info() -> tuple[Any, str]:
-    from edgeseg.export.trt_common import device_info, require_tensorrt
+    from edgeseg.runtime.trt_common import device_info, require_tensorrt
 
     trt, dev = require_tensorrt(), device_info()
     return trt, f"TensorRT {trt.__version__} on {dev.name} (sm {dev.compute_capability})"

@@ -58,7 +58,7 @@ def _verification_table(extra: dict[str, Any]) -> Table:
 def _print_opchecks(console: Console, checks: list[Any], model: Any, **native: str) -> None:
     """The TensorRT parser check per version, then (plugin mode) which runtimes cannot run it;
     ``native``: checkpoint / out paths for the native-export command it suggests."""
-    from edgeseg.export.opcheck import stock_runtime_note
+    from edgeseg.unpool.onnx_graph import stock_runtime_note
 
     for c in checks:
         style = "green" if c.ok else "yellow"

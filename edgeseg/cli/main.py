@@ -103,7 +103,7 @@ class _Group(TyperGroup):
 def _print_version(value: bool) -> None:
     """``edgeseg --version``: print the version and exit before any command runs (eager option)."""
     if value:
-        from edgeseg import __version__
+        from edgeseg.version import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
@@ -142,7 +142,7 @@ def build_app() -> typer.Typer:
     @app.command("version")
     def version() -> None:
         """Print the edgeseg version."""
-        from edgeseg import __version__
+        from edgeseg.version import __version__
 
         typer.echo(__version__)
 

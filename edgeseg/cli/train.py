@@ -225,9 +225,9 @@ def eval_cmd(
     model = resolve(model, *DEPLOYED)  # a run folder: its most deployed file, as stream runs it
 
     from edgeseg.cli.progress import counted
-    from edgeseg.evaluate import evaluate
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
     from edgeseg.report import metrics_markdown, metrics_table, write_report
+    from edgeseg.runtime.evaluate import evaluate
 
     num = pick_alias("--synthetic-num", synthetic_num, "--num", num, None)
 

@@ -5,7 +5,8 @@
 ``[train]`` extra), the scene generator in :mod:`edgeseg.data.synthetic`.
 """
 
-from edgeseg.data.datasets import Dataset, Sample, SegDataset, open_dataset
+from edgeseg.data.datasets import SegDataset, open_dataset
 from edgeseg.data.known import DatasetInfo
+from edgeseg.data.sample import Dataset, Sample
 
 __all__ = ["Dataset", "DatasetInfo", "Sample", "SegDataset", "open_dataset"]

@@ -23,38 +23,19 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 
 from edgeseg.data.known import DatasetInfo, generic_info, read_classes_json, recognise
+from edgeseg.data.sample import Dataset, Sample
 from edgeseg.errors import ConfigError, DataError, did_you_mean
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FOLDER_SPLITS = ("train", "val", "all")
 Pair = tuple[Path, "Path | None"]
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One example: ``image_bgr`` HxWx3 uint8 (OpenCV order), ``mask`` HxW uint8 label ids
-    (the ignore index may occur) or None, ``name`` the image's stem."""
-
-    image_bgr: np.ndarray
-    mask: np.ndarray | None
-    name: str
-
-
-class Dataset(Protocol):
-    """What every dataset offers (readers here and the synthetic generator)."""
-
-    info: DatasetInfo
-
-    def __len__(self) -> int: ...
-    def __getitem__(self, i: int) -> Sample: ...
 
 
 def _short_list(items: Sequence[str], n: int = 3) -> str:

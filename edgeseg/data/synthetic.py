@@ -17,8 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeseg.data.datasets import Sample
 from edgeseg.data.known import DatasetInfo
+from edgeseg.data.sample import Sample
 from edgeseg.errors import ConfigError, DataError, did_you_mean
 
 SYNTHETIC_INFO = DatasetInfo(

@@ -23,7 +23,7 @@ BatchNorm + max unpooling with the indices of the matching downsampling when ups
 No convolution in the bottlenecks has a bias ("we have chosen not to use bias terms in any of the
 projections").
 
-The pooling keeps its indices through :func:`edgeseg.export.unpool.torch_op.max_pool2x2` and the
+The pooling keeps its indices through :func:`edgeseg.unpool.torch_op.max_pool2x2` and the
 decoder unpools with :func:`max_unpool2x2`, so ``edgeseg export`` swaps the unpool for the plugin
 node or native ops like for the SegNet family.
 
@@ -56,8 +56,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.errors import ConfigError
-from edgeseg.export.unpool.torch_op import max_pool2x2, max_unpool2x2
 from edgeseg.models.registry import register_model
+from edgeseg.unpool.torch_op import max_pool2x2, max_unpool2x2
 
 _PAPER = "Paszke et al. 2016 (arXiv:1606.02147), Table 1"
 # (kind, argument) of stages 2 and 3 after 2.0: regular, dilated d, asymmetric k

@@ -35,9 +35,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeseg.export.unpool.torch_op import max_pool2x2, max_unpool2x2
 from edgeseg.models.blocks import ConvBNReLU, conv_stack
 from edgeseg.models.registry import register_model
+from edgeseg.unpool.torch_op import max_pool2x2, max_unpool2x2
 
 WIDTHS = (64, 128, 256)
 

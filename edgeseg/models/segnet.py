@@ -21,7 +21,7 @@ Points the papers leave open and what this module does:
   size exactly (the last row/column receives zeros), as the Caffe reference did at 360x480 with
   explicit upsample sizes. So no input multiple is required (``multiple=1``); the minimum input
   is 2 ** (number of poolings) so the deepest map has at least one pixel.
-* Pooling and unpooling go through :func:`edgeseg.export.unpool.torch_op.max_pool2x2` /
+* Pooling and unpooling go through :func:`edgeseg.unpool.torch_op.max_pool2x2` /
   :func:`max_unpool2x2`, so ``edgeseg export`` can swap the unpool for native ops or the plugin.
 """
 
@@ -30,9 +30,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeseg.export.unpool.torch_op import max_pool2x2, max_unpool2x2
 from edgeseg.models.blocks import ConvBNReLU, conv_stack
 from edgeseg.models.registry import register_model
+from edgeseg.unpool.torch_op import max_pool2x2, max_unpool2x2
 
 SEGNET_PAPER = "SegNet, TPAMI 2017"
 _VGG16_STAGES: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))

@@ -26,11 +26,11 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgeseg.checkpoint import save_checkpoint
+import edgeseg.train.dist as dd
+import edgeseg.train.state as st
 from edgeseg.errors import EdgesegError, signal_exit_code
 from edgeseg.metrics import SegMetrics
-from edgeseg.train import dist as dd
-from edgeseg.train import state as st
+from edgeseg.models.checkpoint import save_checkpoint
 from edgeseg.train.config import DIST_TIMEOUT_S, TrainConfig
 from edgeseg.train.data import make_loader
 from edgeseg.train.history import TrainSummary, write_logs

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from edgeseg.checkpoint import check_state
+import edgeseg.train.dist as dd
+import edgeseg.train.state as st
 from edgeseg.errors import ConfigError, ModelError
 from edgeseg.io import write_json_atomic
-from edgeseg.train import dist as dd
-from edgeseg.train import state as st
+from edgeseg.models.checkpoint import check_state
 from edgeseg.train.config import TrainConfig, read_config
 from edgeseg.train.setup import Run
 
@@ -53,7 +53,7 @@ def restore(run: Run) -> tuple[torch.Tensor, st.Progress]:
 
 def warm_start(run: Run, path: Path) -> None:
     """Load the weights of checkpoint ``path`` (same architecture, arguments and classes)."""
-    from edgeseg.checkpoint import load_checkpoint
+    from edgeseg.models.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(path)
     if (card.architecture, card.arch_args, card.class_names) != (

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg.card import ModelCard
-from edgeseg.checkpoint import load_checkpoint, save_checkpoint
 from edgeseg.errors import ModelError
 from edgeseg.io import output_error, umask_mode, write_json_atomic
+from edgeseg.models.checkpoint import load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
     import torch

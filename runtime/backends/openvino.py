@@ -68,7 +68,8 @@ def check_precision(requested: str, device: str, capabilities: list[str]) -> Non
 def refuse_custom_nodes(path: Path) -> None:
     """BackendError for a graph with nodes outside the standard ONNX domain (plugin mode)."""
     import onnx
-    from edgeseg.export.opcheck import custom_ops, stock_runtime_fix
+
+    from edgeseg.unpool.onnx_graph import custom_ops, stock_runtime_fix
 
     try:
         model = onnx.load(str(path), load_external_data=False)

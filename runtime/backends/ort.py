@@ -4,7 +4,7 @@ Options: :class:`~edgeseg.runtime.backends.base.OrtOptions` (CPU by default). ``
 for others by short name (``cpu``, ``cuda``, ``tensorrt``) or full onnxruntime name; a
 requested provider that is not installed, or that onnxruntime silently drops while creating the
 session, is an error, never a quiet CPU fallback. Sessions
-are created with :func:`edgeseg.export.unpool.ort_op.session_options`, so plugin-mode files (the
+are created with :func:`edgeseg.unpool.ort_op.session_options`, so plugin-mode files (the
 custom unpool node) run too. The model card is read (and its SHA-256 checked) before the file
 is loaded, and the ONNX input/output shapes are checked against it.
 """
@@ -63,7 +63,8 @@ class OrtBackend(ClosingBackend):
 
     def __init__(self, path: str | Path, options: OrtOptions = OrtOptions()) -> None:
         import onnxruntime as ort
-        from edgeseg.export.unpool.ort_op import session_options
+
+        from edgeseg.unpool.ort_op import session_options
 
         self.path = Path(path)
         self.card: ModelCard = read_card(self.path)

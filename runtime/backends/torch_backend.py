@@ -45,7 +45,7 @@ class TorchBackend(ClosingBackend):
     def __init__(self, path: str | Path, options: TorchOptions = TorchOptions()) -> None:
         import torch
 
-        from edgeseg.checkpoint import load_checkpoint
+        from edgeseg.models.checkpoint import load_checkpoint
 
         self.device = _device(torch, options.device)
         if options.threads is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeseg.export.trt_common import dims_list
+from edgeseg.runtime.trt_common import dims_list
 from edgeseg.runtime.backends.base import ClosingBackend, TrtOptions
 
 from edgeseg.card import ModelCard, card_path, read_card
@@ -37,7 +37,7 @@ class TrtBackend(ClosingBackend):
     name = "tensorrt"
 
     def __init__(self, path: str | Path, options: TrtOptions = TrtOptions()) -> None:
-        from edgeseg.export.trt_common import check_engine_card, device_info, require_tensorrt
+        from edgeseg.runtime.trt_common import check_engine_card, device_info, require_tensorrt
 
         self.path = Path(path)
         self.card: ModelCard = read_card(self.path)
@@ -69,7 +69,7 @@ class TrtBackend(ClosingBackend):
         self._next = 0
 
     def _load_plugin(self, version: str, plugin: str | Path | None) -> Path | None:
-        from edgeseg.export.trt_common import load_plugin_library, resolve_plugin
+        from edgeseg.runtime.trt_common import load_plugin_library, resolve_plugin
 
         wanted = self.card.extra.get("plugin_sha256")
         if wanted is None and self.card.unpool_mode != "plugin":
@@ -85,7 +85,7 @@ class TrtBackend(ClosingBackend):
 
     def _open_engine(self) -> None:
         import tensorrt as trt
-        from edgeseg.export.trt_engine import collecting_logger
+        from edgeseg.runtime.trt_common import collecting_logger
 
         self._logger = collecting_logger(verbose=False)
         self._runtime = trt.Runtime(self._logger)

@@ -168,7 +168,7 @@ def runs_on_of(backend: Backend, spec: BackendSpec, machine: dict[str, Any]) -> 
 
 def score_miou(backend: Backend, cfg: BenchConfig) -> float | None:
     """mIoU of ``backend`` on ``cfg.data`` (None without ``--data`` or when no class was present)."""
-    from edgeseg.evaluate import open_eval_data, score
+    from edgeseg.runtime.evaluate import open_eval_data, score
 
     if cfg.data is None:  # no --data: nothing to score against
         return None

@@ -161,7 +161,7 @@ def write_outputs(result: BenchResult, stem: Path, command: str) -> list[Path]:
     """Write STEM.json, STEM.md, STEM.csv and STEM.png (plot only when a row was measured)."""
     result.rows[:] = add_speedups(result.rows)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    from edgeseg import __version__
+    from edgeseg.version import __version__
 
     data = {"format": BENCH_FORMAT, "schema": BENCH_SCHEMA, "edgeseg_version": __version__,
             "command": command, "machine": result.machine, "interrupted": result.interrupted,

@@ -3,7 +3,7 @@
 Each (model, input, backend) is resolved to a file (:mod:`edgeseg.runtime.bench.files`), opened
 once (:mod:`edgeseg.runtime.bench.backend`), timed once per batch size
 (:func:`edgeseg.runtime.bench.measure.measure`), scored on ``--data`` once
-(:func:`edgeseg.evaluate.score`) and closed. Statuses: :mod:`edgeseg.runtime.bench.row`.
+(:func:`edgeseg.runtime.evaluate.score`) and closed. Statuses: :mod:`edgeseg.runtime.bench.row`.
 
 Rows are appended to ``result.rows`` as they finish, and Ctrl-C marks the current row interrupted
 and the rest not run, so the result always holds every row.
@@ -51,7 +51,7 @@ def check_models_and_data(cfg: BenchConfig) -> dict[Path, ModelCard]:
     for model in cfg.models:
         cards[model] = read_card(card_file(model))
         if cfg.data is not None:
-            from edgeseg.evaluate import open_eval_data
+            from edgeseg.runtime.evaluate import open_eval_data
 
             open_eval_data(cfg.data, cfg.split, cards[model], cfg.data_num)
     return cards

@@ -3,7 +3,7 @@
  * unpool_kernel.cu. Written to the IPluginV3 / IPluginV3OneCore / IPluginV3OneBuild /
  * IPluginV3OneRuntime / IPluginCreatorV3One API of NvInferRuntime.h (TensorRT 10.0+; same
  * signatures in 10.3 (JetPack 6) and 11.x). Name, version and namespace must equal
- * edgeseg.export.unpool.OP_NAME / PLUGIN_VERSION / PLUGIN_NAMESPACE (the ONNX node's op type and
+ * edgeseg.unpool.OP_NAME / PLUGIN_VERSION / PLUGIN_NAMESPACE (the ONNX node's op type and
  * its plugin_version / plugin_namespace attributes): tests/test_trt_static.py checks that.
  *
  * Inputs : 0 = x (N,C,H,W) pre-pool activation, 1 = y (N,C,H/2,W/2) decoder tensor.

@@ -18,10 +18,10 @@ import threading
 from typing import Any
 
 import numpy as np
-from edgeseg.export.unpool import OP_NAME
-from edgeseg.export.unpool.reference import max_unpool2x2_ref
 
 from edgeseg.errors import BackendError
+from edgeseg.unpool import OP_NAME
+from edgeseg.unpool.reference import max_unpool2x2_ref
 
 _LOCK = threading.Lock()
 _REGISTERED = False

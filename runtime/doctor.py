@@ -152,7 +152,7 @@ def _cuda_runtime(host: Host) -> str | None:
 
 def _cuda_driver() -> tuple[str | None, tuple[tuple[str, str], ...]]:
     """Driver API version and GPUs ('12.6', (('Orin', '8.7'),)); the calls live in trt_common."""
-    from edgeseg.export.trt_common import cuda_driver, device_info
+    from edgeseg.runtime.trt_common import cuda_driver, device_info
 
     driver, count = cuda_driver()
     return driver, tuple((d.name, d.compute_capability) for d in map(device_info, range(count)))
@@ -160,7 +160,7 @@ def _cuda_driver() -> tuple[str | None, tuple[tuple[str, str], ...]]:
 
 def plugin_facts(tensorrt_version: str) -> PluginFacts:
     """Where build-plugin puts the library for ``tensorrt_version`` and what that library says."""
-    from edgeseg.export.trt_common import (
+    from edgeseg.runtime.trt_common import (
         PLUGIN_LIB_NAME,
         default_plugin_dir,
         linked_tensorrt_major,
@@ -190,9 +190,10 @@ def _cameras(host: Host) -> tuple[str, ...]:
 
 def gather(host: Host | None = None) -> Facts:
     """Read this machine (through ``host``) into Facts. Takes a few seconds (system Python probe)."""
-    from edgeseg import __version__
-    from edgeseg.opencv_info import current_opencv, system_opencv, venv_info
     from edgeseg.runtime.camera_uri import ARGUS_ELEMENT
+
+    from edgeseg.opencv_info import current_opencv, system_opencv, venv_info
+    from edgeseg.version import __version__
 
     host = host or Host()
     ort, _ = _module_version("onnxruntime")

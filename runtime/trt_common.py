@@ -5,6 +5,7 @@
   count from the CUDA driver (ctypes, no pycuda); with TrtBackend's pycuda calls the only CUDA calls.
 * :func:`load_plugin_library` — load ``libedgeseg_plugins.so`` into TensorRT's plugin registry once
   per process, refusing a missing library or one built for another TensorRT.
+* :func:`collecting_logger` — the ``trt.ILogger`` both keep errors with (to classify failures).
 * :func:`check_engine_card` — refuse an engine built for another TensorRT / GPU, with the
   rebuild command.
 
@@ -19,16 +20,16 @@ import json
 import os
 import platform
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseg.export.unpool import OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
-
 from edgeseg.card import ModelCard
 from edgeseg.errors import EngineError
 from edgeseg.io import sha256_file
+from edgeseg.unpool import OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 PLUGIN_LIB_NAME = "libedgeseg_plugins.so"
 KERNEL_LIB_NAME = "libedgeseg_unpool_kernel.so"
@@ -246,3 +247,25 @@ def check_engine_card(card: ModelCard, engine: Path, tensorrt_version: str, devi
             f"edgeseg build-engine <model.onnx> --precision {card.precision} -o {engine}")
         raise EngineError(f"engine {engine} was built for {' and '.join(problems)}; rebuild it on this "
                           f"machine: {rebuild}")
+
+
+def collecting_logger(verbose: bool) -> Any:
+    """A ``trt.ILogger`` that keeps error messages (to classify failures) and echoes to stderr."""
+    import tensorrt as trt
+
+    severity = trt.ILogger.Severity
+    errors = (severity.INTERNAL_ERROR, severity.ERROR)
+    shown = (*errors, severity.WARNING)
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            if severity in errors:
+                self.errors.append(msg)
+            if verbose or severity in shown:
+                print(f"[TensorRT] {msg}", file=sys.stderr)
+
+    return _Logger()

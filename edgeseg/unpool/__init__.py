@@ -4,10 +4,14 @@ Contents:
 * ``reference.py`` — numpy reference (the specification for the CUDA kernel; torch-free).
 * ``torch_op.py`` — the one function models call (:func:`max_unpool2x2`), with its three modes:
   ``train`` (``F.max_unpool2d`` with pooling indices), ``native`` (standard ONNX ops) and
-  ``plugin`` (one custom ONNX node for the TensorRT plugin).
-* ``symbolic.py`` — the plugin-mode autograd function whose ONNX export is one custom node.
-* ``ort_op.py`` — registers that node with onnxruntime (torch-free, runs ``reference.py``).
+  ``plugin`` (an autograd function whose ONNX symbolic is one custom node for the TensorRT plugin).
+* ``onnx_graph.py`` — the op in ONNX graphs: finds plugin nodes and native subgraphs, rewrites
+  plugin nodes into the native standard-op form (torch-free).
+* ``ort_op.py`` — registers the plugin node with onnxruntime (torch-free, runs ``reference.py``).
 * ``plugin/`` — CUDA kernel, C++ IPluginV3 plugin and CMake project.
+
+Only ``torch_op.py`` imports torch; this package sits just above the core modules (docs/design.md
+§2, layers): the models, the runtime, export and calibration all use it, it uses none of them.
 
 Definition: for 2x2/stride-2 pooling of the pre-pool activation ``x`` (N,C,H,W) and a decoder
 tensor ``y`` (N,C,H//2,W//2), the output (N,C,H,W) holds ``y`` at the first maximal element of

@@ -2,7 +2,7 @@
  * edgeseg 2x2 max-unpool CUDA kernel behind a plain C function (no TensorRT, no CUDA headers
  * needed by callers, so Python can load it with ctypes and the TensorRT plugin can call it).
  *
- * Contract (the numpy reference export/unpool/reference.py is the specification):
+ * Contract (the numpy reference edgeseg/unpool/reference.py is the specification):
  *   x   (N, C, H, W)        pre-pool activation, NCHW linear, dtype `dtype`
  *   y   (N, C, H/2, W/2)    decoder tensor (floor division), NCHW linear, dtype `dtype`
  *   out (N, C, H, W)        out[n,c,2i+di,2j+dj] = y[n,c,i,j] where (di,dj) is the FIRST

@@ -11,6 +11,24 @@ In ``train`` mode (the default) this is exactly ``F.max_pool2d(..., return_indic
 ``unpool_mode("plugin")`` (used by ``edgeseg export``) no index tensor is produced at all: the
 unpool is computed from the pre-pool activation ``x`` (docs/design.md §5), either from standard ops or
 as one custom node for the TensorRT plugin.
+
+The plugin form is a ``torch.autograd.Function`` that computes like ``native_unpool`` and exports
+as ONE custom ONNX node through its ``symbolic``::
+
+    out = ai.onnx.contrib::MaxUnpool2x2(x, y; plugin_version="1", plugin_namespace="")
+
+``x``: pre-pool activation (N,C,H,W); ``y``: decoder tensor (N,C,H//2,W//2); ``out``: shape of
+``x``, dtype of ``y`` (constants in :mod:`edgeseg.unpool`). TensorRT (10.3 and 11.x) finds the
+edgeseg plugin by op name + the two attributes; onnxruntime runs it through
+:mod:`edgeseg.unpool.ort_op`.
+
+Exporter choice (torch 2.13): the TorchScript-based exporter (``torch.onnx.export(...,
+dynamo=False)``) with a ``symbolic`` staticmethod. It writes exactly the node we describe -- op
+type, domain and string attributes -- and needs nothing beyond torch. The default dynamo exporter
+would need ``onnxscript`` plus a custom translation table for the same result, and on
+``max_unpool2d`` it emits MaxPool-with-indices + ScatterND, which TensorRT cannot parse
+(docs/design.md §5). The TorchScript exporter is deprecated in 2.13 but present;
+``edgeseg.export.onnx_export`` is the only caller.
 """
 
 from __future__ import annotations
@@ -18,13 +36,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from edgeseg.card import UNPOOL_MODES
 from edgeseg.errors import ConfigError
+from edgeseg.unpool import OP_DOMAIN, OP_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
-MODES = ("train", "native", "plugin")
+# The card's unpool modes a forward can run in ("none" describes a model without unpool).
+MODES = tuple(m for m in UNPOOL_MODES if m != "none")
 _MODE: contextvars.ContextVar[str] = contextvars.ContextVar("edgeseg_unpool_mode", default="train")
 
 
@@ -64,8 +86,6 @@ def max_unpool2x2(y: torch.Tensor, x: torch.Tensor, indices: torch.Tensor | None
         return F.max_unpool2d(y, indices, (2, 2), (2, 2), output_size=x.shape[-2:])
     if mode == "native":
         return native_unpool(x, y)
-    from edgeseg.export.unpool.symbolic import plugin_unpool  # export-only module
-
     return plugin_unpool(x, y)
 
 
@@ -91,3 +111,30 @@ def native_unpool(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if (hh, ww) != (2 * h, 2 * w):
         out = F.pad(out, (0, ww - 2 * w, 0, hh - 2 * h))
     return out
+
+
+class _PluginUnpool(torch.autograd.Function):
+    """Forward = the native unpool (bit-exact with ``F.max_unpool2d``); export = one custom node."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return native_unpool(x, y)
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, y: Any) -> Any:
+        out = g.op(
+            f"{OP_DOMAIN}::{OP_NAME}",
+            x,
+            y,
+            plugin_version_s=PLUGIN_VERSION,
+            plugin_namespace_s=PLUGIN_NAMESPACE,
+        )
+        # Output has x's shape (and, for the float models we export, x's dtype == y's dtype);
+        # declaring it lets ONNX shape inference continue past the custom node.
+        out.setType(x.type())
+        return out
+
+
+def plugin_unpool(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Unpool ``y`` (N,C,H//2,W//2) into ``x``'s shape (N,C,H,W); exports as the plugin node."""
+    return _PluginUnpool.apply(x, y)

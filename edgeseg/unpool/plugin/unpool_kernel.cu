@@ -48,7 +48,7 @@ struct Elem<__half>
 // True if `candidate` replaces the current maximum `best`: PyTorch's max-pooling test
 // (`val > maxval || isnan(val)`). Scanning in row-major order, the strict comparison keeps the FIRST
 // maximum of a NaN-free window, and every NaN replaces, so a window with NaNs routes to its LAST
-// NaN: the rule of F.max_pool2d's indices, hence of F.max_unpool2d (export/unpool/reference.py).
+// NaN: the rule of F.max_pool2d's indices, hence of F.max_unpool2d (edgeseg/unpool/reference.py).
 // (v != v is the NaN test that means the same in host and device code; no fast-math here.)
 __host__ __device__ __forceinline__ bool replaces(float candidate, float best)
 {
