@@ -64,6 +64,7 @@ def latency(files: dict[str, Path], hw: tuple[int, int], runs: int, threads: int
     ratio vs FP32."""
     import onnxruntime as ort
     from edgeseg.runtime.bench.measure import measure_interleaved, random_batch
+
     from edgeseg.unpool.ort_op import session_options
 
     cpu = ["CPUExecutionProvider"]

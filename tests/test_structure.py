@@ -38,9 +38,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("edgeseg.pipelines",),
     ("edgeseg.cli", *FACADE),
 )
-# Removed by the bench package refactor (issue 20, runtime/bench/): the lead deletes these after merging.
-ALLOWED_CYCLE = frozenset({"edgeseg.runtime.bench_run", "edgeseg.runtime.bench_interleave"})
-ALLOWED_SOURCES = frozenset({"edgeseg.runtime.bench_artifacts"})
 
 
 @dataclass(frozen=True)
@@ -182,13 +179,9 @@ def cycles(edges: Iterable[tuple[str, str]]) -> list[set[str]]:
     return found
 
 
-def _allowed(edge: Import) -> bool:
-    return edge.src in ALLOWED_SOURCES or {edge.src, edge.dst} <= ALLOWED_CYCLE
-
-
 MODS = modules()
 PACKAGES = frozenset(package_dirs())
-EDGES = [e for e in imports(MODS) if not _allowed(e)]
+EDGES = imports(MODS)
 # A TYPE_CHECKING import runs nothing, so it cannot close an import-time cycle (mypy resolves those);
 # it still states a dependency, so the layer order holds for it too.
 RUN_EDGES = [e for e in EDGES if not e.type_only]

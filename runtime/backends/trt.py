@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeseg.runtime.trt_common import dims_list
 from edgeseg.runtime.backends.base import ClosingBackend, TrtOptions
+from edgeseg.runtime.trt_common import dims_list
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.errors import BackendError, EngineError, ModelError
