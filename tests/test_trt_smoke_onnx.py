@@ -21,12 +21,12 @@ def test_trt_smoke_refuses_an_onnx_without_the_plugin_unpool(tmp_path: Path) -> 
 
 
 def test_trt_smoke_uses_int8_and_fp16_files_next_to_the_given_onnx(tmp_path: Path) -> None:
-    from edgeseg.cli.engine import _sibling
+    from edgeseg.pipelines.trt_smoke import sibling
 
     onnx = tmp_path / "model.onnx"
     for name in ("model.onnx", "model.int8.onnx", "model.int8.onnx.json", "model.fp16.onnx"):
         (tmp_path / name).write_bytes(b"x")
     int8 = tmp_path / "model.int8.onnx"
-    assert _sibling(onnx, ".int8.onnx", True) == (int8, f"{int8} (given)")
-    assert _sibling(onnx, ".fp16.onnx", True) is None  # no card: calibrated/converted here instead
-    assert _sibling(onnx, ".int8.onnx", False) is None  # without --onnx the smoke makes its own
+    assert sibling(onnx, ".int8.onnx", True) == (int8, f"{int8} (given)")
+    assert sibling(onnx, ".fp16.onnx", True) is None  # no card: calibrated/converted here instead
+    assert sibling(onnx, ".int8.onnx", False) is None  # without --onnx the smoke makes its own
