@@ -174,3 +174,29 @@ def test_cli_calib_set_data_option_and_default_strategy(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["calib-set", "--data", str(plain), "--num", "4", "--input", "16x16",
                                  "--strategy", "class-balanced", "-o", str(tmp_path / "q.json")])
     assert r.exit_code == 2 and "needs masks" in r.output
+
+
+def test_manifest_record_reads_older_files(tmp_path: Path) -> None:
+    """A manifest without split/seed/strategy (optional in the schema) still loads; a malformed
+    class_coverage is one CalibrationError naming the field."""
+    images = write_images(tmp_path / "plain", 4)
+    path, m = make_calib_set(images, PRE, tmp_path / "s.json", CalibSetOptions(num=4))
+    d = json.loads(path.read_text())
+    for key in ("split", "seed", "strategy"):
+        del d[key]
+    path.write_text(json.dumps(d))
+    cset = load_calib_set(path)
+    assert cset.strategy == "?" and cset.set_sha256 == m.set_sha256
+    d["class_coverage"] = {"road": 3}
+    path.write_text(json.dumps(d))
+    with pytest.raises(CalibrationError, match="class_coverage"):
+        load_calib_set(path)
+
+
+def test_cli_choices_come_from_the_core(tmp_path: Path) -> None:
+    """--strategy takes the Literal's values and refuses others before any work."""
+    data = write_images(tmp_path / "ds", 4)
+    r = CliRunner().invoke(app, ["calib-set", str(data), "--strategy", "balanced", "--input", "16x16",
+                                 "-o", str(tmp_path / "s.json")])
+    assert r.exit_code == 2 and "random" in r.output and "class-balanced" in r.output
+    assert not (tmp_path / "s.json").exists()

@@ -174,7 +174,12 @@ def test_cli_calibrate_and_precision_report(work: Path) -> None:
 
 
 def test_keep_float_and_sensitivity(work: Path) -> None:
-    from edgeseg.calib.sensitivity import float_layer_variant, layer_sensitivity, quantized_layers
+    from edgeseg.calib.sensitivity import (
+        SensitivityOptions,
+        float_layer_variant,
+        layer_sensitivity,
+        quantized_layers,
+    )
 
     out = work / "keep.int8.onnx"
     _, card = calibrate(work / "tiny.native.onnx", work / "set.json", out,
@@ -190,10 +195,19 @@ def test_keep_float_and_sensitivity(work: Path) -> None:
     assert [n.name for n in quantized_layers(variant)] == ["c2", "logits"]
     onnx.checker.check_model(variant)
     base, layers = layer_sensitivity(work / "tiny.native.onnx", work / "tiny.native.int8.onnx",
-                                     work / "data", "all", num=4)
+                                     work / "data", SensitivityOptions(split="all", num=4))
     assert {r.layer for r in layers} == {"c1", "c2", "logits"} and base > 0
     assert layers[0].reduction >= layers[-1].reduction
     assert all(r.disagreement == pytest.approx(base - r.reduction) for r in layers)
+    r = CliRunner().invoke(app, ["int8-sensitivity", str(work / "tiny.native.onnx"),
+                                 str(work / "tiny.native.int8.onnx"), "--data", str(work / "data"),
+                                 "--split", "all", "--num", "4", "--top", "2", "-o", str(work / "sens")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((work / "sens.json").read_text())
+    assert set(rep) == {"model", "int8", "data", "split", "images", "int8_disagreement", "layers"}
+    assert rep["images"] == 4 and rep["split"] == "all" and rep["int8_disagreement"] == pytest.approx(base)
+    assert [x["layer"] for x in rep["layers"]] == [x.layer for x in layers]
+    assert (work / "sens.md").read_text().count("\n| ") == 2 + 1  # header row + top 2 layers
 
 
 def test_exported_segnet_both_modes(tmp_path: Path) -> None:

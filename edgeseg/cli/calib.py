@@ -15,11 +15,13 @@ from rich.console import Console
 # These modules import numpy, OpenCV and onnx inside their functions, so --help stays fast.
 from edgeseg.calib.calib_set import CalibSetOptions, Preprocess, Strategy
 from edgeseg.calib.quantize import CalibrateOptions, Method, Placement
+from edgeseg.calib.sensitivity import SensitivityOptions
 from edgeseg.card import ChannelOrder
 from edgeseg.errors import ConfigError
 
 _SET = CalibSetOptions()
 _CAL = CalibrateOptions()
+_SEN = SensitivityOptions()
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -196,33 +198,25 @@ def int8_sensitivity_cmd(
     data: Annotated[str, typer.Option(help="Dataset (folder or list file); masks not needed.")],
     out: Annotated[Path | None, typer.Option("-o", "--out", help=(
         "Report stem: writes OUT.json and OUT.md. [default: int8-sensitivity beside the FP32 file]"))] = None,
-    split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
-    num: Annotated[int, typer.Option(help="Images per variant.")] = 16,
-    top: Annotated[int, typer.Option(help="Layers listed in the Markdown table.")] = 10,
+    split: Annotated[str, typer.Option(help="Dataset split.")] = _SEN.split,
+    num: Annotated[int, typer.Option(help="Images per variant.")] = _SEN.num,
+    top: Annotated[int, typer.Option(help="Layers listed in the Markdown table.")] = _SEN.top,
     threads: Annotated[int | None, typer.Option(
-        help="onnxruntime intra-op threads (default: all cores).")] = None,
+        help="onnxruntime intra-op threads (default: all cores).")] = _SEN.threads,
 ) -> None:
     """Per-layer INT8 sensitivity: disagreement vs FP32 with one layer at a time kept in float."""
     from edgeseg.workspace import resolve
 
     model, int8 = resolve(model, "onnx"), resolve(int8, "int8")
     out = out if out is not None else model.with_name("int8-sensitivity")
-    from dataclasses import asdict
-
-    from edgeseg.calib.sensitivity import layer_sensitivity, sensitivity_markdown
+    from edgeseg.calib.sensitivity import sensitivity_report
     from edgeseg.cli.progress import counted
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
-    from edgeseg.report import write_report
 
     guard_outputs({"-o/--out": stem_outputs(out)},
                   [*model_input(model), *model_input(int8, "the INT8 model"), *data_input(data)])
-
     with counted("layers") as update:
-        base, results = layer_sensitivity(model, int8, data, split, num=num, threads=threads,
-                                          on_layer=update)
-    md = sensitivity_markdown(base, results, top)
-    write_report(out, {"model": str(model), "int8": str(int8), "data": data, "split": split, "images": num,
-                       "int8_disagreement": base, "layers": [asdict(r) for r in results]}, md)
+        md = sensitivity_report(model, int8, data, out, SensitivityOptions(split, num, top, threads), update)
     typer.echo(md)
 
 
