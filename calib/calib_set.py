@@ -41,18 +41,19 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
-import cv2
-import numpy as np
-
-from edgeseg.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
+from edgeseg.card import IMAGENET_MEAN, IMAGENET_STD, ChannelOrder, ModelCard
 from edgeseg.errors import CalibrationError, DataError
 from edgeseg.io import sha256_file, sha256_json, write_json_atomic
 
+if TYPE_CHECKING:  # numpy and OpenCV are imported where used: the CLI reads this module's defaults
+    import numpy as np
+
 FORMAT = "edgeseg-calib-set"
 VERSION = 1
-STRATEGIES = ("random", "class-balanced")
+Strategy = Literal["random", "class-balanced"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 _PRESENT = 1e-3
 _MASK_SIDE = 128
 
@@ -65,26 +66,105 @@ class Preprocess:
     input_hw: tuple[int, int]
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
-    channel_order: str = "RGB"
+    channel_order: ChannelOrder = "RGB"
 
     @classmethod
     def from_card(cls, card: ModelCard) -> Preprocess:
         h, w = card.input_hw
-        return cls((h, w), tuple(card.mean), tuple(card.std), card.channel_order)
+        # a card is checked on construction: its channel_order is one of CHANNEL_ORDERS
+        return cls((h, w), tuple(card.mean), tuple(card.std), cast(ChannelOrder, card.channel_order))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {"input_hw": list(self.input_hw), "mean": list(self.mean), "std": list(self.std),
                 "channel_order": self.channel_order, "resize": "linear"}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+    def from_json(cls, d: dict[str, Any]) -> Preprocess:
+        """From a manifest's ``preprocess`` object, already checked by ``ManifestSchema``."""
         return cls((int(d["input_hw"][0]), int(d["input_hw"][1])), tuple(float(v) for v in d["mean"]),
-                   tuple(float(v) for v in d["std"]), str(d["channel_order"]))
+                   tuple(float(v) for v in d["std"]), cast(ChannelOrder, str(d["channel_order"])))
 
     def as_card(self, card: ModelCard) -> ModelCard:
         """``card`` with this preprocessing (used to run edgeseg.preprocess with it)."""
         return card.replace(input_hw=self.input_hw, mean=self.mean, std=self.std,
                             channel_order=self.channel_order)
+
+
+@dataclass(frozen=True)
+class CalibSetOptions:
+    """How to choose the images (``edgeseg calib-set`` takes its defaults from here).
+
+    ``strategy`` None: ``class-balanced`` where the data has masks, else ``random`` (so a plain
+    image folder works; the manifest records the strategy used). An explicit ``class-balanced``
+    on data without masks is refused."""
+
+    num: int = 300
+    strategy: Strategy | None = None
+    split: str = "train"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ManifestImage:
+    """One chosen image: ``path`` relative to the manifest's root, the SHA-256 of its bytes."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ClassCoverage:
+    """Of one class: how many chosen images contain it, next to how many candidate images do."""
+
+    chosen_images: int
+    all_images: int
+
+
+@dataclass(frozen=True)
+class CalibSetManifest:
+    """A calibration set's manifest, as written to (and read from) its JSON file.
+
+    A calibration set is not a model artifact, so the calib-set stage returns this record instead
+    of a model card. JSON keys are the module docstring's; ``split``, ``seed`` and ``strategy`` may
+    be absent in files of older versions (None / ``"?"``)."""
+
+    root: str
+    split: str | None
+    strategy: str
+    seed: int | None
+    preprocess: Preprocess
+    images: tuple[ManifestImage, ...]
+    class_coverage: dict[str, ClassCoverage] | None
+    set_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        coverage = None if self.class_coverage is None else {
+            name: {"chosen_images": c.chosen_images, "all_images": c.all_images}
+            for name, c in self.class_coverage.items()}
+        return {"format": FORMAT, "version": VERSION, "root": self.root, "split": self.split,
+                "strategy": self.strategy, "seed": self.seed, "preprocess": self.preprocess.to_json(),
+                "images": [{"path": e.path, "sha256": e.sha256} for e in self.images],
+                "class_coverage": coverage, "set_sha256": self.set_sha256}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], source: Path) -> CalibSetManifest:
+        """From a manifest already checked by ``ManifestSchema`` (``source`` names it in errors)."""
+        return cls(d["root"], d.get("split"), d.get("strategy", "?"), d.get("seed"),
+                   Preprocess.from_json(d["preprocess"]),
+                   tuple(ManifestImage(e["path"], e["sha256"]) for e in d["images"]),
+                   _coverage_from_json(d.get("class_coverage"), source), d["set_sha256"])
+
+
+def _coverage_from_json(value: Any, source: Path) -> dict[str, ClassCoverage] | None:
+    if value is None:
+        return None
+    try:
+        return {str(k): ClassCoverage(int(v["chosen_images"]), int(v["all_images"]))
+                for k, v in value.items()}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise CalibrationError(f"calibration set {source}: class_coverage is not a map of class name -> "
+                               "{chosen_images, all_images}; re-create the set with edgeseg calib-set"
+                               ) from None
 
 
 @dataclass(frozen=True)
@@ -101,11 +181,14 @@ class CalibSet:
 
 def set_hash(preprocess: Preprocess, sha256s: list[str] | tuple[str, ...]) -> str:
     """The set's identity: preprocessing + ordered image content hashes (paths excluded)."""
-    return sha256_json({"preprocess": preprocess.to_dict(), "images": list(sha256s)})
+    return sha256_json({"preprocess": preprocess.to_json(), "images": list(sha256s)})
 
 
 def mask_fractions(masks: list[np.ndarray], num_values: int, ignore_index: int | None) -> np.ndarray:
     """(N, num_values) float64 pixel fractions per image; ignore pixels excluded."""
+    import cv2
+    import numpy as np
+
     f = np.zeros((len(masks), num_values), dtype=np.float64)
     for i, m in enumerate(masks):
         scale = _MASK_SIDE / max(m.shape[:2])
@@ -121,6 +204,8 @@ def mask_fractions(masks: list[np.ndarray], num_values: int, ignore_index: int |
 
 def class_balanced_order(fractions: np.ndarray, num: int, seed: int) -> list[int]:
     """Greedy rare-class-first selection of ``num`` row indices (algorithm in module docstring)."""
+    import numpy as np
+
     n = fractions.shape[0]
     share = fractions.sum(axis=0) / max(n, 1)
     weights = np.where(share > 0, 1.0 / np.clip(share, 1e-4, None), 0.0)
@@ -139,13 +224,16 @@ def class_balanced_order(fractions: np.ndarray, num: int, seed: int) -> list[int
     return chosen
 
 
-def _coverage(fractions: np.ndarray, chosen: list[int], names: tuple[str, ...]) -> dict[str, Any]:
+def _coverage(fractions: np.ndarray, chosen: list[int], names: tuple[str, ...]) -> dict[str, ClassCoverage]:
     present = fractions > _PRESENT
-    return {name: {"chosen_images": int(present[chosen, c].sum()), "all_images": int(present[:, c].sum())}
+    return {name: ClassCoverage(int(present[chosen, c].sum()), int(present[:, c].sum()))
             for c, name in enumerate(names)}
 
 
-def _select(ds: Any, num: int, strategy: str, seed: int) -> tuple[list[int], dict[str, Any] | None]:
+def _select(ds: Any, num: int, strategy: Strategy,
+            seed: int) -> tuple[list[int], dict[str, ClassCoverage] | None]:
+    import numpy as np
+
     n = len(ds)
     if strategy == "random":
         return sorted(np.random.default_rng(seed).choice(n, size=num, replace=False).tolist()), None
@@ -159,19 +247,18 @@ def _select(ds: Any, num: int, strategy: str, seed: int) -> tuple[list[int], dic
     return chosen, _coverage(fractions, chosen, tuple(info.class_names))
 
 
-def make_calib_set(data: str | Path, out: str | Path, *, num: int, preprocess: Preprocess,
-                   strategy: str = "random", split: str = "train", seed: int = 0,
-                   unmasked_random: bool = False) -> dict[str, Any]:
-    """Choose ``num`` images of ``data`` (any spec :func:`edgeseg.data.open_dataset` reads, or a
-    plain image folder), hash them and write the manifest to ``out`` atomically. Returns it.
+def make_calib_set(data: str | Path, preprocess: Preprocess, out: Path,
+                   options: CalibSetOptions = CalibSetOptions()) -> tuple[Path, CalibSetManifest]:
+    """Choose ``options.num`` images of ``data`` (any spec :func:`edgeseg.data.open_dataset` reads,
+    or a plain image folder), hash them and write the manifest to ``out`` atomically.
 
-    ``unmasked_random``: class-balanced on data without masks selects at random instead of refusing
-    (the CLI's default strategy, so an image folder still works); the manifest records the strategy
-    actually used."""
+    Returns ``(out, manifest)``. Raises CalibrationError / DataError with the fix; nothing is
+    written then."""
     from edgeseg.data import open_dataset
     from edgeseg.data.datasets import SegDataset
 
-    if strategy not in STRATEGIES:
+    strategy, num, split = options.strategy, options.num, options.split
+    if strategy is not None and strategy not in STRATEGIES:
         raise CalibrationError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     if num < 1:
         raise CalibrationError(f"--num {num} is too small; expected at least 1 image")
@@ -182,23 +269,18 @@ def make_calib_set(data: str | Path, out: str | Path, *, num: int, preprocess: P
     if num > len(ds):
         raise CalibrationError(f"{data} has only {len(ds)} images (split {split!r}) but --num {num} was "
                                f"asked; pass --num {len(ds)} or fewer, or add images")
-    if strategy == "class-balanced" and unmasked_random and not ds.has_masks:
-        strategy = "random"
-    chosen, coverage = _select(ds, num, strategy, seed)
+    used: Strategy = strategy or ("class-balanced" if ds.has_masks else "random")
+    chosen, coverage = _select(ds, num, used, options.seed)
     paths = [Path(ds.pairs[i][0]).resolve() for i in chosen]
     for p in paths:
         _check_image(p)
     root = Path(_common_root(paths))
     hashes = [sha256_file(p) for p in paths]
-    entries = [{"path": str(p.relative_to(root)), "sha256": h} for p, h in zip(paths, hashes, strict=True)]
-    manifest = {
-        "format": FORMAT, "version": VERSION, "root": str(root), "split": split,
-        "strategy": strategy, "seed": seed, "preprocess": preprocess.to_dict(),
-        "images": entries,
-        "class_coverage": coverage, "set_sha256": set_hash(preprocess, hashes),
-    }
-    write_json_atomic(out, manifest)
-    return manifest
+    images = tuple(ManifestImage(str(p.relative_to(root)), h) for p, h in zip(paths, hashes, strict=True))
+    manifest = CalibSetManifest(str(root), split, used, options.seed, preprocess, images, coverage,
+                                set_hash(preprocess, hashes))
+    write_json_atomic(out, manifest.to_json())
+    return Path(out), manifest
 
 
 def _common_root(paths: list[Path]) -> str:
@@ -207,6 +289,8 @@ def _common_root(paths: list[Path]) -> str:
 
 def _check_image(path: Path) -> None:
     """Refuse files OpenCV cannot decode (named), so the manifest never lists unusable images."""
+    import cv2
+
     if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
         raise DataError(f"cannot read image {path}: not a decodable image; remove it from the dataset "
                         "or replace it, then re-run edgeseg calib-set")
@@ -230,16 +314,17 @@ def load_calib_set(path: str | Path, *, root: str | Path | None = None, verify: 
 
     v = validate(ManifestSchema, m, f"calibration set {path}", CalibrationError,
                  "re-create it with edgeseg calib-set")
-    pre = Preprocess.from_dict(v.preprocess.model_dump())
-    base = Path(root) if root is not None else Path(v.root)
-    images = tuple(_inside_root(path, base, e.path) for e in v.images)
-    hashes = tuple(e.sha256 for e in v.images)
-    if set_hash(pre, hashes) != m.get("set_sha256"):
+    manifest = CalibSetManifest.from_json(v.model_dump(), path)
+    pre = manifest.preprocess
+    base = Path(root) if root is not None else Path(manifest.root)
+    images = tuple(_inside_root(path, base, e.path) for e in manifest.images)
+    hashes = tuple(e.sha256 for e in manifest.images)
+    if set_hash(pre, hashes) != manifest.set_sha256:
         raise CalibrationError(f"calibration set {path} was edited: its set_sha256 does not match its "
                                "contents; re-create it with edgeseg calib-set")
     if verify:
         _verify_files(path, images, hashes)
-    return CalibSet(base, pre, images, hashes, v.set_sha256, v.strategy)
+    return CalibSet(base, pre, images, hashes, manifest.set_sha256, manifest.strategy)
 
 
 def _inside_root(manifest: Path, root: Path, rel: str) -> Path:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.card import read_card, require_logits, write_card
+from edgeseg.card import ModelCard, read_card, require_logits, write_card
 from edgeseg.errors import CalibrationError
 from edgeseg.io import atomic_path, load_onnx
 
@@ -133,15 +133,16 @@ def _clone(model: Any) -> Any:
     return copy
 
 
-def convert_fp16(model_path: str | Path, out: str | Path | None = None) -> tuple[Path, Any]:
-    """Write the FP16 version of an FP32 ONNX file (+ card); returns (path, card).
+def convert_fp16(model_path: Path, out: Path) -> tuple[Path, ModelCard]:
+    """Write the FP16 version of an FP32 ONNX file (+ card) to ``out`` (usually
+    :func:`default_fp16_path`); returns (path, card). The conversion has no settings, so this stage
+    takes no options object.
 
     Raises CalibrationError for a non-FP32 input or an output path equal to the input.
     """
     import onnx
 
-    model_path = Path(model_path)
-    out = Path(out) if out is not None else default_fp16_path(model_path)
+    model_path, out = Path(model_path), Path(out)
     card = read_card(model_path)
     require_logits(card, model_path, "convert-fp16")
     if card.artifact != "onnx" or card.precision != "fp32":

@@ -36,17 +36,22 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import numpy as np
 from edgeseg.calib.calib_set import CalibSet, Preprocess, load_calib_set
 
 from edgeseg.card import ModelCard, read_card, require_logits, write_card
 from edgeseg.errors import CalibrationError
 from edgeseg.io import atomic_path, load_onnx, sha256_json, write_json_atomic
 
-METHODS = ("entropy", "minmax", "percentile")
-PLACEMENTS = ("tensorrt", "full")
+if TYPE_CHECKING:  # numpy is imported where used: the CLI reads this module's defaults
+    import numpy as np
+
+# Activation range methods (onnxruntime's calibrators) and Q/DQ placements (module docstring).
+Method = Literal["entropy", "minmax", "percentile"]
+Placement = Literal["tensorrt", "full"]
+METHODS: tuple[str, ...] = get_args(Method)
+PLACEMENTS: tuple[str, ...] = get_args(Placement)
 # Fewest images per method: histogram methods estimate the tails of each activation's
 # distribution, which a handful of images cannot; min/max needs fewer but still several scenes.
 MIN_IMAGES = {"minmax": 8, "entropy": 32, "percentile": 32}
@@ -55,14 +60,19 @@ _CHUNK_BYTES = 512 << 20  # activations held per calibrator pass (the calibrator
 
 
 @dataclass(frozen=True)
-class QuantConfig:
-    """How to calibrate. ``percentile`` is used by the percentile method only."""
+class CalibrateOptions:
+    """How to calibrate (``edgeseg calibrate`` takes its defaults from here).
 
-    method: str = "minmax"  # the method docs/precision.md measured best on every model
-    placement: str = "tensorrt"
+    ``percentile`` is used by the percentile method only; ``cache_dir`` None is
+    :func:`default_cache_dir`; ``root`` relocates the set's images (the dataset moved since the
+    manifest was written); ``keep_float`` names nodes left out of INT8."""
+
+    method: Method = "minmax"  # the method docs/precision.md measured best on every model
+    placement: Placement = "tensorrt"
     percentile: float = 99.999
     num_bins: int = 2048
     cache_dir: Path | None = None
+    root: Path | None = None
     keep_float: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -120,7 +130,7 @@ class _Reader:
         return {self._input: preprocess(read_image(path), self._card)}
 
 
-def check_inputs(model: Any, card: ModelCard, cset: CalibSet, cfg: QuantConfig) -> str:
+def check_inputs(model: Any, card: ModelCard, cset: CalibSet, cfg: CalibrateOptions) -> str:
     """Refuse mismatches before any work; return the model's input name."""
     if card.precision != "fp32" or card.artifact != "onnx":
         raise CalibrationError(f"calibration needs an FP32 ONNX model; this card says {card.artifact} "
@@ -153,14 +163,14 @@ def check_inputs(model: Any, card: ModelCard, cset: CalibSet, cfg: QuantConfig) 
     return inp.name
 
 
-def _cache_key(model_sha: str, cset: CalibSet, cfg: QuantConfig) -> dict[str, Any]:
+def _cache_key(model_sha: str, cset: CalibSet, cfg: CalibrateOptions) -> dict[str, Any]:
     import onnxruntime
 
     return {"version": CACHE_VERSION, "model_sha256": model_sha, "set_sha256": cset.set_sha256,
             **cfg.params(), "onnxruntime": onnxruntime.__version__}
 
 
-def cache_file(model_sha: str, cset: CalibSet, cfg: QuantConfig) -> Path:
+def cache_file(model_sha: str, cset: CalibSet, cfg: CalibrateOptions) -> Path:
     key = _cache_key(model_sha, cset, cfg)
     base = cfg.cache_dir or default_cache_dir()
     return base / f"{model_sha[:12]}-{cset.set_sha256[:12]}-{cfg.method}-{sha256_json(key)[:12]}.json"
@@ -179,6 +189,7 @@ def read_cached_ranges(path: Path, key: dict[str, Any]) -> dict[str, tuple[float
 
 def chunk_size(model: Any) -> int:
     """Images per calibrator pass so that one pass holds about ``_CHUNK_BYTES`` of activations."""
+    import numpy as np
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -190,8 +201,9 @@ def chunk_size(model: Any) -> int:
 
 
 def compute_ranges(calib_model: Any, cset: CalibSet, card: ModelCard, input_name: str,
-                   cfg: QuantConfig) -> dict[str, tuple[float, float]]:
+                   cfg: CalibrateOptions) -> dict[str, tuple[float, float]]:
     """Run onnxruntime's calibrator over the set (in memory-bounded chunks, rich progress)."""
+    import numpy as np
     import onnx
     from onnxruntime.quantization.calibrate import create_calibrator
     from rich.progress import Progress
@@ -223,7 +235,7 @@ def compute_ranges(calib_model: Any, cset: CalibSet, card: ModelCard, input_name
 
 
 def ranges_for(model_path: Path, calib_model: Any, cset: CalibSet, card: ModelCard, input_name: str,
-               cfg: QuantConfig) -> tuple[dict[str, tuple[float, float]], bool]:
+               cfg: CalibrateOptions) -> tuple[dict[str, tuple[float, float]], bool]:
     """(ranges, cache_hit): from the cache when the key matches, else computed and cached."""
     model_sha = card.file_sha256 or ""
     key = _cache_key(model_sha, cset, cfg)
@@ -267,6 +279,7 @@ def _ort_cache(ranges: dict[str, tuple[float, float]], method: str) -> Iterator[
             f"onnxruntime {onnxruntime.__version__} cannot take precomputed calibration ranges "
             "(no save_tensors_data); calibrate where onnxruntime is newer (1.32 is tested, e.g. the "
             "workstation) and copy model.int8.onnx with its .json to this machine") from None
+    import numpy as np
 
     data = {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()}
     with tempfile.TemporaryDirectory(prefix="edgeseg-ranges-") as tmp:
@@ -275,8 +288,8 @@ def _ort_cache(ranges: dict[str, tuple[float, float]], method: str) -> Iterator[
         yield path
 
 
-def calibrate(model_path: str | Path, set_path: str | Path, out: str | Path,
-              cfg: QuantConfig | None = None, *, root: str | Path | None = None) -> tuple[Path, ModelCard]:
+def calibrate(model_path: Path, set_path: Path, out: Path,
+              options: CalibrateOptions = CalibrateOptions()) -> tuple[Path, ModelCard]:
     """FP32 ONNX (+ card) and a calibration set -> ``out`` Q/DQ INT8 ONNX + card; returns both.
 
     Nothing is written unless every step succeeds (the model and its card are written last,
@@ -287,27 +300,26 @@ def calibrate(model_path: str | Path, set_path: str | Path, out: str | Path,
 
     from edgeseg.unpool.onnx_graph import plugin_to_native, unpool_mode_of
 
-    cfg = cfg or QuantConfig()
     model_path, out = Path(model_path), Path(out)
     if out.resolve() == model_path.resolve() or out.suffix != ".onnx":
         raise CalibrationError(f"output {out} must be a new .onnx file (e.g. model.int8.onnx), not the input")
     card = read_card(model_path)
     require_logits(card, model_path, "calibrate")
     model = load_onnx(model_path)
-    cset = load_calib_set(set_path, root=root)
-    input_name = check_inputs(model, card, cset, cfg)
+    cset = load_calib_set(set_path, root=options.root)
+    input_name = check_inputs(model, card, cset, options)
     mode = unpool_mode_of(model)
     calib_model = plugin_to_native(model) if mode == "plugin" else model
-    ranges, hit = ranges_for(model_path, calib_model, cset, card, input_name, cfg)
+    ranges, hit = ranges_for(model_path, calib_model, cset, card, input_name, options)
     ranges = with_unpool_ranges(model, ranges)
-    with _ort_cache(ranges, cfg.method) as ranges_file:
-        qmodel = insert_qdq(model, calib_model, ranges_file, _ort_method(cfg.method), cfg.placement,
-                            cfg.keep_float)
+    with _ort_cache(ranges, options.method) as ranges_file:
+        qmodel = insert_qdq(model, calib_model, ranges_file, _ort_method(options.method), options.placement,
+                            options.keep_float)
     counts = check_qdq(qmodel)
-    extra = {**card.extra, "calibration_set_sha256": cset.set_sha256, "method": cfg.method,
-             "calibration": {**cfg.params(), "images": len(cset.images), "strategy": cset.strategy,
-                             "placement": cfg.placement, "cache_hit": hit, "keep_float": list(cfg.keep_float),
-                             **counts}}
+    extra = {**card.extra, "calibration_set_sha256": cset.set_sha256, "method": options.method,
+             "calibration": {**options.params(), "images": len(cset.images), "strategy": cset.strategy,
+                             "placement": options.placement, "cache_hit": hit,
+                             "keep_float": list(options.keep_float), **counts}}
     new_card = card.replace(precision="int8", parent_sha256=card.file_sha256, extra=extra)
     with atomic_path(out, need_bytes=qmodel.ByteSize()) as tmp:  # card written inside: both or neither
         onnx.save(qmodel, str(tmp))

@@ -15,16 +15,30 @@ file with ``edgeseg precision-report``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import CalibrationError
 from edgeseg.io import load_onnx
 
+if TYPE_CHECKING:  # numpy is imported where used: the CLI reads this module's defaults
+    import numpy as np
+
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass(frozen=True)
+class SensitivityOptions:
+    """How to measure (``edgeseg int8-sensitivity`` takes its defaults from here): ``num`` images
+    of ``split`` per variant, ``top`` layers in the Markdown table, ``threads`` onnxruntime
+    intra-op threads (None: all cores)."""
+
+    split: str = "val"
+    num: int = 16
+    top: int = 10
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,13 +95,17 @@ def _argmaxes(model: Any, inputs: list[np.ndarray], threads: int | None) -> list
 
 
 def _disagreement(preds: list[np.ndarray], ref: list[np.ndarray]) -> float:
+    import numpy as np
+
     return float(np.mean([np.mean(p != r) for p, r in zip(preds, ref, strict=True)]))
 
 
-def layer_sensitivity(fp32_path: str | Path, int8_path: str | Path, data: str | Path, split: str = "val",
-                      *, num: int = 16, threads: int | None = None,
-                      on_layer: Any = None) -> tuple[float, list[LayerSensitivity]]:
-    """(disagreement of the INT8 file, per-layer results sorted by reduction, largest first)."""
+def layer_sensitivity(fp32_path: str | Path, int8_path: str | Path, data: str | Path,
+                      options: SensitivityOptions = SensitivityOptions(),
+                      on_layer: Callable[[int, int], None] | None = None
+                      ) -> tuple[float, list[LayerSensitivity]]:
+    """(disagreement of the INT8 file, per-layer results sorted by reduction, largest first).
+    ``on_layer(done, total)`` is called after each layer."""
 
     from edgeseg.card import read_card, require_logits
     from edgeseg.data import open_dataset
@@ -97,8 +115,9 @@ def layer_sensitivity(fp32_path: str | Path, int8_path: str | Path, data: str | 
     require_logits(card, fp32_path, "int8-sensitivity")
     require_logits(read_card(int8_path), int8_path, "int8-sensitivity")
     fp32, qmodel = load_onnx(fp32_path), load_onnx(int8_path)
-    ds = open_dataset(str(data), split=split)
-    inputs = [preprocess(ds[i].image_bgr, card) for i in range(min(num, len(ds)))]
+    ds = open_dataset(str(data), split=options.split)
+    inputs = [preprocess(ds[i].image_bgr, card) for i in range(min(options.num, len(ds)))]
+    threads = options.threads
     ref = _argmaxes(fp32, inputs, threads)
     base = _disagreement(_argmaxes(qmodel, inputs, threads), ref)
     layers = quantized_layers(qmodel)
@@ -114,7 +133,22 @@ def layer_sensitivity(fp32_path: str | Path, int8_path: str | Path, data: str | 
     return base, sorted(results, key=lambda r: -r.reduction)
 
 
-def sensitivity_markdown(base: float, results: list[LayerSensitivity], top: int = 10) -> str:
+def sensitivity_report(fp32_path: Path, int8_path: Path, data: str, out: Path,
+                       options: SensitivityOptions = SensitivityOptions(),
+                       on_layer: Callable[[int, int], None] | None = None) -> str:
+    """Measure every layer (:func:`layer_sensitivity`) and write ``OUT.json`` + ``OUT.md``
+    (:func:`edgeseg.report.write_report`, both or neither); return the Markdown."""
+    from edgeseg.report import write_report
+
+    base, results = layer_sensitivity(fp32_path, int8_path, data, options, on_layer)
+    md = sensitivity_markdown(base, results, options.top)
+    write_report(out, {"model": str(fp32_path), "int8": str(int8_path), "data": data, "split": options.split,
+                       "images": options.num, "int8_disagreement": base,
+                       "layers": [asdict(r) for r in results]}, md)
+    return md
+
+
+def sensitivity_markdown(base: float, results: list[LayerSensitivity], top: int) -> str:
     lines = [f"# INT8 per-layer sensitivity (argmax disagreement vs FP32: {100 * base:.3f} % all-INT8)", "",
              "| layer | op | disagreement with only this layer in float (%) | reduction (points) |",
              "|---|---|---:|---:|"]

@@ -29,11 +29,13 @@ UnpoolMode = Literal["train", "native", "plugin", "none"]
 Precision = Literal["fp32", "fp16", "int8"]
 OutputKind = Literal["logits", "labels"]  # labels: argmax inside the graph, (N, H, W) class ids
 InputKind = Literal["normalized", "bgr-uint8"]  # bgr-uint8: preprocessing inside the graph
+ChannelOrder = Literal["RGB", "BGR"]  # order of the colour channels the network takes
 ARTIFACTS: tuple[str, ...] = get_args(Artifact)
 UNPOOL_MODES: tuple[str, ...] = get_args(UnpoolMode)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 OUTPUT_KINDS: tuple[str, ...] = get_args(OutputKind)
 INPUT_KINDS: tuple[str, ...] = get_args(InputKind)
+CHANNEL_ORDERS: tuple[str, ...] = get_args(ChannelOrder)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -91,7 +93,7 @@ class ModelCard:
         ):
             if value not in allowed:
                 raise ModelError(f"model card {name}={value!r} is not one of {', '.join(allowed)}")
-        if self.channel_order not in ("RGB", "BGR"):
+        if self.channel_order not in CHANNEL_ORDERS:
             raise ModelError(f"model card channel_order={self.channel_order!r}; expected RGB or BGR")
         if (self.input_kind == "bgr-uint8") != (self.frame_hw is not None):
             raise ModelError(f"model card input_kind={self.input_kind!r} with frame_hw={self.frame_hw}; "

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.card import PRECISIONS, ModelCard, card_path, read_card
+from edgeseg.card import PRECISIONS, ModelCard, Precision, card_path, read_card
 from edgeseg.errors import CalibrationError, ConfigError, EngineError
 from edgeseg.io import atomic_path, load_onnx, sha256_bytes, sha256_file
 from edgeseg.unpool import OP_NAME
@@ -52,9 +52,14 @@ class OnnxFacts:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """How to build. Batch sizes None = the ONNX file's fixed batch (or 1 when it is dynamic)."""
+    """How to build (``edgeseg build-engine`` takes its defaults from here).
 
-    precision: str = "fp16"
+    Batch sizes None = the ONNX file's fixed batch (or 1 when it is dynamic). ``plugin`` None =
+    where ``edgeseg build-plugin`` puts the library; ``timing_cache`` is read and updated;
+    ``dla_core`` runs the engine on that DLA core with GPU fallback; ``verbose`` shows TensorRT's
+    full builder log (it changes nothing in the engine)."""
+
+    precision: Precision = "fp16"
     workspace_mb: int = 1024
     plugin: Path | None = None
     timing_cache: Path | None = None
@@ -62,6 +67,7 @@ class BuildOptions:
     min_batch: int | None = None
     opt_batch: int | None = None
     max_batch: int | None = None
+    verbose: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,10 +214,23 @@ def check_output(out: Path) -> None:
                           "another -o path")
 
 
-def build_engine(onnx: str | Path, out: str | Path, *, precision: str = "fp16", workspace_mb: int = 1024,
-                 plugin: str | Path | None = None, timing_cache: str | Path | None = None,
-                 dla_core: int | None = None, min_batch: int | None = None, opt_batch: int | None = None,
-                 max_batch: int | None = None, verbose: bool = False) -> tuple[Path, ModelCard]:
+def trtexec_text(onnx: Path, out: Path, options: BuildOptions = BuildOptions()) -> str:
+    """The trtexec command for this build, for the installed TensorRT or else for 10.x (JetPack 6),
+    the latter after a ``#`` line saying so. Checks like :func:`build_engine`, builds nothing."""
+    from edgeseg.runtime.trt_common import require_tensorrt, resolve_plugin, tensorrt_major
+
+    check_output(out)
+    try:
+        version, note = require_tensorrt().__version__, ""
+    except EngineError:
+        version, note = "10.3", "# TensorRT is not installed here: command for TensorRT 10.x (JetPack 6)\n"
+    facts = inspect_onnx(onnx)
+    plan = plan_build(facts, options, tensorrt_major(version))
+    plugin = resolve_plugin(options.plugin, version) if facts.plugin_nodes else None
+    return note + trtexec_command(onnx, out, facts, plan, options, plugin)
+
+
+def build_engine(onnx: Path, out: Path, options: BuildOptions = BuildOptions()) -> tuple[Path, ModelCard]:
     """Build ``onnx`` into the TensorRT plan ``out`` (+ card ``out.json``); return (path, card).
 
     Everything that can be refused is refused before the (long) build; on any failure nothing is
@@ -221,20 +240,17 @@ def build_engine(onnx: str | Path, out: str | Path, *, precision: str = "fp16", 
     from edgeseg.runtime import trt_common
 
     onnx, out = Path(onnx), Path(out)
-    opts = BuildOptions(precision, workspace_mb, Path(plugin) if plugin else None,
-                        Path(timing_cache) if timing_cache else None, dla_core, min_batch, opt_batch,
-                        max_batch)
     check_output(out)
     facts = inspect_onnx(onnx)
     onnx_card = read_card(onnx)
-    plan_build(facts, opts, 10)  # refuse bad input before needing TensorRT (11 only adds the FP16 rule)
+    plan_build(facts, options, 10)  # refuse bad input before needing TensorRT (11 only adds the FP16 rule)
     trt = trt_common.require_tensorrt()
-    plan = plan_build(facts, opts, trt_common.tensorrt_major(trt.__version__))
-    result = trt_engine.build(onnx, facts, plan, opts, verbose=verbose)
-    card = engine_card(onnx_card, onnx, opts, plan, result, edgeseg_command(onnx, out, opts))
+    plan = plan_build(facts, options, trt_common.tensorrt_major(trt.__version__))
+    result = trt_engine.build(onnx, facts, plan, options, verbose=options.verbose)
+    card = engine_card(onnx_card, onnx, options, plan, result, edgeseg_command(onnx, out, options))
     write_engine(out, result.plan, card)
-    if opts.timing_cache is not None and result.timing_cache is not None:
-        with atomic_path(opts.timing_cache) as tmp:
+    if options.timing_cache is not None and result.timing_cache is not None:
+        with atomic_path(options.timing_cache) as tmp:
             tmp.write_bytes(result.timing_cache)
     return out, read_card(out)
 

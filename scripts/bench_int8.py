@@ -45,14 +45,14 @@ def _args() -> argparse.Namespace:
 def make_models(model: Path, calib_set: Path, methods: list[str], folder: Path) -> dict[str, Path]:
     """FP32, FP16 and one INT8 file per method (tensorrt placement) -> {label: path}."""
     from edgeseg.calib.fp16 import convert_fp16
-    from edgeseg.calib.quantize import QuantConfig, calibrate
+    from edgeseg.calib.quantize import CalibrateOptions, calibrate
 
     stem = model.name.removesuffix(".onnx")
     files = {"FP32": model, "FP16": convert_fp16(model, folder / f"{stem}.fp16.onnx")[0]}
     for method in methods:
         t0 = time.perf_counter()
         out, card = calibrate(model, calib_set, folder / f"{stem}.int8-{method}.onnx",
-                              QuantConfig(method=method))
+                              CalibrateOptions(method=method))
         hit = card.extra["calibration"]["cache_hit"]
         print(f"calibrated {method}: {time.perf_counter() - t0:.1f} s ({'cached' if hit else 'computed'})")
         files[f"INT8 ({method})"] = out
@@ -117,7 +117,7 @@ def accuracy(files: dict[str, Path], methods: list[str], a: argparse.Namespace, 
 def main() -> None:
     import onnxruntime
     from edgeseg.calib.calib_set import load_calib_set
-    from edgeseg.calib.quantize import QuantConfig, calibrate
+    from edgeseg.calib.quantize import CalibrateOptions, calibrate
 
     from edgeseg.card import read_card
     from edgeseg.report import write_report
@@ -132,7 +132,7 @@ def main() -> None:
     acc, best, images = ({}, methods[0], 0) if a.latency_only else accuracy(files, methods, a, folder)
     stem = a.model.name.removesuffix(".onnx")
     full, _ = calibrate(a.model, a.calib_set, folder / f"{stem}.int8-{best}-full.onnx",
-                        QuantConfig(method=best, placement="full"))
+                        CalibrateOptions(method=best, placement="full"))
     timed = {"FP32": files["FP32"], "FP16": files["FP16"], f"INT8 ({best}, tensorrt placement)":
              files[f"INT8 ({best})"], f"INT8 ({best}, full placement)": full}
     card = read_card(a.model)

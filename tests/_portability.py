@@ -143,9 +143,9 @@ def make_artifacts(checkpoint: Path, folder: Path, hw: tuple[int, int], calib_da
     ``int8-full`` (``--placement full``, onnxruntime's placement), both min/max on 16 images of
     ``calib_data``.
     """
-    from edgeseg.calib.calib_set import Preprocess, make_calib_set
-    from edgeseg.calib.fp16 import convert_fp16
-    from edgeseg.calib.quantize import QuantConfig, calibrate
+    from edgeseg.calib.calib_set import CalibSetOptions, Preprocess, make_calib_set
+    from edgeseg.calib.fp16 import convert_fp16, default_fp16_path
+    from edgeseg.calib.quantize import CalibrateOptions, calibrate
     from edgeseg.export.onnx_export import export_onnx
 
     from edgeseg.card import read_card
@@ -160,15 +160,15 @@ def make_artifacts(checkpoint: Path, folder: Path, hw: tuple[int, int], calib_da
         out["fp32-plugin"], _ = export_onnx(checkpoint, folder / "model.plugin.onnx", unpool="plugin",
                                             input_hw=hw)
     log("convert-fp16")
-    out["fp16"], _ = convert_fp16(out["fp32-native"])
+    out["fp16"], _ = convert_fp16(out["fp32-native"], default_fp16_path(out["fp32-native"]))
     set_path = folder / "calib-set.json"
-    make_calib_set(calib_data, set_path, num=16, preprocess=Preprocess.from_card(card), strategy="random",
-                   split="train")
+    make_calib_set(calib_data, Preprocess.from_card(card), set_path,
+                   CalibSetOptions(num=16, strategy="random", split="train"))
     for name, placement in (("int8", "tensorrt"), ("int8-full", "full")):
         log(f"calibrate {placement}")
         out[name] = calibrate(out["fp32-native"], set_path, folder / f"model.{name}.onnx",
-                              QuantConfig(method="minmax", placement=placement,
-                                          cache_dir=folder / "ranges"))[0]
+                              CalibrateOptions(method="minmax", placement=placement,
+                                               cache_dir=folder / "ranges"))[0]
     return out
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from _calib_models import HW, write_images
 from edgeseg.calib.calib_set import (
+    CalibSetOptions,
+    ClassCoverage,
     Preprocess,
     class_balanced_order,
     load_calib_set,
@@ -26,24 +28,27 @@ PRE = Preprocess(HW)
 
 def test_random_manifest_hashes_and_determinism(tmp_path: Path) -> None:
     images = write_images(tmp_path / "plain", 12)  # plain image folder, no masks
-    m1 = make_calib_set(images, tmp_path / "a.json", num=5, preprocess=PRE, seed=3)
-    m2 = make_calib_set(images, tmp_path / "b.json", num=5, preprocess=PRE, seed=3)
-    m3 = make_calib_set(images, tmp_path / "c.json", num=5, preprocess=PRE, seed=4)
-    assert m1["set_sha256"] == m2["set_sha256"] != m3["set_sha256"]
-    assert len(m1["images"]) == 5 and m1["class_coverage"] is None
-    assert m1["preprocess"]["input_hw"] == list(HW)
+    path, m1 = make_calib_set(images, PRE, tmp_path / "a.json", CalibSetOptions(num=5, seed=3))
+    _, m2 = make_calib_set(images, PRE, tmp_path / "b.json", CalibSetOptions(num=5, seed=3))
+    _, m3 = make_calib_set(images, PRE, tmp_path / "c.json", CalibSetOptions(num=5, seed=4))
+    assert path == tmp_path / "a.json"
+    assert m1.set_sha256 == m2.set_sha256 != m3.set_sha256
+    assert len(m1.images) == 5 and m1.class_coverage is None and m1.strategy == "random"
+    on_disk = json.loads(path.read_text())
+    assert on_disk["preprocess"]["input_hw"] == list(HW) and on_disk == m1.to_json()
     cset = load_calib_set(tmp_path / "a.json")
     assert len(cset.images) == 5 and all(p.is_file() for p in cset.images)
-    assert cset.set_sha256 == m1["set_sha256"]
+    assert cset.set_sha256 == m1.set_sha256
 
 
 def test_class_balanced_covers_rare_class(tmp_path: Path) -> None:
     data = write_images(tmp_path / "ds", 40, masks=True)  # class 3 in 4 of 40 images
-    m = make_calib_set(data, tmp_path / "s.json", num=8, preprocess=PRE, strategy="class-balanced",
-                       split="all")
-    assert m["class_coverage"]["rare"] == {"chosen_images": 4, "all_images": 4}
-    r = make_calib_set(data, tmp_path / "r.json", num=8, preprocess=PRE, strategy="random", split="all")
-    names = {e["path"] for e in r["images"]}
+    _, m = make_calib_set(data, PRE, tmp_path / "s.json", CalibSetOptions(num=8, strategy="class-balanced",
+                                                                           split="all"))
+    assert m.class_coverage is not None and m.class_coverage["rare"] == ClassCoverage(4, 4)
+    _, r = make_calib_set(data, PRE, tmp_path / "r.json",
+                          CalibSetOptions(num=8, strategy="random", split="all"))
+    names = {e.path for e in r.images}
     assert sum(f"im{i:03d}.png" in " ".join(names) for i in (3, 13, 23, 33)) < 4
 
 
@@ -69,7 +74,7 @@ def test_mask_fractions_skip_ignore() -> None:
 
 def test_changed_and_missing_files_are_named(tmp_path: Path) -> None:
     images = write_images(tmp_path / "plain", 6)
-    make_calib_set(images, tmp_path / "s.json", num=6, preprocess=PRE)
+    make_calib_set(images, PRE, tmp_path / "s.json", CalibSetOptions(num=6))
     victim = images / "im002.png"
     img = cv2.imread(str(victim))
     img[0, 0] = 255 - img[0, 0]
@@ -83,7 +88,7 @@ def test_changed_and_missing_files_are_named(tmp_path: Path) -> None:
 
 def test_edited_manifest_and_relocated_root(tmp_path: Path) -> None:
     images = write_images(tmp_path / "plain", 6)
-    make_calib_set(images, tmp_path / "s.json", num=4, preprocess=PRE)
+    make_calib_set(images, PRE, tmp_path / "s.json", CalibSetOptions(num=4))
     moved = tmp_path / "moved"
     images.rename(moved)
     assert len(load_calib_set(tmp_path / "s.json", root=moved).images) == 4
@@ -98,18 +103,18 @@ def test_bad_input(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError):
-        make_calib_set(empty, tmp_path / "e.json", num=1, preprocess=PRE)
+        make_calib_set(empty, PRE, tmp_path / "e.json", CalibSetOptions(num=1))
     images = write_images(tmp_path / "plain", 3)
     with pytest.raises(CalibrationError, match="only 3 images"):
-        make_calib_set(images, tmp_path / "x.json", num=10, preprocess=PRE)
+        make_calib_set(images, PRE, tmp_path / "x.json", CalibSetOptions(num=10))
     with pytest.raises(CalibrationError, match="needs masks"):
-        make_calib_set(images, tmp_path / "x.json", num=2, preprocess=PRE, strategy="class-balanced")
+        make_calib_set(images, PRE, tmp_path / "x.json", CalibSetOptions(num=2, strategy="class-balanced"))
     (images / "im001.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="im001.png"):
-        make_calib_set(images, tmp_path / "x.json", num=3, preprocess=PRE)
+        make_calib_set(images, PRE, tmp_path / "x.json", CalibSetOptions(num=3))
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "e.json").exists()
     with pytest.raises(CalibrationError, match="no image files"):  # generated scenes: nothing to hash
-        make_calib_set("synthetic", tmp_path / "syn.json", num=2, preprocess=PRE)
+        make_calib_set("synthetic", PRE, tmp_path / "syn.json", CalibSetOptions(num=2))
     assert not (tmp_path / "syn.json").exists()
     with pytest.raises(CalibrationError, match="not an edgeseg calibration set"):
         (tmp_path / "junk.json").write_text("{}")
@@ -129,16 +134,18 @@ def test_cli_calib_set(tmp_path: Path) -> None:
 
 def test_camvid_class_balanced_beats_random(camvid_dir: Path, tmp_path: Path) -> None:
     pre = Preprocess((360, 480))
-    bal = make_calib_set(camvid_dir, tmp_path / "b.json", num=30, preprocess=pre, strategy="class-balanced")
-    rnd = make_calib_set(camvid_dir, tmp_path / "r.json", num=30, preprocess=pre, strategy="random")
-    assert rnd["class_coverage"] is None
-    cov = bal["class_coverage"]
+    _, bal = make_calib_set(camvid_dir, pre, tmp_path / "b.json",
+                            CalibSetOptions(num=30, strategy="class-balanced"))
+    _, rnd = make_calib_set(camvid_dir, pre, tmp_path / "r.json", CalibSetOptions(num=30, strategy="random"))
+    assert rnd.class_coverage is None
+    cov = bal.class_coverage
+    assert cov is not None
     assert set(cov) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
                         "Pedestrian", "Bicyclist"}
     # the rarest classes appear in (nearly) every chosen image once balanced; random draws miss them
     for rare in ("Bicyclist", "Pedestrian"):
-        share_all = cov[rare]["all_images"] / 367
-        assert cov[rare]["chosen_images"] / 30 > share_all
+        share_all = cov[rare].all_images / 367
+        assert cov[rare].chosen_images / 30 > share_all
 
 
 def test_cli_calib_set_data_option_and_default_strategy(tmp_path: Path) -> None:
@@ -167,3 +174,29 @@ def test_cli_calib_set_data_option_and_default_strategy(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["calib-set", "--data", str(plain), "--num", "4", "--input", "16x16",
                                  "--strategy", "class-balanced", "-o", str(tmp_path / "q.json")])
     assert r.exit_code == 2 and "needs masks" in r.output
+
+
+def test_manifest_record_reads_older_files(tmp_path: Path) -> None:
+    """A manifest without split/seed/strategy (optional in the schema) still loads; a malformed
+    class_coverage is one CalibrationError naming the field."""
+    images = write_images(tmp_path / "plain", 4)
+    path, m = make_calib_set(images, PRE, tmp_path / "s.json", CalibSetOptions(num=4))
+    d = json.loads(path.read_text())
+    for key in ("split", "seed", "strategy"):
+        del d[key]
+    path.write_text(json.dumps(d))
+    cset = load_calib_set(path)
+    assert cset.strategy == "?" and cset.set_sha256 == m.set_sha256
+    d["class_coverage"] = {"road": 3}
+    path.write_text(json.dumps(d))
+    with pytest.raises(CalibrationError, match="class_coverage"):
+        load_calib_set(path)
+
+
+def test_cli_choices_come_from_the_core(tmp_path: Path) -> None:
+    """--strategy takes the Literal's values and refuses others before any work."""
+    data = write_images(tmp_path / "ds", 4)
+    r = CliRunner().invoke(app, ["calib-set", str(data), "--strategy", "balanced", "--input", "16x16",
+                                 "-o", str(tmp_path / "s.json")])
+    assert r.exit_code == 2 and "random" in r.output and "class-balanced" in r.output
+    assert not (tmp_path / "s.json").exists()

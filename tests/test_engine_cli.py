@@ -363,3 +363,12 @@ def test_missing_output_folder_refused_before_building(tmp_path: Path, no_tensor
     model = make_onnx(tmp_path / "m.onnx")
     result = runner.invoke(app, ["build-engine", str(model), "-o", str(tmp_path / "nope" / "m.engine")])
     assert result.exit_code == 2 and "does not exist" in result.output and "TensorRT" not in result.output
+
+
+def test_build_engine_precision_is_one_of_the_cards(tmp_path: Path, no_tensorrt: None) -> None:
+    """--precision takes the card's Precision values (declared once) and refuses others up front."""
+    model = make_onnx(tmp_path / "m.onnx")
+    result = runner.invoke(app, ["build-engine", str(model), "--precision", "fp64", "-o",
+                                 str(tmp_path / "m.engine")])
+    assert result.exit_code == 2 and all(p in result.output for p in ("fp32", "fp16", "int8"))
+    assert not (tmp_path / "m.engine").exists()

@@ -25,7 +25,7 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("mode", ["native", "plugin"])
 def test_fp16_io_types_accuracy_and_card(tmp_path: Path, mode: str) -> None:
     src = save_tiny(tmp_path, mode)
-    out, card = convert_fp16(src)
+    out, card = convert_fp16(src, default_fp16_path(src))
     assert out == default_fp16_path(src) == tmp_path / f"tiny.{mode}.fp16.onnx"
     half = onnx.load(str(out))
     onnx.checker.check_model(half)  # includes topological order
@@ -54,7 +54,7 @@ def test_fp16_bad_input(tmp_path: Path) -> None:
     src = save_tiny(tmp_path, "native")
     with pytest.raises(CalibrationError, match="new .onnx file"):
         convert_fp16(src, src)
-    out, _ = convert_fp16(src)
+    out, _ = convert_fp16(src, default_fp16_path(src))
     with pytest.raises(CalibrationError, match="needs an FP32 ONNX"):
         convert_fp16(out, tmp_path / "twice.onnx")
     assert not (tmp_path / "twice.onnx").exists()
@@ -94,7 +94,7 @@ def test_fp16_keeps_resize_scales_fp32_for_opencv(tmp_path: Path) -> None:
     import cv2
 
     src = _resize_model(tmp_path)
-    out, card = convert_fp16(src)
+    out, card = convert_fp16(src, default_fp16_path(src))
     half = onnx.load(str(out))
     onnx.checker.check_model(half, full_check=True)
     producers = {o: n for n in half.graph.node for o in n.output}
@@ -116,5 +116,6 @@ def test_fp16_keeps_resize_scales_fp32_for_opencv(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("mode", "ops"), [("native", []), ("plugin", ["MaxUnpool2x2"])])
 def test_fp16_card_lists_only_ops_the_graph_has(tmp_path: Path, mode: str, ops: list[str]) -> None:
-    _, card = convert_fp16(save_tiny(tmp_path, mode))
+    src = save_tiny(tmp_path, mode)
+    _, card = convert_fp16(src, default_fp16_path(src))
     assert card.extra["fp16"]["fp32_ops"] == ops

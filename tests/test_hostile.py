@@ -103,7 +103,7 @@ def _rehash(d: dict[str, Any]) -> None:
     """Keep set_sha256 consistent after an edit, so the check under test is the one reached."""
     from edgeseg.calib.calib_set import Preprocess, set_hash
 
-    d["set_sha256"] = set_hash(Preprocess.from_dict(d["preprocess"]), [e["sha256"] for e in d["images"]])
+    d["set_sha256"] = set_hash(Preprocess.from_json(d["preprocess"]), [e["sha256"] for e in d["images"]])
 
 
 def image_path(value: str) -> Prep:
@@ -495,8 +495,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The pristine workspace every case copies (built once, ~3 s)."""
     import torch
     from _calib_models import HW, save_tiny, write_images
-    from edgeseg.calib.calib_set import Preprocess, make_calib_set
-    from edgeseg.calib.quantize import QuantConfig, calibrate
+    from edgeseg.calib.calib_set import CalibSetOptions, Preprocess, make_calib_set
+    from edgeseg.calib.quantize import CalibrateOptions, calibrate
     from test_trt_backend import make_engine
     from tinyseg import write_tiny_onnx
 
@@ -510,8 +510,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_tiny_onnx(ws, name="model.onnx", num_classes=len(SYNTHETIC_INFO.class_names))
     save_tiny(ws, "native")
     images = write_images(ws / "data", 12)
-    make_calib_set(images, ws / "set.json", num=10, preprocess=Preprocess(HW))
-    calibrate(ws / NATIVE, ws / "set.json", ws / "tiny.int8.onnx", QuantConfig(method="minmax",
+    make_calib_set(images, Preprocess(HW), ws / "set.json", CalibSetOptions(num=10))
+    calibrate(ws / NATIVE, ws / "set.json", ws / "tiny.int8.onnx", CalibrateOptions(method="minmax",
               cache_dir=ws.parent / "cache"))
     torch.manual_seed(0)
     names, colors = SYNTHETIC_INFO.class_names, SYNTHETIC_INFO.class_colors

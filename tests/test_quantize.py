@@ -11,8 +11,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 from _calib_models import HW, save_tiny, write_images
-from edgeseg.calib.calib_set import Preprocess, make_calib_set
-from edgeseg.calib.quantize import QuantConfig, calibrate
+from edgeseg.calib.calib_set import CalibSetOptions, Preprocess, make_calib_set
+from edgeseg.calib.quantize import CalibrateOptions, calibrate
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
@@ -30,11 +30,12 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = write_images(d / "data", 40, masks=True)
     grey = cv2.cvtColor(cv2.imread(str(data / "images" / "im000.png")), cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(data / "images" / "im000.png"), grey)  # other channel count: decoded to 3
-    make_calib_set(data, d / "set.json", num=40, preprocess=Preprocess(HW), split="all")
+    make_calib_set(data, Preprocess(HW), d / "set.json",
+                   CalibSetOptions(num=40, strategy="random", split="all"))
     for mode in ("native", "plugin"):
         model = save_tiny(d, mode)
         calibrate(model, d / "set.json", d / f"tiny.{mode}.int8.onnx",
-                  QuantConfig(method="minmax", cache_dir=d / "cache"))
+                  CalibrateOptions(method="minmax", cache_dir=d / "cache"))
     return d
 
 
@@ -103,7 +104,7 @@ def test_plugin_int8_runs_with_the_custom_op(work: Path) -> None:
 
 
 def test_cache_hit_and_key(work: Path) -> None:
-    cfg = QuantConfig(method="minmax", cache_dir=work / "cache")
+    cfg = CalibrateOptions(method="minmax", cache_dir=work / "cache")
     _, card = calibrate(work / "tiny.native.onnx", work / "set.json", work / "again.int8.onnx", cfg)
     assert card.extra["calibration"]["cache_hit"] is True
     assert (work / "again.int8.onnx").read_bytes() == (work / "tiny.native.int8.onnx").read_bytes()
@@ -122,27 +123,27 @@ def test_cache_hit_and_key(work: Path) -> None:
 
 def test_changed_set_file_no_output(work: Path, tmp_path: Path) -> None:
     data = write_images(tmp_path / "d", 10)
-    make_calib_set(data, tmp_path / "s.json", num=10, preprocess=Preprocess(HW))
+    make_calib_set(data, Preprocess(HW), tmp_path / "s.json", CalibSetOptions(num=10))
     cv2.imwrite(str(data / "im007.png"), np.zeros((20, 24, 3), np.uint8))
     out = tmp_path / "m.int8.onnx"
     with pytest.raises(DataError, match=r"im007\.png"):
-        calibrate(work / "tiny.native.onnx", tmp_path / "s.json", out, QuantConfig(method="minmax"))
+        calibrate(work / "tiny.native.onnx", tmp_path / "s.json", out, CalibrateOptions(method="minmax"))
     assert not out.exists() and list(tmp_path.glob("*.onnx*")) == []
 
 
 def test_too_few_images_and_preprocess_mismatch(work: Path, tmp_path: Path) -> None:
     data = write_images(tmp_path / "d", 10)
-    make_calib_set(data, tmp_path / "few.json", num=10, preprocess=Preprocess(HW))
+    make_calib_set(data, Preprocess(HW), tmp_path / "few.json", CalibSetOptions(num=10))
     out = tmp_path / "m.int8.onnx"
     with pytest.raises(CalibrationError, match="needs at least 32"):
-        calibrate(work / "tiny.native.onnx", tmp_path / "few.json", out, QuantConfig(method="entropy"))
-    make_calib_set(data, tmp_path / "big.json", num=10, preprocess=Preprocess((32, 32)))
+        calibrate(work / "tiny.native.onnx", tmp_path / "few.json", out, CalibrateOptions(method="entropy"))
+    make_calib_set(data, Preprocess((32, 32)), tmp_path / "big.json", CalibSetOptions(num=10))
     with pytest.raises(CalibrationError, match="differs from the model card"):
-        calibrate(work / "tiny.native.onnx", tmp_path / "big.json", out, QuantConfig(method="minmax"))
+        calibrate(work / "tiny.native.onnx", tmp_path / "big.json", out, CalibrateOptions(method="minmax"))
     with pytest.raises(CalibrationError, match="FP32"):
-        calibrate(work / "tiny.native.int8.onnx", work / "set.json", out, QuantConfig(method="minmax"))
+        calibrate(work / "tiny.native.int8.onnx", work / "set.json", out, CalibrateOptions(method="minmax"))
     with pytest.raises(CalibrationError, match="unknown calibration method"):
-        QuantConfig(method="kl")
+        CalibrateOptions(method="kl")
     assert list(tmp_path.glob("*.onnx*")) == []
 
 
@@ -173,26 +174,40 @@ def test_cli_calibrate_and_precision_report(work: Path) -> None:
 
 
 def test_keep_float_and_sensitivity(work: Path) -> None:
-    from edgeseg.calib.sensitivity import float_layer_variant, layer_sensitivity, quantized_layers
+    from edgeseg.calib.sensitivity import (
+        SensitivityOptions,
+        float_layer_variant,
+        layer_sensitivity,
+        quantized_layers,
+    )
 
     out = work / "keep.int8.onnx"
     _, card = calibrate(work / "tiny.native.onnx", work / "set.json", out,
-                        QuantConfig(method="minmax", cache_dir=work / "cache", keep_float=("c2",)))
+                        CalibrateOptions(method="minmax", cache_dir=work / "cache", keep_float=("c2",)))
     m = onnx.load(str(out))
     assert [n.name for n in quantized_layers(m)] == ["c1", "logits"]
     assert card.extra["calibration"]["keep_float"] == ["c2"]
     with pytest.raises(CalibrationError, match="not a node"):
         calibrate(work / "tiny.native.onnx", work / "set.json", out,
-                  QuantConfig(method="minmax", cache_dir=work / "cache", keep_float=("nope",)))
+                  CalibrateOptions(method="minmax", cache_dir=work / "cache", keep_float=("nope",)))
     fp32, q = onnx.load(str(work / "tiny.native.onnx")), onnx.load(str(work / "tiny.native.int8.onnx"))
     variant = float_layer_variant(q, fp32, "c1")
     assert [n.name for n in quantized_layers(variant)] == ["c2", "logits"]
     onnx.checker.check_model(variant)
     base, layers = layer_sensitivity(work / "tiny.native.onnx", work / "tiny.native.int8.onnx",
-                                     work / "data", "all", num=4)
+                                     work / "data", SensitivityOptions(split="all", num=4))
     assert {r.layer for r in layers} == {"c1", "c2", "logits"} and base > 0
     assert layers[0].reduction >= layers[-1].reduction
     assert all(r.disagreement == pytest.approx(base - r.reduction) for r in layers)
+    r = CliRunner().invoke(app, ["int8-sensitivity", str(work / "tiny.native.onnx"),
+                                 str(work / "tiny.native.int8.onnx"), "--data", str(work / "data"),
+                                 "--split", "all", "--num", "4", "--top", "2", "-o", str(work / "sens")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((work / "sens.json").read_text())
+    assert set(rep) == {"model", "int8", "data", "split", "images", "int8_disagreement", "layers"}
+    assert rep["images"] == 4 and rep["split"] == "all" and rep["int8_disagreement"] == pytest.approx(base)
+    assert [x["layer"] for x in rep["layers"]] == [x.layer for x in layers]
+    assert (work / "sens.md").read_text().count("\n| ") == 2 + 1  # header row + top 2 layers
 
 
 def test_exported_segnet_both_modes(tmp_path: Path) -> None:
@@ -210,12 +225,12 @@ def test_exported_segnet_both_modes(tmp_path: Path) -> None:
                      unpool_mode="train")
     save_checkpoint(build_model("segnet-basic", num_classes=3), card, tmp_path / "m.safetensors")
     data = write_images(tmp_path / "d", 8, hw=(40, 40))
-    make_calib_set(data, tmp_path / "s.json", num=8, preprocess=Preprocess((32, 32)))
+    make_calib_set(data, Preprocess((32, 32)), tmp_path / "s.json", CalibSetOptions(num=8))
     outs = {}
     for mode in ("native", "plugin"):
         path, _ = export.export_onnx(tmp_path / "m.safetensors", tmp_path / f"m.{mode}.onnx", unpool=mode)
         q, qcard = calibrate(path, tmp_path / "s.json", tmp_path / f"m.{mode}.int8.onnx",
-                             QuantConfig(method="minmax", cache_dir=tmp_path / "cache"))
+                             CalibrateOptions(method="minmax", cache_dir=tmp_path / "cache"))
         outs[mode] = onnx.load(str(q))
         assert qcard.extra["calibration"]["weight_dq_per_channel"] == 9  # every conv of segnet-basic
     assert len(native_unpool_groups(onnx.load(str(tmp_path / "m.native.onnx")))) == 4

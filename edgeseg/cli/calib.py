@@ -1,34 +1,27 @@
-"""``edgeseg calib-set``, ``calibrate``, ``convert-fp16`` and ``precision-report`` (torch-free)."""
+"""``edgeseg calib-set``, ``calibrate``, ``convert-fp16`` and ``precision-report`` (torch-free).
+
+Choices and defaults come from the library (``CalibSetOptions``, ``CalibrateOptions``, the
+``Strategy``/``Method``/``Placement`` Literals); each command parses, calls one function, prints.
+"""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+# These modules import numpy, OpenCV and onnx inside their functions, so --help stays fast.
+from edgeseg.calib.calib_set import CalibSetOptions, Preprocess, Strategy
+from edgeseg.calib.quantize import CalibrateOptions, Method, Placement
+from edgeseg.calib.sensitivity import SensitivityOptions
+from edgeseg.card import ChannelOrder
 from edgeseg.errors import ConfigError
 
-if TYPE_CHECKING:  # the CLI imports calibration code inside its commands (fast --help)
-    from edgeseg.calib.calib_set import Preprocess
-
-
-class Strategy(str, Enum):
-    random = "random"
-    class_balanced = "class-balanced"
-
-
-class Method(str, Enum):
-    entropy = "entropy"
-    minmax = "minmax"
-    percentile = "percentile"
-
-
-class Placement(str, Enum):
-    tensorrt = "tensorrt"
-    full = "full"
+_SET = CalibSetOptions()
+_CAL = CalibrateOptions()
+_SEN = SensitivityOptions()
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -43,8 +36,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 
 
 def _preprocess(model: Path | None, input_hw: str | None, mean: str | None, std: str | None,
-                channel_order: str) -> Preprocess:
-    from edgeseg.calib.calib_set import Preprocess
+                channel_order: ChannelOrder) -> Preprocess:
     from edgeseg.card import read_card
 
     if model is not None:
@@ -57,8 +49,6 @@ def _preprocess(model: Path | None, input_hw: str | None, mean: str | None, std:
     from edgeseg.models.registry import parse_hw
 
     pre = Preprocess(parse_hw(input_hw))
-    if channel_order not in ("RGB", "BGR"):
-        raise ConfigError(f"--channel-order {channel_order!r}; expected RGB or BGR")
     return Preprocess(pre.input_hw, _floats(mean, "mean") if mean else pre.mean,
                       _floats(std, "std") if std else pre.std, channel_order)
 
@@ -70,20 +60,21 @@ def calib_set_cmd(
         help="Dataset folder, list file, or a folder of images.", show_default=False)] = None,
     data_arg: Annotated[str | None, typer.Argument(
         metavar="DATA", help="Same as --data (older spelling).", show_default=False)] = None,
-    num: Annotated[int, typer.Option(help="Number of images.")] = 300,
+    num: Annotated[int, typer.Option(help="Number of images.")] = _SET.num,
     strategy: Annotated[Strategy | None, typer.Option(
         help="class-balanced favours images of rare classes (needs masks; data without masks falls back "
              "to random unless --strategy is given), random draws uniformly. [default: class-balanced]"
-    )] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (selection order / tie breaks).")] = 0,
-    split: Annotated[str, typer.Option(help="Split to draw from (keep val for evaluation).")] = "train",
+    )] = _SET.strategy,
+    seed: Annotated[int, typer.Option(help="Random seed (selection order / tie breaks).")] = _SET.seed,
+    split: Annotated[str, typer.Option(help="Split to draw from (keep val for evaluation).")] = _SET.split,
     model: Annotated[Path | None, typer.Option(
         help="Take input size/mean/std from this model's card.")] = None,
     input: Annotated[str | None, typer.Option(
         "--input", help="Input HxW when no --model, e.g. 360x480.")] = None,
     mean: Annotated[str | None, typer.Option(help="Mean per channel, e.g. 0.485,0.456,0.406.")] = None,
     std: Annotated[str | None, typer.Option(help="Std per channel, e.g. 0.229,0.224,0.225.")] = None,
-    channel_order: Annotated[str, typer.Option(help="RGB or BGR.")] = "RGB",
+    channel_order: Annotated[ChannelOrder, typer.Option(help="Channel order the network takes.")] = (
+        Preprocess.channel_order),
 ) -> None:
     """Choose calibration images and write their manifest (paths, SHA-256, preprocessing, set hash)."""
     from edgeseg.workspace import need_out, resolve
@@ -101,15 +92,13 @@ def calib_set_cmd(
         raise ConfigError("no dataset given; pass --data DATA (a dataset folder, list file or image folder)")
     guard_outputs({"-o/--out": out}, [*model_input(model), *data_input(data, "--data")])
     pre = _preprocess(model, input, mean, std, channel_order)
-    chosen = (strategy or Strategy.class_balanced).value
-    m = make_calib_set(data, out, num=num, preprocess=pre, strategy=chosen, split=split, seed=seed,
-                       unmasked_random=strategy is None)
+    path, m = make_calib_set(data, pre, out, CalibSetOptions(num, strategy, split, seed))
     console = Console()
-    if strategy is None and m["strategy"] != Strategy.class_balanced.value:
+    if strategy is None and m.strategy != "class-balanced":
         console.print(f"{data} has no masks: chose images at random (class-balanced needs masks)")
-    console.print(f"wrote {out}: {len(m['images'])} images ({m['strategy']}), set {m['set_sha256'][:12]}")
-    for name, cov in (m["class_coverage"] or {}).items():
-        console.print(f"  {name}: in {cov['chosen_images']} chosen / {cov['all_images']} candidate images")
+    console.print(f"wrote {path}: {len(m.images)} images ({m.strategy}), set {m.set_sha256[:12]}")
+    for name, cov in (m.class_coverage or {}).items():
+        console.print(f"  {name}: in {cov.chosen_images} chosen / {cov.all_images} candidate images")
 
 
 def calibrate_cmd(
@@ -119,16 +108,16 @@ def calibrate_cmd(
         "-o", "--out", help="Output file. [default: MODEL.int8.onnx]")] = None,
     method: Annotated[Method, typer.Option(
         help="Activation range method; minmax kept mIoU closest to FP32 on every model measured "
-             "(docs/precision.md).")] = Method.minmax,
+             "(docs/precision.md).")] = _CAL.method,
     placement: Annotated[Placement, typer.Option(
         help="tensorrt: Q/DQ on weighted-layer inputs (TensorRT's recommendation); full: onnxruntime's "
-             "placement (fast INT8 on onnxruntime CPU).")] = Placement.tensorrt,
-    percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.999,
+             "placement (fast INT8 on onnxruntime CPU).")] = _CAL.placement,
+    percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = _CAL.percentile,
     cache_dir: Annotated[Path | None, typer.Option(
         help="Range cache folder. [default: $EDGESEG_CACHE/calibration or "
-             "~/.cache/edgeseg/calibration].")] = None,
+             "~/.cache/edgeseg/calibration].")] = _CAL.cache_dir,
     root: Annotated[Path | None, typer.Option(
-        help="Image root if the dataset moved since the manifest.")] = None,
+        help="Image root if the dataset moved since the manifest.")] = _CAL.root,
     keep_float: Annotated[list[str] | None, typer.Option(
         help="Layer (node name) to leave out of INT8; repeat. See edgeseg int8-sensitivity.")] = None,
 ) -> None:
@@ -136,18 +125,18 @@ def calibrate_cmd(
     from edgeseg.workspace import resolve
 
     model = resolve(model, "onnx")  # a run folder: its FP32 ONNX
-    from edgeseg.calib.quantize import QuantConfig, calibrate
+    from edgeseg.calib.quantize import calibrate
     from edgeseg.card import card_path
     from edgeseg.guard import Input, guard_outputs, model_input
 
     out = out or model.with_name(model.name.removesuffix(".onnx") + ".int8.onnx")
     guard_outputs({"-o/--out": [out, card_path(out)]},
                   [*model_input(model), Input(calib_set, "the calibration set (--set)")])
-    cfg = QuantConfig(method=method.value, placement=placement.value, percentile=percentile,
-                      cache_dir=cache_dir, keep_float=tuple(keep_float or ()))
-    path, card = calibrate(model, calib_set, out, cfg, root=root)
+    options = CalibrateOptions(method=method, placement=placement, percentile=percentile, cache_dir=cache_dir,
+                               root=root, keep_float=tuple(keep_float or ()))
+    path, card = calibrate(model, calib_set, out, options)
     info = card.extra["calibration"]
-    typer.echo(f"wrote {path} (INT8 Q/DQ, {method.value}, {info['images']} images, "
+    typer.echo(f"wrote {path} (INT8 Q/DQ, {method}, {info['images']} images, "
                f"{'ranges from cache' if info['cache_hit'] else 'ranges computed and cached'})")
 
 
@@ -166,7 +155,7 @@ def convert_fp16_cmd(
 
     target = out if out is not None else default_fp16_path(model)
     guard_outputs({"-o/--out": [target, card_path(target)]}, model_input(model))
-    path, card = convert_fp16(model, out)
+    path, card = convert_fp16(model, target)
     typer.echo(f"wrote {path} (FP16, FP32 I/O; {card.extra['fp16']['clamped_weights']} weights clamped)")
 
 
@@ -209,33 +198,25 @@ def int8_sensitivity_cmd(
     data: Annotated[str, typer.Option(help="Dataset (folder or list file); masks not needed.")],
     out: Annotated[Path | None, typer.Option("-o", "--out", help=(
         "Report stem: writes OUT.json and OUT.md. [default: int8-sensitivity beside the FP32 file]"))] = None,
-    split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
-    num: Annotated[int, typer.Option(help="Images per variant.")] = 16,
-    top: Annotated[int, typer.Option(help="Layers listed in the Markdown table.")] = 10,
+    split: Annotated[str, typer.Option(help="Dataset split.")] = _SEN.split,
+    num: Annotated[int, typer.Option(help="Images per variant.")] = _SEN.num,
+    top: Annotated[int, typer.Option(help="Layers listed in the Markdown table.")] = _SEN.top,
     threads: Annotated[int | None, typer.Option(
-        help="onnxruntime intra-op threads (default: all cores).")] = None,
+        help="onnxruntime intra-op threads (default: all cores).")] = _SEN.threads,
 ) -> None:
     """Per-layer INT8 sensitivity: disagreement vs FP32 with one layer at a time kept in float."""
     from edgeseg.workspace import resolve
 
     model, int8 = resolve(model, "onnx"), resolve(int8, "int8")
     out = out if out is not None else model.with_name("int8-sensitivity")
-    from dataclasses import asdict
-
-    from edgeseg.calib.sensitivity import layer_sensitivity, sensitivity_markdown
+    from edgeseg.calib.sensitivity import sensitivity_report
     from edgeseg.cli.progress import counted
     from edgeseg.guard import data_input, guard_outputs, model_input, stem_outputs
-    from edgeseg.report import write_report
 
     guard_outputs({"-o/--out": stem_outputs(out)},
                   [*model_input(model), *model_input(int8, "the INT8 model"), *data_input(data)])
-
     with counted("layers") as update:
-        base, results = layer_sensitivity(model, int8, data, split, num=num, threads=threads,
-                                          on_layer=update)
-    md = sensitivity_markdown(base, results, top)
-    write_report(out, {"model": str(model), "int8": str(int8), "data": data, "split": split, "images": num,
-                       "int8_disagreement": base, "layers": [asdict(r) for r in results]}, md)
+        md = sensitivity_report(model, int8, data, out, SensitivityOptions(split, num, top, threads), update)
     typer.echo(md)
 
 

@@ -109,18 +109,18 @@ class PreparingResolver(ArtifactResolver):
         return Resolved(out, note=note)
 
     def _calibrate(self, onnx32: Path, out: Path, card: ModelCard) -> None:
-        from edgeseg.calib.calib_set import Preprocess, make_calib_set
-        from edgeseg.calib.quantize import QuantConfig, calibrate
+        from edgeseg.calib.calib_set import CalibSetOptions, Preprocess, make_calib_set
+        from edgeseg.calib.quantize import CalibrateOptions, calibrate
 
         data = self.calib
         assert data is not None  # checked by _int8
         if data == "synthetic":
             data = str(write_synthetic_images(out.parent / "calib-synthetic", card.input_hw))
         set_path = out.parent / f"{out.name}.calib-set.json"
-        make_calib_set(data, set_path, num=CALIB_IMAGES, preprocess=Preprocess.from_card(card),
-                       strategy="random", split="train")
-        calibrate(onnx32, set_path, out, QuantConfig(method="minmax", placement="full",
-                                                     cache_dir=out.parent / "ranges"))
+        make_calib_set(data, Preprocess.from_card(card), set_path,
+                       CalibSetOptions(num=CALIB_IMAGES, strategy="random", split="train"))
+        calibrate(onnx32, set_path, out, CalibrateOptions(method="minmax", placement="full",
+                                                          cache_dir=out.parent / "ranges"))
 
 
 def write_synthetic_images(folder: Path, hw: tuple[int, int]) -> Path:
