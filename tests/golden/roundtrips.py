@@ -295,8 +295,9 @@ def write_golden(name: str, facts: dict[str, Any], arrays: dict[str, np.ndarray]
     from edgeseg.io import atomic_path, write_json_atomic
 
     json_path, npz_path = golden_paths(name)
+    named: dict[str, Any] = dict(arrays)  # numpy's stub types **kwds as its own keyword arguments
     with atomic_path(npz_path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
+        np.savez_compressed(f, **named)
     stats = {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in arrays.items()}
     if "logits" in arrays:
         lg = arrays["logits"]
