@@ -11,9 +11,9 @@ cannot change what is compared. Of each file it records:
   and, for logits files, the float32 logits (K, h, w).
 
 Checkpoints are random-init models of the registry (``torch.manual_seed(0)``, BatchNorm statistics
-warmed on three noise batches) at 32x48 with 4 classes (unet at width 8): small enough that all
-eleven cases take about 30 s on 2 cores (segnet's 117 MB of weights are most of it), large enough
-to run every layer of the real architectures.
+warmed on three noise batches) at 32x48 with 4 classes (unet at width 8): small enough that
+eleven of these cases took 30 s on 2 cores at load 5 (segnet's 117 MB of weights most of it),
+large enough to run every layer of the real architectures.
 
 Comparison (``compare``): graph and card facts exactly. Logits: each element within ``ATOL_STD``
 x the golden logits' spatial std (the std about each class's mean over the image: random-init
@@ -83,6 +83,8 @@ def _export(model: str, unpool: str | None) -> Case:
 
 CASES: tuple[Case, ...] = (
     *(_export(m, u) for m in ("segnet", "res-segnet", "enet") for u in ("native", "plugin")),
+    # the CLI's default (--target tensorrt -> plugin unpool today): catches a change of that default
+    Case("enet-cli-default", ("export", "{ckpt:enet}", "-o", "enet-cli-default.onnx", "--threads", "1")),
     _export("lite-unet", None),  # no unpool: --unpool changes nothing (card unpool 'none')
     _export("unet", None),
     Case("import-uint8-nhwc-lowres", ("import", "{foreign}", "-o", "import-uint8-nhwc-lowres.onnx",
