@@ -60,6 +60,7 @@ def _row(data: dict, backend: str, batch: int = 1) -> dict:
     return next(r for r in data["rows"] if r["backend"] == backend and r["batch"] == batch)
 
 
+@pytest.mark.slow  # the module fixture `run` is a real bench run (~6 s on 2 cores)
 def test_every_backend_gets_a_row(run: tuple[Path, dict, object]) -> None:
     out, data, result = run
     assert result.exit_code == 0, result.output
@@ -78,6 +79,7 @@ def test_every_backend_gets_a_row(run: tuple[Path, dict, object]) -> None:
     assert int8["status"] == "skipped" and "--calib" in int8["reason"]
 
 
+@pytest.mark.slow  # the module fixture `run` is a real bench run (~6 s on 2 cores)
 def test_unavailable_backend_is_listed_with_reason(run: tuple[Path, dict, object]) -> None:
     _, data, result = run
     trt = _row(data, "trt-fp16")
@@ -87,6 +89,7 @@ def test_unavailable_backend_is_listed_with_reason(run: tuple[Path, dict, object
     assert "TensorRT" in result.output
 
 
+@pytest.mark.slow  # the module fixture `run` is a real bench run (~6 s on 2 cores)
 def test_outputs_csv_markdown_png_and_speedup(run: tuple[Path, dict, object]) -> None:
     out, data, _ = run
     rows = list(csv.DictReader(out.with_name("res.csv").open()))
@@ -99,6 +102,7 @@ def test_outputs_csv_markdown_png_and_speedup(run: tuple[Path, dict, object]) ->
     assert data["machine"]["versions"]["onnxruntime"] and data["config"]["iters"] == 3
 
 
+@pytest.mark.slow  # the module fixture `run` is a real bench run (~6 s on 2 cores)
 def test_params_and_gflops_agree_between_profile_and_onnx(run: tuple[Path, dict, object]) -> None:
     _, data, _ = run
     onnx_path = Path(_row(data, "ort")["artifact"])
@@ -132,6 +136,7 @@ def test_dataset_with_other_classes_is_refused(ckpt: Path, tmp_path: Path) -> No
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.slow  # the module fixture `run` is a real bench run (~6 s on 2 cores)
 def test_onnx_model_cannot_run_on_torch(run: tuple[Path, dict, object], tmp_path: Path) -> None:
     import shutil
 
@@ -270,6 +275,7 @@ def test_measure_interleaved_isolates_a_failing_backend() -> None:
     assert list(errors) == [1] and "device lost" in str(errors[1])
 
 
+@pytest.mark.slow  # the module fixture `run` is a real bench run (~6 s on 2 cores)
 def test_tegrastats_power_is_sampled_during_timed_calls(run: tuple[Path, dict, object], tmp_path: Path,
                                                         monkeypatch) -> None:
     """A Jetson-like PATH: a tegrastats that prints recorded Jetson Nano lines (3000 mW input rail)."""

@@ -111,6 +111,7 @@ def test_table_printed_and_duration_limit(tmp_path: Path) -> None:
     assert report["stop_reason"] == "--duration 0.5 s reached" and 0.5 <= report["wall_s"] < 5
 
 
+@pytest.mark.slow  # a stream subprocess run until SIGINT (~5 s on 2 cores)
 def test_sigint_finalizes_video_and_report(tmp_path: Path) -> None:
     model = write_tiny_onnx(tmp_path, input_hw=(48, 64))
     out, stats, rep = tmp_path / "out.mp4", tmp_path / "s.jsonl", tmp_path / "r.json"
@@ -149,6 +150,7 @@ def _wait_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 60)
     raise AssertionError(f"only {path.read_text().count(chr(10)) if path.exists() else 0} of {n} frames")
 
 
+@pytest.mark.slow  # waits out reconnect back-offs (~14 s on 2 cores)
 def test_network_camera_drops_reconnects_then_gives_up(tmp_path: Path) -> None:
     """A real MJPEG-over-HTTP camera (local process) goes away mid-run and comes back: the stream
     reconnects; when it goes away for good the run stops cleanly with everything written."""

@@ -103,6 +103,7 @@ def _start(out: Path) -> subprocess.Popen:
                             env={**os.environ, "COLUMNS": "80"})
 
 
+@pytest.mark.slow  # two training subprocesses (~14 s on 2 cores)
 def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path: Path) -> None:
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     proc = _start(killed)
@@ -124,6 +125,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path: Path) -> None:
     assert not list(killed.glob(".last*"))
 
 
+@pytest.mark.slow  # two training subprocesses (~15 s on 2 cores)
 def test_ctrl_c_saves_state_and_resume_matches(tmp_path: Path) -> None:
     run, reference = tmp_path / "run", tmp_path / "reference"
     proc = _start(run)

@@ -108,6 +108,7 @@ def test_trt10_only_names_stay_in_the_weakly_typed_path() -> None:
     assert owners == {"_builder_flag"}
 
 
+@pytest.mark.slow  # a mypy run (~14 s on 2 cores)
 def test_mypy_against_tensorrt_stubs() -> None:
     if not (STUBS / "tensorrt" / "__init__.pyi").is_file():
         pytest.skip(f"tensorrt-stubs not in {STUBS} (run scripts/setup.sh)")
