@@ -12,8 +12,11 @@ interleaved round by round (so load from other work hits all alike):
 * ``argmax``     — ``run_stream`` on the file from ``edgeseg deploy`` (argmax in the graph)
 * ``argmax+pre`` — ``run_stream`` on ``edgeseg deploy --frame-size 360x480`` (both in the graph)
 
-Reported per variant: FPS, FPS / bare FPS (median over rounds of the ratio within a round, and
-of the totals), bytes copied out of the model per frame, host
+``bb2`` variants open onnxruntime with ``OrtOptions(block_base=2)`` (dynamic block sizing). The
+model's speed ("best bare") is the faster of ``bare`` and ``bare bb2`` in each round.
+
+Reported per variant: FPS, FPS / best bare FPS (median over rounds of the ratio within a round,
+and of the totals), bytes copied out of the model per frame, host
 milliseconds per frame in the stages other than inference (summed stage times: the host work) and
 wall milliseconds per frame not covered by inference (what the loop adds). Plus: labels from the
 in-graph argmax vs the host argmax on 100 frames, and in-graph vs host preprocessing max |diff|.
@@ -43,7 +46,18 @@ from edgeseg.preprocess import preprocess
 
 FRAME_HW = (360, 480)
 DEMO = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "demo-lite-unet.onnx"
-VARIANTS = ("bare", "sequential", "pipelined", "argmax", "argmax+pre")
+# variant -> (how it runs, which file, onnxruntime block_base); "bb2" = OrtOptions(block_base=2):
+# onnxruntime's dynamic block sizing, so a preempted intra-op thread does not stall an operator
+VARIANTS: dict[str, tuple[str, str, int | None]] = {
+    "bare": ("bare", "logits", None),
+    "bare bb2": ("bare", "logits", 2),
+    "sequential": ("sequential", "logits", None),
+    "pipelined": ("pipelined", "logits", None),
+    "pipelined bb2": ("pipelined", "logits", 2),
+    "argmax bb2": ("pipelined", "labels", 2),
+    "argmax+pre bb2": ("pipelined", "framed", 2),
+}
+BARE = ("bare", "bare bb2")
 now = time.perf_counter
 
 
@@ -115,9 +129,9 @@ def checks(logits: Path, labels: Path, framed: Path, frames: int = 100) -> dict[
 def bench_model(name: str, logits: Path, out: Path, rounds: int, frames: int, threads: int) -> dict[str, Any]:
     labels, _ = deploy_onnx(logits, out / f"{name}.labels.onnx", argmax=True)
     framed, _ = deploy_onnx(logits, out / f"{name}.frame.onnx", argmax=True, frame_hw=FRAME_HW)
-    backends = {v: open_backend(p, threads=threads) for v, p in
-                (("bare", logits), ("sequential", logits), ("pipelined", logits), ("argmax", labels),
-                 ("argmax+pre", framed))}
+    files = {"logits": logits, "labels": labels, "framed": framed}
+    backends = {v: open_backend(files[f], threads=threads, block_base=bb)
+                for v, (_, f, bb) in VARIANTS.items()}
     for b in backends.values():  # warm-up
         bare(b, 3) if b.card.frame_hw is None else b.infer(np.zeros((1, *FRAME_HW, 3), np.uint8))
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
@@ -125,20 +139,20 @@ def bench_model(name: str, logits: Path, out: Path, rounds: int, frames: int, th
     order = list(backends)
     for r in range(rounds):
         for v in order[r % len(order):] + order[:r % len(order)]:  # rotated: no variant always first
-            b = backends[v]
-            if v == "bare":
-                runs[v].append(bare(b, frames))
-            else:
-                runs[v].append(streamed(b, frames, r, pipelined=v != "sequential"))
+            how, b = VARIANTS[v][0], backends[v]
+            runs[v].append(bare(b, frames) if how == "bare" else streamed(b, frames, r, how == "pipelined"))
         print(f"{name}: round {r + 1}/{rounds} done", flush=True)
     load.append(os.getloadavg()[0])
     for b in backends.values():
         b.close()
     res = {v: summarize(rs) for v, rs in runs.items()}
+    # the model's speed = the faster bare setting of each round (so no setting can flatter the ratio)
+    best = [max(fs) for fs in zip(*(res[v]["round_fps"] for v in BARE), strict=True)]
+    best_total = max(res[v]["fps"] for v in BARE)
     for v in VARIANTS:  # the load changes from round to round: each round's ratio, then the median
-        ratios = [f / b for f, b in zip(res[v]["round_fps"], res["bare"]["round_fps"], strict=True)]
+        ratios = [f / b for f, b in zip(res[v]["round_fps"], best, strict=True)]
         res[v]["fps_vs_bare"] = round(float(np.median(ratios)), 4)
-        res[v]["fps_vs_bare_total"] = round(res[v]["fps"] / res["bare"]["fps"], 4)
+        res[v]["fps_vs_bare_total"] = round(res[v]["fps"] / best_total, 4)
     return {"model": str(logits), "input_hw": list(backends["bare"].card.input_hw), "load_1m": load,
             "variants": res, "checks": checks(logits, labels, framed)}
 
@@ -162,9 +176,9 @@ def markdown(res: dict[str, Any]) -> str:
     for name, m in res["models"].items():
         hw = f"{m['input_hw'][0]}x{m['input_hw'][1]}"
         lines += [f"## {name} (input {hw}; 1-min load {m['load_1m'][0]:.1f} -> {m['load_1m'][1]:.1f})", "",
-                  "| variant | FPS | FPS / bare (median of rounds) | FPS / bare (totals) | inference ms | "
-                  "host ms outside inference | wall ms not covered by inference | bytes out of the model "
-                  "per frame | FPS per round |",
+                  "| variant | FPS | FPS / best bare (median of rounds) | FPS / best bare (totals) | "
+                  "inference ms | host ms outside inference | wall ms not covered by inference | "
+                  "bytes out of the model per frame | FPS per round |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for v, d in m["variants"].items():
             cells = [v, f"{d['fps']:.2f}", f"{d['fps_vs_bare']:.3f}", f"{d['fps_vs_bare_total']:.3f}",

@@ -105,7 +105,7 @@ def make_checkpoint(folder: Path, name: str) -> Path:
     import torch
 
     from edgeseg.card import ModelCard
-    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.models.checkpoint import save_checkpoint
     from edgeseg.models.registry import build_model
 
     torch.manual_seed(0)
