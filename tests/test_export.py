@@ -68,14 +68,16 @@ def leftovers(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize(("name", "mode"), FIGURE_CASES)
 def test_figures_agreement_with_pytorch(ckpts, tmp_path, name, mode):
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, ExportRecord, export_onnx
 
     from edgeseg.io import sha256_file
 
     out = tmp_path / f"{name}.onnx"
-    path, card = export_onnx(ckpts[name], out, unpool=mode, data=frames_spec(), verify_frames=20,
-                             random_inputs=1, threads=1)
-    results = {r["source"].split(" ")[0]: r for r in card.extra["export"]["verification"]}
+    opts = ExportOptions(unpool=mode, data=frames_spec(), verify_frames=20, random_inputs=1, threads=1)
+    path, card = export_onnx(ckpts[name], out, opts)
+    rows = ExportRecord.of(card).verification
+    assert [r.to_json() for r in rows] == card.extra["export"]["verification"]  # same keys as ever
+    results = {r.source.split(" ")[0]: r.to_json() for r in rows}
     assert results["random"]["argmax_agreement"] == 1.0
     assert results[Path(frames_spec()).name]["frames"] == 20
     for r in results.values():
@@ -222,9 +224,36 @@ def test_failed_verification_refuses_unless_forced(ckpts, tmp_path, monkeypatch)
 
 
 def test_missing_dataset_and_unknown_option(ckpts, tmp_path):
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, export_onnx
 
     r = cli(str(ckpts["segnet-basic"]), "-o", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "no"))
     assert_one_line_error(r, tmp_path, "does not exist")
-    with pytest.raises(ConfigError, match="valid options"):
-        export_onnx(ckpts["segnet-basic"], tmp_path / "m.onnx", simplfy=False)
+    with pytest.raises(TypeError, match="simplfy"):  # a misspelt option never passes silently
+        ExportOptions(simplfy=False)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="simplfy"):
+        export_onnx(ckpts["segnet-basic"], tmp_path / "m.onnx", simplfy=False)  # type: ignore[call-arg]
+    for bad, match in (({"unpool": "train"}, "unpool='train' is not one of native, plugin"),
+                       ({"target": "openvino"}, "target='openvino' is not one of tensorrt, onnxruntime"),
+                       ({"opset": 21}, "choose 9..20"), ({"min_agreement": 99.9}, "within 0..1")):
+        with pytest.raises(ConfigError, match=match):
+            ExportOptions(**bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_unpool_rule_for_the_api_and_the_cli():
+    """The target picks the unpool form unless it is given: declared once (TARGET_UNPOOL), used
+    by ExportOptions and by the CLI, whose defaults are ExportOptions' own."""
+    from edgeseg.export.options import TARGET_UNPOOL, ExportOptions
+    from typer.main import get_command
+
+    assert ExportOptions().unpool_mode == "plugin" == TARGET_UNPOOL[ExportOptions().target]
+    assert ExportOptions(target="onnxruntime").unpool_mode == "native"
+    assert ExportOptions(target="onnxruntime", unpool="plugin").unpool_mode == "plugin"
+    params = {p.name: p for p in get_command(app).commands["export"].params}  # type: ignore[attr-defined]
+    defaults = ExportOptions()
+    for cli_name, field in (("target", "target"), ("unpool", "unpool"), ("opset", "opset"),
+                            ("dynamic_batch", "dynamic_batch"), ("simplify", "simplify"),
+                            ("split", "data_split"), ("frames", "verify_frames"), ("force", "force"),
+                            ("threads", "threads"), ("argmax", "argmax")):
+        assert params[cli_name].default == getattr(defaults, field), cli_name
+    assert params["min_agreement"].default == pytest.approx(100 * defaults.min_agreement)

@@ -214,7 +214,8 @@ def test_exported_segnet_both_modes(tmp_path: Path) -> None:
     make_calib_set(data, tmp_path / "s.json", num=8, preprocess=Preprocess((32, 32)))
     outs = {}
     for mode in ("native", "plugin"):
-        path, _ = export.export_onnx(tmp_path / "m.safetensors", tmp_path / f"m.{mode}.onnx", unpool=mode)
+        path, _ = export.export_onnx(tmp_path / "m.safetensors", tmp_path / f"m.{mode}.onnx",
+                                     export.ExportOptions(unpool=mode))
         q, qcard = calibrate(path, tmp_path / "s.json", tmp_path / f"m.{mode}.int8.onnx",
                              QuantConfig(method="minmax", cache_dir=tmp_path / "cache"))
         outs[mode] = onnx.load(str(q))
