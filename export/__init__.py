@@ -11,12 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeseg.export.options import DeployOptions, ExportOptions, ImportOptions, ModuleExportOptions
+from edgeseg.export.options import (
+    DeployOptions,
+    ExportOptions,
+    ImportOptions,
+    ModelFacts,
+    ModuleExportOptions,
+)
 
 if TYPE_CHECKING:
     from edgeseg.card import ModelCard
 
-__all__ = ["DeployOptions", "ExportOptions", "ImportOptions", "ModuleExportOptions", "export_module"]
+__all__ = ["DeployOptions", "ExportOptions", "ImportOptions", "ModelFacts", "ModuleExportOptions",
+           "export_module"]
 
 
 def export_module(model: Any, out: str | os.PathLike[str],
@@ -24,7 +31,8 @@ def export_module(model: Any, out: str | os.PathLike[str],
                   source: dict[str, Any] | None = None,
                   log: Callable[[str], None] | None = None) -> tuple[Path, ModelCard]:
     """Export your own ``nn.Module``: ``export_module(model, "m.onnx", ModuleExportOptions(
-    classes=("road", "car"), export=ExportOptions(input_hw=(360, 480))))`` -> (path, card). See
+    export=ExportOptions(input_hw=(360, 480)), facts=ModelFacts(classes=("road", "car"))))``
+    -> (path, card). See
     :func:`edgeseg.export.module_export.export_module` (imported here on first call: this package
     stays torch-free at import)."""
     from edgeseg.export.module_export import export_module as _export_module

@@ -165,8 +165,9 @@ def export_module(model: nn.Module, out: str | os.PathLike[str],
     a tuple whose first item is that) to ``out`` + card; returns (path, card).
 
     ``options``: :class:`ModuleExportOptions`: the export options (``export.input_hw`` is required;
-    ``export.data`` also gives the classes when ``classes`` is None) plus the classes, whose count
-    must equal K, and the preprocessing as in ``edgeseg import`` (default ImageNet, /255, RGB).
+    ``export.data`` also gives the classes when ``facts.classes`` is None) plus the module's
+    :class:`ModelFacts`: the classes, whose count must equal K, and the preprocessing as in
+    ``edgeseg import`` (default ImageNet, /255, RGB).
     ``source``: where the module came from (factory, arguments, weights), kept in the card.
     Raises one-line EdgesegErrors; nothing is written unless verification passes.
     """
@@ -182,10 +183,10 @@ def export_module(model: nn.Module, out: str | os.PathLike[str],
     check_output_path(out)
     net = _SingleOutput(model).eval()
     k = _probe_classes(net, input_hw)
-    iopts = options.describe()
-    label = iopts.name or type(model).__name__
-    info = parse_classes(iopts, k, label)
-    fields, assumed, pre_record = preprocessing(iopts, uint8=False)
+    facts = options.facts
+    label = facts.name or type(model).__name__
+    info = parse_classes(facts, opts.data, opts.data_split, k, label)
+    fields, assumed, pre_record = preprocessing(facts, uint8=False)
     for text in assumed:
         log(f"assumed {text}")
     router = _UnpoolRouter(model)
@@ -331,6 +332,7 @@ def export_factory(factory: str, module_args: Sequence[str], weights: Path | Non
     if weights is not None:
         source["weights"] = str(weights.resolve())
         source["weights_sha256"] = load_weights(model, weights)
-    if options.name is None:
-        options = dataclasses.replace(options, name=factory.rpartition(":")[2])
+    if options.facts.name is None:
+        options = dataclasses.replace(options, facts=dataclasses.replace(options.facts,
+                                                                         name=factory.rpartition(":")[2]))
     return export_module(model, out, options, source=source, log=log)

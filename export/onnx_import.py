@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from edgeseg.export.onnx_adapt import ADAPTER_MIN_OPSET, IoPlan, adapt_input, adapt_output, opset_of, prune
-from edgeseg.export.options import DEFAULT_SCALE, ImportOptions, Layout
+from edgeseg.export.options import DEFAULT_SCALE, ImportOptions, Layout, ModelFacts
 
 from edgeseg.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, card_path, read_card
 from edgeseg.errors import ConfigError, EdgesegError, ExportError, ModelError
@@ -216,37 +216,39 @@ def classify(outputs: list[tuple[str, tuple[int, ...], str]], hw: tuple[int, int
                      "edgeseg imports logits (N,K,H,W) or labels (N,H,W): pass --output NAME or re-export")
 
 
-def parse_classes(opts: ImportOptions, k: int | None, name: str) -> Any:
-    """A DatasetInfo for the model's classes; its count must equal the output channels ``k``."""
+def parse_classes(facts: ModelFacts, data: str | None, split: str, k: int | None, name: str) -> Any:
+    """A DatasetInfo for the model's classes (``facts.classes``, or the description of the dataset
+    ``data``); its count must equal the output channels ``k``."""
     from edgeseg.data.known import DatasetInfo, palette, read_classes_json
 
-    if opts.classes is not None and opts.data is not None:
+    classes = facts.classes_text()
+    if classes is not None and data is not None:
         raise ConfigError("pass --classes or --data, not both (both describe the classes)")
-    if opts.data is not None:
+    if data is not None:
         from edgeseg.data import open_dataset
 
-        info = open_dataset(opts.data, opts.split).info
-        source = f"--data {opts.data}"
-    elif opts.classes is None:
+        info = open_dataset(data, split).info
+        source = f"--data {data}"
+    elif classes is None:
         hint = f" (the model outputs {k} channels)" if k else ""
         raise ConfigError(f"the class names are not in the graph{hint}: pass --classes a,b,c, --classes N, "
                           "--classes classes.json, or --data DATASET")
-    elif opts.classes.endswith(".json"):
-        path = Path(opts.classes)
+    elif classes.endswith(".json"):
+        path = Path(classes)
         if not path.is_file():
             raise ConfigError(f"--classes {path} does not exist; pass a classes.json file, names or a count")
         info = read_classes_json(path, name)[0]
         source = f"--classes {path}"
-    elif opts.classes.strip().isdigit():
-        n = int(opts.classes)
+    elif classes.strip().isdigit():
+        n = int(classes)
         if n < 1:
             raise ConfigError("--classes 0: a model has at least one class; pass the count, e.g. 21")
         info = DatasetInfo(name, tuple(f"class{i}" for i in range(n)), palette(n))
         source = f"--classes {n}"
     else:
-        names = tuple(s.strip() for s in opts.classes.split(","))
+        names = tuple(s.strip() for s in classes.split(","))
         if any(not s for s in names) or len(set(names)) != len(names):
-            raise ConfigError(f"--classes {opts.classes!r} has empty or repeated names; write them like "
+            raise ConfigError(f"--classes {classes!r} has empty or repeated names; write them like "
                               "background,person,car")
         info = DatasetInfo(name, names, palette(len(names)))
         source = "--classes"
@@ -258,32 +260,32 @@ def parse_classes(opts: ImportOptions, k: int | None, name: str) -> Any:
     return info
 
 
-def preprocessing(opts: ImportOptions, uint8: bool) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+def preprocessing(facts: ModelFacts, uint8: bool) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
     """(card fields mean/std/channel_order, assumed defaults, the record for the card).
 
     The card normalizes ``(pixel / 255 - mean') / std'``; for ``x = (pixel * scale - mean) / std``
     that is ``mean' = mean / (255 scale)``, ``std' = std / (255 scale)``. A uint8 input takes raw
     pixels (the graph normalizes): mean' 0, std' 1/255, so the tensor fed is the pixel values.
     """
-    order = "BGR" if opts.bgr else "RGB"
+    order = "BGR" if facts.bgr else "RGB"
     if uint8:
-        given = [f for f, v in (("--mean", opts.mean), ("--std", opts.std), ("--scale", opts.scale)) if v]
+        given = [f for f, v in (("--mean", facts.mean), ("--std", facts.std), ("--scale", facts.scale)) if v]
         if given:
             raise ConfigError(f"the model takes uint8 pixels (it normalizes inside the graph), so "
                               f"{', '.join(given)} cannot apply; drop {given[0]}")
         record: dict[str, Any] = {"input": "uint8 pixels 0..255 (normalized inside the graph)",
                                   "channel_order": order}
-        assumed = [] if opts.bgr else ["channel order RGB (pass --bgr for BGR)"]
+        assumed = [] if facts.bgr else ["channel order RGB (pass --bgr for BGR)"]
         return {"mean": (0.0,) * 3, "std": (1.0 / 255.0,) * 3, "channel_order": order}, assumed, record
-    scale = DEFAULT_SCALE if opts.scale is None else opts.scale
-    mean = IMAGENET_MEAN if opts.mean is None else opts.mean
-    std = IMAGENET_STD if opts.std is None else opts.std
+    scale = DEFAULT_SCALE if facts.scale is None else facts.scale
+    mean = IMAGENET_MEAN if facts.mean is None else facts.mean
+    std = IMAGENET_STD if facts.std is None else facts.std
     if scale <= 0 or any(s <= 0 for s in std):
         raise ConfigError("--scale and --std must be positive (e.g. --scale 1/255 --std 0.229,0.224,0.225)")
     assumed = [text for text, value in (
-        (f"mean {list(IMAGENET_MEAN)} (ImageNet; --mean)", opts.mean),
-        (f"std {list(IMAGENET_STD)} (ImageNet; --std)", opts.std),
-        ("scale 1/255 (--scale)", opts.scale), ("channel order RGB (--bgr for BGR)", opts.bgr or None))
+        (f"mean {list(IMAGENET_MEAN)} (ImageNet; --mean)", facts.mean),
+        (f"std {list(IMAGENET_STD)} (ImageNet; --std)", facts.std),
+        ("scale 1/255 (--scale)", facts.scale), ("channel order RGB (--bgr for BGR)", facts.bgr or None))
         if value is None]
     k = 255.0 * scale
     fields = {"mean": tuple(m / k for m in mean), "std": tuple(s / k for s in std), "channel_order": order}
@@ -316,9 +318,9 @@ def import_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str] 
     log(f"running {src.name} once at {hw[0]}x{hw[1]} in onnxruntime")
     outputs = probe(model, inp, layout, hw)
     out_name, kind, out_nhwc, k, labels_4d = classify(outputs, hw, layout, opts.output)
-    name = opts.name or src.stem
-    info = parse_classes(opts, k, name)
-    fields, assumed, pre_record = preprocessing(opts, uint8)
+    name = opts.facts.name or src.stem
+    info = parse_classes(opts.facts, opts.data, opts.split, k, name)
+    fields, assumed, pre_record = preprocessing(opts.facts, uint8)
     plan = IoPlan(inp.name, layout, uint8, batch, hw, out_name, kind, out_nhwc, info.num_classes
                   if k is None else k, labels_4d)
     steps = plan.steps(dynamic, len(outputs) > 1)

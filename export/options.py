@@ -92,14 +92,13 @@ class ExportOptions:
 
 
 @dataclass(frozen=True)
-class ModuleExportOptions:
-    """``export --module``: the export options (``export.input_hw`` is required) plus what a
-    module cannot say about itself, as for :class:`ImportOptions`: ``classes`` (names, a count,
-    ``"a,b,c"`` or a classes.json path; or ``export.data``, whose description gives them),
-    ``mean``/``std``/``scale``/``bgr`` (None = ImageNet, 1/255, RGB) and the card's ``name``
-    (None = the module's class name)."""
+class ModelFacts:
+    """What a foreign graph or module cannot say about itself (import and ``export --module``):
+    ``classes`` (names, a count, ``"a,b,c"`` or a classes.json path; None = from the dataset the
+    stage is given, else refused), the preprocessing ``x = (pixel * scale - mean) / std`` per
+    channel (None = ImageNet mean/std and :data:`DEFAULT_SCALE`), ``bgr`` (the model takes BGR)
+    and the card's ``name`` (None = the file stem / the module's class or factory name)."""
 
-    export: ExportOptions = field(default_factory=ExportOptions)
     classes: Sequence[str] | int | str | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -107,34 +106,34 @@ class ModuleExportOptions:
     bgr: bool = False
     name: str | None = None
 
-    def describe(self) -> ImportOptions:
-        """The classes and preprocessing as the import reads them (one parser for both)."""
-        classes = self.classes
-        text = (classes if classes is None or isinstance(classes, str)
-                else str(classes) if isinstance(classes, int) else ",".join(classes))
-        return ImportOptions(classes=text, data=self.export.data, split=self.export.data_split,
-                             mean=self.mean, std=self.std, scale=self.scale, bgr=self.bgr, name=self.name)
+    def classes_text(self) -> str | None:
+        """``classes`` as the command line writes it (``"a,b,c"``, ``"N"``, a path) or None."""
+        c = self.classes
+        return c if c is None or isinstance(c, str) else str(c) if isinstance(c, int) else ",".join(c)
+
+
+@dataclass(frozen=True)
+class ModuleExportOptions:
+    """``export --module``: the export options (``export.input_hw`` is required; ``export.data``
+    also gives the classes when ``facts.classes`` is None) and the module's :class:`ModelFacts`."""
+
+    export: ExportOptions = field(default_factory=ExportOptions)
+    facts: ModelFacts = field(default_factory=ModelFacts)
 
 
 @dataclass(frozen=True)
 class ImportOptions:
     """What a foreign graph cannot say. ``input_hw``: the size to run at when H/W are dynamic;
-    ``classes``: ``"a,b,c"``, ``"N"`` or a classes.json path; ``data``: a dataset whose description
-    gives the classes (``split`` of it); ``mean``/``std``: per channel, in the units after ``scale``
-    (pixel * scale; None = ImageNet, 1/255); ``layout``: when the graph is ambiguous; ``output``:
-    output name when there are several; ``name``: the card's model name (None = file stem)."""
+    ``facts``: classes and preprocessing (:class:`ModelFacts`); ``data``: a dataset whose
+    description gives the classes (``split`` of it); ``layout``: when the graph is ambiguous;
+    ``output``: output name when there are several."""
 
     input_hw: tuple[int, int] | None = None
-    classes: str | None = None
+    facts: ModelFacts = field(default_factory=ModelFacts)
     data: str | None = None
     split: str = "val"
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    scale: float | None = None
-    bgr: bool = False
     layout: Layout | None = None
     output: str | None = None
-    name: str | None = None
 
     def __post_init__(self) -> None:
         if self.layout is not None:

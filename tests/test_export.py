@@ -257,3 +257,14 @@ def test_one_unpool_rule_for_the_api_and_the_cli():
                             ("threads", "threads"), ("argmax", "argmax")):
         assert params[cli_name].default == getattr(defaults, field), cli_name
     assert params["min_agreement"].default == pytest.approx(100 * defaults.min_agreement)
+
+
+def test_check_ops_choices_are_the_data_files_versions():
+    """check-ops --trt takes the versions of export/data/tensorrt_ops.json, or all: the Literal the
+    CLI annotates with (TrtChoice) must name exactly those, and the CLI rejects any other value."""
+    from edgeseg.export.opcheck import trt_versions
+    from edgeseg.export.options import TRT_CHOICES
+
+    assert (*trt_versions(), "all") == TRT_CHOICES
+    r = CliRunner().invoke(app, ["check-ops", "m.onnx", "--trt", "9.0"])
+    assert r.exit_code == 2 and "10.3" in r.output and "all" in r.output

@@ -20,6 +20,7 @@ from edgeseg.export.options import (
     TARGET_UNPOOL,
     ExportOptions,
     ExportUnpool,
+    ModelFacts,
     ModuleExportOptions,
     Target,
     TrtChoice,
@@ -28,7 +29,7 @@ from edgeseg.export.options import (
 if TYPE_CHECKING:
     from edgeseg.export.onnx_export import ExportRecord
 
-_D, _M = ExportOptions(), ModuleExportOptions()  # every default below comes from these
+_D, _F = ExportOptions(), ModelFacts()  # every default below comes from these
 _RULE = ", ".join(f"{t} -> {u}" for t, u in TARGET_UNPOOL.items())
 
 
@@ -97,7 +98,7 @@ def export_cmd(
     std: Annotated[str | None, typer.Option(help="With --module: std per channel after --scale.")] = None,
     scale: Annotated[str | None, typer.Option(
         help=f"With --module: pixel scale [default: {SCALE_TEXT}].")] = None,
-    bgr: Annotated[bool, typer.Option("--bgr", help="With --module: the model takes BGR.")] = _M.bgr,
+    bgr: Annotated[bool, typer.Option("--bgr", help="With --module: the model takes BGR.")] = _F.bgr,
     argmax: Annotated[bool, typer.Option(
         help="ArgMax inside the graph: (N,H,W) labels out. Off by default: the exported file is the "
              "logits reference for calibrate / precision-report / int8-sensitivity; make deployment "
@@ -139,8 +140,9 @@ def export_cmd(
         if module is not None:
             from edgeseg.export.module_export import export_factory
 
-            mopts = ModuleExportOptions(export=opts, classes=classes, mean=_triple(mean, "mean"),
-                                        std=_triple(std, "std"), scale=_scale(scale), bgr=bgr)
+            facts = ModelFacts(classes=classes, mean=_triple(mean, "mean"), std=_triple(std, "std"),
+                               scale=_scale(scale), bgr=bgr)
+            mopts = ModuleExportOptions(export=opts, facts=facts)
             path, card = export_factory(module, module_arg or [], weights, out, mopts,
                                         log=lambda m: status.update(m))
         elif checkpoint is not None:  # exactly one of the two, checked above

@@ -10,9 +10,9 @@ from rich.console import Console
 
 from edgeseg.card import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.errors import ConfigError
-from edgeseg.export.options import DEFAULT_SCALE, ImportOptions, Layout
+from edgeseg.export.options import DEFAULT_SCALE, ImportOptions, Layout, ModelFacts
 
-_D = ImportOptions()  # every default below comes from here
+_D, _F = ImportOptions(), ModelFacts()  # every default below comes from these
 SCALE_TEXT = f"1/{round(1 / DEFAULT_SCALE)}"  # how --scale's default is written on the command line
 
 
@@ -47,7 +47,7 @@ def import_cmd(
     input: Annotated[str | None, typer.Option(
         "--input", help="Input HxW; needed when the graph's height/width are dynamic.")] = None,
     classes: Annotated[str | None, typer.Option(
-        help="Class names a,b,c, a count N, or a classes.json file.")] = _D.classes,
+        help="Class names a,b,c, a count N, or a classes.json file.")] = None,
     data: Annotated[str | None, typer.Option(
         help="Take the classes from this dataset's description (as eval does).")] = _D.data,
     split: Annotated[str, typer.Option(help="Dataset split used with --data.")] = _D.split,
@@ -57,11 +57,11 @@ def import_cmd(
         help=f"Std per channel after --scale. [default: ImageNet {_numbers(IMAGENET_STD)}]")] = None,
     scale: Annotated[str | None, typer.Option(
         help=f"Pixel scale before mean/std. [default: {SCALE_TEXT}]")] = None,
-    bgr: Annotated[bool, typer.Option("--bgr", help="The model takes BGR (default RGB).")] = _D.bgr,
+    bgr: Annotated[bool, typer.Option("--bgr", help="The model takes BGR (default RGB).")] = _F.bgr,
     layout: Annotated[Layout | None, typer.Option(
         help="Image input layout, when the graph's shape cannot tell.")] = _D.layout,
     output: Annotated[str | None, typer.Option(help="Output to use when the model has several.")] = _D.output,
-    name: Annotated[str | None, typer.Option(help="Model name in the card. [default: file stem]")] = _D.name,
+    name: Annotated[str | None, typer.Option(help="Model name in the card. [default: file stem]")] = _F.name,
 ) -> None:
     """Make an edgeseg artifact (card) from a foreign ONNX (help text: IMPORT_HELP)."""
     from edgeseg.card import card_path
@@ -72,9 +72,10 @@ def import_cmd(
     if out is not None:  # without -o only MODEL's card is written; -o must not replace MODEL itself
         guard_outputs({"-o/--out": [out, card_path(out)]},
                       [Input(model, "MODEL"), *data_input(data), *data_input(classes, "--classes")])
-    opts = ImportOptions(input_hw=None if input is None else parse_hw(input), classes=classes, data=data,
-                         split=split, mean=_triple(mean, "mean"), std=_triple(std, "std"),
-                         scale=_scale(scale), bgr=bgr, layout=layout, output=output, name=name)
+    facts = ModelFacts(classes=classes, mean=_triple(mean, "mean"), std=_triple(std, "std"),
+                       scale=_scale(scale), bgr=bgr, name=name)
+    opts = ImportOptions(input_hw=None if input is None else parse_hw(input), facts=facts, data=data,
+                         split=split, layout=layout, output=output)
     err = Console(stderr=True)
     with err.status("importing") as status:
         path, card = import_onnx(model, out, opts, log=lambda m: status.update(m))
