@@ -319,7 +319,7 @@ def import_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str] 
     outputs = probe(model, inp, layout, hw)
     out_name, kind, out_nhwc, k, labels_4d = classify(outputs, hw, layout, opts.output)
     name = opts.facts.name or src.stem
-    info = parse_classes(opts.facts, opts.data, opts.split, k, name)
+    info = parse_classes(opts.facts, opts.data, opts.data_split, k, name)
     fields, assumed, pre_record = preprocessing(opts.facts, uint8)
     plan = IoPlan(inp.name, layout, uint8, batch, hw, out_name, kind, out_nhwc, info.num_classes
                   if k is None else k, labels_4d)

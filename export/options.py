@@ -29,7 +29,7 @@ TRT_CHOICES: tuple[str, ...] = get_args(TrtChoice)
 # The one rule for the unpool form when none is given: the plugin node where TensorRT runs the
 # file (one custom node, the edgeseg plugin), standard ops everywhere else (onnxruntime's plugin
 # node is a slow Python op). An explicit ``unpool`` wins.
-TARGET_UNPOOL: dict[str, ExportUnpool] = {"tensorrt": "plugin", "onnxruntime": "native"}
+TARGET_UNPOOL: dict[Target, ExportUnpool] = {"tensorrt": "plugin", "onnxruntime": "native"}
 DEFAULT_SCALE = 1.0 / 255.0  # import / export --module: pixel scale before mean/std when none is given
 MIN_OPSET = 9  # TensorRT's ONNX parser floor
 MAX_OPSET = 20  # the TorchScript exporter's ceiling in torch 2.13
@@ -125,13 +125,13 @@ class ModuleExportOptions:
 class ImportOptions:
     """What a foreign graph cannot say. ``input_hw``: the size to run at when H/W are dynamic;
     ``facts``: classes and preprocessing (:class:`ModelFacts`); ``data``: a dataset whose
-    description gives the classes (``split`` of it); ``layout``: when the graph is ambiguous;
-    ``output``: output name when there are several."""
+    description gives the classes (``data_split`` of it, named as in :class:`ExportOptions`);
+    ``layout``: when the graph is ambiguous; ``output``: output name when there are several."""
 
     input_hw: tuple[int, int] | None = None
     facts: ModelFacts = field(default_factory=ModelFacts)
     data: str | None = None
-    split: str = "val"
+    data_split: str = "val"
     layout: Layout | None = None
     output: str | None = None
 

@@ -240,7 +240,7 @@ def test_missing_dataset_and_unknown_option(ckpts, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_one_unpool_rule_for_the_api_and_the_cli():
+def test_one_unpool_rule_and_the_cli_defaults_come_from_the_options():
     """The target picks the unpool form unless it is given: declared once (TARGET_UNPOOL), used
     by ExportOptions and by the CLI, whose defaults are ExportOptions' own."""
     from edgeseg.export.options import TARGET_UNPOOL, ExportOptions
@@ -257,6 +257,17 @@ def test_one_unpool_rule_for_the_api_and_the_cli():
                             ("threads", "threads"), ("argmax", "argmax")):
         assert params[cli_name].default == getattr(defaults, field), cli_name
     assert params["min_agreement"].default == pytest.approx(100 * defaults.min_agreement)
+    from edgeseg.export.options import DeployOptions, ImportOptions, ModelFacts
+
+    for command, options, pairs in (
+            ("import", ImportOptions(), (("data", "data"), ("split", "data_split"), ("layout", "layout"),
+                                         ("output", "output"))),
+            ("import", ModelFacts(), (("bgr", "bgr"), ("name", "name"))),
+            ("export", ModelFacts(), (("bgr", "bgr"),)),
+            ("deploy", DeployOptions(), (("argmax", "argmax"), ("frames", "check_frames")))):
+        params = {p.name: p for p in get_command(app).commands[command].params}  # type: ignore[attr-defined]
+        for cli_name, field in pairs:
+            assert params[cli_name].default == getattr(options, field), (command, cli_name)
 
 
 def test_check_ops_choices_are_the_data_files_versions():

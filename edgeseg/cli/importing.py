@@ -50,7 +50,7 @@ def import_cmd(
         help="Class names a,b,c, a count N, or a classes.json file.")] = None,
     data: Annotated[str | None, typer.Option(
         help="Take the classes from this dataset's description (as eval does).")] = _D.data,
-    split: Annotated[str, typer.Option(help="Dataset split used with --data.")] = _D.split,
+    split: Annotated[str, typer.Option(help="Dataset split used with --data.")] = _D.data_split,
     mean: Annotated[str | None, typer.Option(
         help=f"Mean per channel after --scale. [default: ImageNet {_numbers(IMAGENET_MEAN)}]")] = None,
     std: Annotated[str | None, typer.Option(
@@ -75,7 +75,7 @@ def import_cmd(
     facts = ModelFacts(classes=classes, mean=_triple(mean, "mean"), std=_triple(std, "std"),
                        scale=_scale(scale), bgr=bgr, name=name)
     opts = ImportOptions(input_hw=None if input is None else parse_hw(input), facts=facts, data=data,
-                         split=split, layout=layout, output=output)
+                         data_split=split, layout=layout, output=output)
     err = Console(stderr=True)
     with err.status("importing") as status:
         path, card = import_onnx(model, out, opts, log=lambda m: status.update(m))
