@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.cli.main import app
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, ModelError
 
 torch = pytest.importorskip("torch")
 
@@ -76,7 +76,7 @@ def test_figures_agreement_with_pytorch(ckpts, tmp_path, name, mode):
     opts = ExportOptions(unpool=mode, data=frames_spec(), verify_frames=20, random_inputs=1, threads=1)
     path, card = export_onnx(ckpts[name], out, opts)
     rows = ExportRecord.of(card).verification
-    assert [r.to_json() for r in rows] == card.extra["export"]["verification"]  # same keys as ever
+    assert ExportRecord.of(card).to_json() == card.extra["export"]  # the typed record keeps the JSON
     results = {r.source.split(" ")[0]: r.to_json() for r in rows}
     assert results["random"]["argmax_agreement"] == 1.0
     assert results[Path(frames_spec()).name]["frames"] == 20
@@ -279,3 +279,18 @@ def test_check_ops_choices_are_the_data_files_versions():
     assert (*trt_versions(), "all") == TRT_CHOICES
     r = CliRunner().invoke(app, ["check-ops", "m.onnx", "--trt", "9.0"])
     assert r.exit_code == 2 and "10.3" in r.output and "all" in r.output
+
+
+def test_export_record_reads_a_card_written_by_an_earlier_version():
+    """The demo asset's card was written before ExportRecord existed: read typed, written back, it
+    is the same JSON (same keys, same order, same values)."""
+    from edgeseg.export.onnx_export import ExportRecord
+
+    path = Path(__file__).resolve().parent.parent / "edgeseg" / "assets" / "demo-lite-unet.onnx.json"
+    written = json.loads(path.read_text())
+    record = ExportRecord.of(ModelCard.from_dict(written))
+    assert [r.source for r in record.verification] == ["random", "synthetic (val)"]
+    assert json.dumps(record.to_json()) == json.dumps(written["extra"]["export"])
+    broken = {**written["extra"]["export"], "verification": [{"source": "random"}]}
+    with pytest.raises(ModelError, match="malformed"):
+        ExportRecord.from_json(broken)

@@ -123,6 +123,7 @@ def test_import_options_are_recorded(tmp_path):
     assert c.channel_order == "BGR" and c.ignore_index == 255 and c.arch_args == {"name": "mine"}
     assert np.allclose(c.mean, (0.485, 0.456, 0.406)) and np.allclose(c.std, (0.229, 0.224, 0.225))
     assert ImportRecord.of(c).assumed == () and c.extra["import"]["assumed"] == []
+    assert ImportRecord.of(c).to_json() == c.extra["import"]  # the typed record keeps the JSON
     pre = c.extra["import"]["preprocessing"]
     assert pre["scale"] == 1.0 and pre["mean"] == [123.675, 116.28, 103.53]
 
