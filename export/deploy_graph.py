@@ -240,9 +240,9 @@ class DeployCheck:
 
     frames: int
     label_agreement: float
-    max_abs_input_diff: float | None = None
-    argmax: bool = True
-    frame_hw: tuple[int, int] | None = None
+    max_abs_input_diff: float | None
+    argmax: bool
+    frame_hw: tuple[int, int] | None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"frames": self.frames, "label_agreement": self.label_agreement}
