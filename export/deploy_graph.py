@@ -18,19 +18,21 @@ graph's one input and its first output.
   docs/streaming.md).
 * :func:`make_deployable` — both, as chosen, plus the card update and a check with onnxruntime
   that the new graph gives the same labels as the old one with host preprocessing + argmax.
-* :func:`deploy_onnx` — the same from file to file (``edgeseg deploy``).
+* :func:`deploy_onnx` — the same from file to file (``edgeseg deploy``), with :class:`DeployOptions`.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeseg.export.options import DeployOptions
 
 from edgeseg.card import ModelCard, read_card
-from edgeseg.errors import ConfigError, ExportError
+from edgeseg.errors import ConfigError, ExportError, ModelError
 
 PREFIX = "edgeseg_io/"
 FRAME_INPUT = "frame"
@@ -230,12 +232,46 @@ def _session(model: Any, threads: int | None = 1) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
+@dataclass(frozen=True)
+class DeployCheck:
+    """The onnxruntime check of a deployment graph against the original with host preprocessing +
+    argmax: the card's ``extra["deploy"]`` (same keys as ever). ``label_agreement``: fraction
+    (0..1) of equal labels; ``max_abs_input_diff``: in-graph vs host preprocessing (only with
+    in-graph preprocessing); ``argmax`` / ``frame_hw``: what was put in the graph."""
+
+    frames: int
+    label_agreement: float
+    max_abs_input_diff: float | None
+    argmax: bool
+    frame_hw: tuple[int, int] | None
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"frames": self.frames, "label_agreement": self.label_agreement}
+        if self.max_abs_input_diff is not None:
+            d["max_abs_input_diff"] = self.max_abs_input_diff
+        d.update(argmax=self.argmax, frame_hw=None if self.frame_hw is None else list(self.frame_hw))
+        return d
+
+    @classmethod
+    def from_json(cls, d: Any) -> DeployCheck:
+        """The record from a card's ``extra["deploy"]``; ModelError when a key is missing."""
+        try:
+            hw = d.get("frame_hw")
+            diff = d.get("max_abs_input_diff")
+            return cls(frames=int(d["frames"]), label_agreement=float(d["label_agreement"]),
+                       max_abs_input_diff=None if diff is None else float(diff), argmax=bool(d["argmax"]),
+                       frame_hw=None if hw is None else (int(hw[0]), int(hw[1])))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise ModelError(f"the card's deploy record is malformed ({type(e).__name__}: {e}); "
+                             "run edgeseg deploy again") from None
+
+
 def check_deployable(old: Any, old_card: ModelCard, new: Any, new_card: ModelCard,
-                     frames: int = 4) -> dict[str, Any]:
-    """Run both graphs with onnxruntime on synthetic frames (the frame size of ``new`` when it takes
-    frames, else the input size); the old one with host preprocessing + argmax. Returns
-    ``{"frames", "label_agreement", "max_abs_input_diff"}`` (input diff only with in-graph
-    preprocessing, measured with :func:`preprocess_model`)."""
+                     options: DeployOptions) -> DeployCheck:
+    """Run both graphs with onnxruntime on ``options.check_frames`` synthetic frames (the frame
+    size of ``new`` when it takes frames, else the input size); the old one with host
+    preprocessing + argmax. The input difference is measured with :func:`preprocess_model`
+    (only with in-graph preprocessing)."""
     from edgeseg.runtime.stages import ArgmaxLabels
 
     from edgeseg.data.synthetic import SyntheticScenes
@@ -246,7 +282,7 @@ def check_deployable(old: Any, old_card: ModelCard, new: Any, new_card: ModelCar
     s_old, s_new = _session(old), _session(new)
     pre = _session(preprocess_model(new_card, hw)) if new_card.frame_hw else None
     argmax, agree, total, diff = ArgmaxLabels(), 0, 0, 0.0
-    for t in range(frames):
+    for t in range(options.check_frames):
         image = scenes.frame(t).image_bgr
         x = preprocess(image, old_card)
         x_old = x.astype(np.float16) if s_old.get_inputs()[0].type == "tensor(float16)" else x
@@ -259,10 +295,9 @@ def check_deployable(old: Any, old_card: ModelCard, new: Any, new_card: ModelCar
         total += got.size
         if pre is not None:
             diff = max(diff, float(np.abs(pre.run(None, {FRAME_INPUT: image[None]})[0] - x).max()))
-    facts: dict[str, Any] = {"frames": frames, "label_agreement": agree / total}
-    if pre is not None:
-        facts["max_abs_input_diff"] = diff
-    return facts
+    return DeployCheck(frames=options.check_frames, label_agreement=agree / total,
+                       max_abs_input_diff=diff if pre is not None else None, argmax=options.argmax,
+                       frame_hw=options.frame_hw)
 
 
 def _upsampled(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -273,18 +308,18 @@ def _upsampled(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(labels.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def make_deployable(model: Any, card: ModelCard, *, argmax: bool, frame_hw: tuple[int, int] | None,
-                    check_frames: int = 4, min_agreement: float = 0.999) -> tuple[Any, ModelCard]:
-    """Apply in-graph preprocessing (``frame_hw`` given) and/or argmax; check the result against
-    the original with onnxruntime and record it in ``card.extra["deploy"]``. Raises ExportError
-    when labels agree on fewer than ``min_agreement`` of the pixels (low-resolution heads compare
-    against the host argmax upsampled by nearest neighbour, so a few edge pixels may differ)."""
+def make_deployable(model: Any, card: ModelCard, options: DeployOptions) -> tuple[Any, ModelCard]:
+    """Apply in-graph preprocessing (``options.frame_hw`` given) and/or argmax; check the result
+    against the original with onnxruntime and record it in ``card.extra["deploy"]`` (a
+    :class:`DeployCheck`). Raises ExportError when labels agree on fewer than
+    ``options.min_agreement`` of the pixels (low-resolution heads compare against the host argmax
+    upsampled by nearest neighbour, so a few edge pixels may differ)."""
     import onnx
 
     new, new_card = model, card
-    if frame_hw is not None:
-        new, new_card = prepend_preprocess(new, new_card, frame_hw)
-    if argmax:
+    if options.frame_hw is not None:
+        new, new_card = prepend_preprocess(new, new_card, options.frame_hw)
+    if options.argmax:
         new, new_card = append_argmax(new, new_card)
     if new is model:
         raise ConfigError("nothing to do: pass --argmax and/or --frame-size HxW")
@@ -293,16 +328,15 @@ def make_deployable(model: Any, card: ModelCard, *, argmax: bool, frame_hw: tupl
     except onnx.checker.ValidationError as e:
         raise ExportError(f"the graph with argmax/preprocessing fails the ONNX checker "
                           f"({str(e).splitlines()[0][:160]}); report a bug") from None
-    facts = check_deployable(model, card, new, new_card, check_frames)
-    if facts["label_agreement"] < min_agreement:
+    check = check_deployable(model, card, new, new_card, options)
+    if check.label_agreement < options.min_agreement:
         raise ExportError(f"labels of the new graph agree with the host path on only "
-                          f"{100 * facts['label_agreement']:.3f} % of pixels; nothing written")
-    facts.update(argmax=argmax, frame_hw=None if frame_hw is None else list(frame_hw))
-    return new, new_card.replace(extra={**card.extra, "deploy": facts})
+                          f"{100 * check.label_agreement:.3f} % of pixels; nothing written")
+    return new, new_card.replace(extra={**card.extra, "deploy": check.to_json()})
 
 
-def deploy_onnx(src: str | os.PathLike[str], out: str | os.PathLike[str], *, argmax: bool = True,
-                frame_hw: tuple[int, int] | None = None, check_frames: int = 4) -> tuple[Path, ModelCard]:
+def deploy_onnx(src: str | os.PathLike[str], out: str | os.PathLike[str],
+                options: DeployOptions = DeployOptions()) -> tuple[Path, ModelCard]:
     """``src`` (an edgeseg ONNX file with its card) -> ``out`` (+ card) with argmax and/or
     preprocessing inside; the new card's parent is ``src``. Nothing is written on failure."""
     import onnx
@@ -318,6 +352,6 @@ def deploy_onnx(src: str | os.PathLike[str], out: str | os.PathLike[str], *, arg
         raise ConfigError(f"-o {out} is the input file; choose another name, e.g. "
                           f"{src.with_name(src.stem + '.deploy.onnx')}")
     model = onnx.load(str(src))
-    new, new_card = make_deployable(model, card, argmax=argmax, frame_hw=frame_hw, check_frames=check_frames)
+    new, new_card = make_deployable(model, card, options)
     new_card = new_card.replace(parent_sha256=card.file_sha256, file_sha256=None)
     return write_onnx(out, new.SerializeToString(), new_card)

@@ -21,6 +21,7 @@ Weights are never unpickled: ``.safetensors`` (safetensors) or ``torch.load(weig
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -33,15 +34,15 @@ import torch
 import torch.nn.functional as F
 from edgeseg.export.onnx_export import (
     _enforce,
-    _facts,
-    _options,
+    _record,
     check_graph,
     simplify,
     torch_to_onnx,
 )
 from edgeseg.export.onnx_file import check_output_path, write_onnx
-from edgeseg.export.onnx_import import ARCHITECTURE, ImportOptions, parse_classes, preprocessing
+from edgeseg.export.onnx_import import ARCHITECTURE, parse_classes, preprocessing
 from edgeseg.export.onnx_verify import verify
+from edgeseg.export.options import ModuleExportOptions
 from torch import nn
 
 from edgeseg.card import ModelCard
@@ -156,56 +157,45 @@ class _UnpoolRouter:
             self.sources.clear()
 
 
-def export_module(model: nn.Module, out: str | os.PathLike[str], *, input_hw: tuple[int, int],
-                  classes: Sequence[str] | int | str | None = None, data: str | None = None,
-                  name: str | None = None, mean: tuple[float, ...] | None = None,
-                  std: tuple[float, ...] | None = None, scale: float | None = None, bgr: bool = False,
-                  source: dict[str, Any] | None = None, log: Log | None = None,
-                  **options: Any) -> tuple[Path, ModelCard]:
+def export_module(model: nn.Module, out: str | os.PathLike[str],
+                  options: ModuleExportOptions = ModuleExportOptions(), *,
+                  source: dict[str, Any] | None = None, log: Log | None = None) -> tuple[Path, ModelCard]:
     """Export any segmentation ``model`` ((N,3,H,W) -> logits (N,K,H,W), or a dict with ``out`` /
     a tuple whose first item is that) to ``out`` + card; returns (path, card).
 
-    ``classes``: names, a count, ``"a,b,c"`` or a classes.json path (or ``data``: a dataset
-    whose description gives them); their count must equal K. ``mean``/``std``/``scale``/``bgr``:
-    the model's preprocessing as in ``edgeseg import`` (default ImageNet, /255, RGB).
-    ``options``: :class:`ExportOptions` fields (``unpool`` native|plugin, ``opset``, ``data`` is
-    the argument above, ``verify_frames``...). Raises one-line EdgesegErrors; nothing is written
-    unless verification passes.
+    ``options``: :class:`ModuleExportOptions`: the export options (``export.input_hw`` is required;
+    ``export.data`` also gives the classes when ``facts.classes`` is None) plus the module's
+    :class:`ModelFacts`: the classes, whose count must equal K, and the preprocessing as in
+    ``edgeseg import`` (default ImageNet, /255, RGB).
+    ``source``: where the module came from (factory, arguments, weights), kept in the card.
+    Raises one-line EdgesegErrors; nothing is written unless verification passes.
     """
     if not isinstance(model, nn.Module):
         raise ModelError(f"export_module needs a torch.nn.Module, got {type(model).__name__}")
-    opts = _options({**options, "input_hw": tuple(input_hw), "data": data})
+    opts = options.export
+    if opts.input_hw is None:
+        raise ConfigError("export_module needs the input size: ModuleExportOptions(export=ExportOptions("
+                          "input_hw=(H, W))), on the command line --input HxW (e.g. --input 360x480)")
+    input_hw = opts.input_hw
     log = log or (lambda _m: None)
     out = Path(out)
     check_output_path(out)
     net = _SingleOutput(model).eval()
-    with torch.no_grad():
-        try:
-            probe = net(torch.zeros(1, 3, *input_hw))
-        except Exception as e:  # the user's forward: report its first line
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise ModelError(f"the model fails on a 1x3x{input_hw[0]}x{input_hw[1]} input "
-                             f"({type(e).__name__}: {first}); check --input") from None
-    is_tensor = isinstance(probe, torch.Tensor)
-    if not is_tensor or probe.dim() != 4 or tuple(probe.shape[-2:]) != tuple(input_hw):
-        shape = tuple(probe.shape) if is_tensor else type(probe).__name__
-        raise ModelError(f"the model returns {shape} for a {input_hw[0]}x{input_hw[1]} input; edgeseg "
-                         "exports segmentation logits (N, K, H, W) at the input size (upsample in forward)")
-    k = int(probe.shape[1])
-    iopts = ImportOptions(classes=_classes_text(classes), data=data, mean=mean, std=std, scale=scale, bgr=bgr)
-    label = name or type(model).__name__
-    info = parse_classes(iopts, k, label)
-    fields, assumed, pre_record = preprocessing(iopts, uint8=False)
+    k = _probe_classes(net, input_hw)
+    facts = options.facts
+    label = facts.name or type(model).__name__
+    info = parse_classes(facts, opts.data, opts.data_split, k, label)
+    fields, assumed, pre_record = preprocessing(facts, uint8=False)
     for text in assumed:
         log(f"assumed {text}")
     router = _UnpoolRouter(model)
     with router.active(), unpool_mode("native"), torch.no_grad():  # unpool problems surface here, whole
         net(torch.zeros(1, 3, *input_hw))
     router.count = 0
-    log(f"exporting {label} {input_hw[0]}x{input_hw[1]}, unpool {opts.unpool}, opset {opts.opset}")
+    log(f"exporting {label} {input_hw[0]}x{input_hw[1]}, unpool {opts.unpool_mode}, opset {opts.opset}")
     with router.active():
-        onnx_model = torch_to_onnx(net, (1, 3, *input_hw), opts.unpool, opts)
-    mode = opts.unpool if router.count else "none"
+        onnx_model = torch_to_onnx(net, (1, 3, *input_hw), opts.unpool_mode, opts)
+    mode = opts.unpool_mode if router.count else "none"
     if opts.simplify:
         onnx_model = simplify(onnx_model)
     onnx_model = check_graph(onnx_model)
@@ -218,22 +208,28 @@ def export_module(model: nn.Module, out: str | os.PathLike[str], *, input_hw: tu
     log("verifying against PyTorch (onnxruntime, CPU)")
     results = verify(net, data_bytes, card, opts)
     forced = _enforce(results, opts)
-    from edgeseg.export.opcheck import check_ops, trt_versions
-
-    trt = {v: check_ops(onnx_model, v) for v in trt_versions()}
-    facts = {**_facts(opts, results, trt), "forced_despite": forced, "unpool_layers": router.count}
-    extra = {"export": facts, "params": param_count(net),  # trainable, as for edgeseg's own models
+    record = _record(opts, results, onnx_model, forced, unpool_layers=router.count)
+    extra = {"export": record.to_json(), "params": param_count(net),  # trainable, as for edgeseg's own models
              "module": {**(source or {}), "class": f"{type(model).__module__}.{type(model).__qualname__}",
                         "preprocessing": pre_record, "assumed": assumed}}
     return write_onnx(out, data_bytes, card.replace(extra=extra))
 
 
-def _classes_text(classes: Sequence[str] | int | str | None) -> str | None:
-    if classes is None or isinstance(classes, str):
-        return classes
-    if isinstance(classes, int):
-        return str(classes)
-    return ",".join(classes)
+def _probe_classes(net: nn.Module, input_hw: tuple[int, int]) -> int:
+    """Run ``net`` once on zeros; K of its (N, K, H, W) logits, which must be at the input size."""
+    with torch.no_grad():
+        try:
+            probe = net(torch.zeros(1, 3, *input_hw))
+        except Exception as e:  # the user's forward: report its first line
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ModelError(f"the model fails on a 1x3x{input_hw[0]}x{input_hw[1]} input "
+                             f"({type(e).__name__}: {first}); check --input") from None
+    is_tensor = isinstance(probe, torch.Tensor)
+    if not is_tensor or probe.dim() != 4 or tuple(probe.shape[-2:]) != tuple(input_hw):
+        shape = tuple(probe.shape) if is_tensor else type(probe).__name__
+        raise ModelError(f"the model returns {shape} for a {input_hw[0]}x{input_hw[1]} input; edgeseg "
+                         "exports segmentation logits (N, K, H, W) at the input size (upsample in forward)")
+    return int(probe.shape[1])
 
 
 def parse_module_args(items: Sequence[str]) -> dict[str, Any]:
@@ -322,15 +318,20 @@ def load_weights(model: nn.Module, path: Path) -> str:
     return sha256_file(path)
 
 
-def export_from_cli(module: str, module_args: Sequence[str], weights: Path | None, out: Path, *,
-                    log: Log | None = None, **kwargs: Any) -> tuple[Path, ModelCard]:
-    """``edgeseg export --module``: build the model from the factory, load ``weights``, export."""
+def export_factory(factory: str, module_args: Sequence[str], weights: Path | None,
+                   out: str | os.PathLike[str], options: ModuleExportOptions = ModuleExportOptions(), *,
+                   log: Log | None = None) -> tuple[Path, ModelCard]:
+    """``edgeseg export --module``: build the model with ``factory`` (``pkg.mod:factory``) called
+    with the ``key=value`` ``module_args``, load ``weights`` (optional), export it. The card's
+    name defaults to the factory's."""
     args = parse_module_args(module_args)
     check_output_path(Path(out))
-    model = load_module(module, args)
-    source: dict[str, Any] = {"factory": module, "module_args": args}
+    model = load_module(factory, args)
+    source: dict[str, Any] = {"factory": factory, "module_args": args}
     if weights is not None:
         source["weights"] = str(weights.resolve())
         source["weights_sha256"] = load_weights(model, weights)
-    name = module.rpartition(":")[2]
-    return export_module(model, out, name=name, source=source, log=log, **kwargs)
+    if options.facts.name is None:
+        options = dataclasses.replace(options, facts=dataclasses.replace(options.facts,
+                                                                         name=factory.rpartition(":")[2]))
+    return export_module(model, out, options, source=source, log=log)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from edgeseg.export.options import Layout
 from onnx import TensorProto, helper, numpy_helper
 
 ADAPTER_MIN_OPSET = 11  # Resize sizes/half_pixel, Round, Clip with inputs, Equal on int32
@@ -41,7 +42,7 @@ class IoPlan:
     """
 
     input_name: str
-    layout: str
+    layout: Layout
     uint8: bool
     batch: int | None
     hw: tuple[int, int]

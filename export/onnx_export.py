@@ -22,61 +22,88 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from edgeseg.export.onnx_file import check_output_path, write_onnx
 from edgeseg.export.onnx_verify import Verification, verify
+from edgeseg.export.options import MAX_OPSET, ExportOptions
 
 from edgeseg.card import ModelCard
-from edgeseg.errors import ConfigError, ExportError
+from edgeseg.errors import ExportError, ModelError
 from edgeseg.io import sha256_file
 from edgeseg.models.blocks import param_count
 from edgeseg.unpool import OP_DOMAIN, OP_DOMAIN_VERSION
 from edgeseg.unpool.onnx_graph import NATIVE_MIN_OPSET, plugin_to_native
 
-UNPOOL_MODES = ("native", "plugin")
-MIN_OPSET = 9  # TensorRT's ONNX parser floor
-MAX_OPSET = 20  # the TorchScript exporter's ceiling in torch 2.13
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class ExportOptions:
-    """How to export. ``input_hw`` None = the checkpoint card's size. ``data``: dataset spec for
-    real-image verification (None = random inputs only). ``min_agreement``: argmax agreement (0..1)
-    below which nothing is written unless ``force``."""
+class ExportRecord:
+    """What an export did and measured: the card's ``extra["export"]`` (same keys as ever).
 
-    unpool: str = "native"
-    opset: int = 17
-    input_hw: tuple[int, int] | None = None
-    dynamic_batch: bool = False
-    simplify: bool = True
-    data: str | None = None
-    data_split: str = "val"
-    verify_frames: int = 20
-    random_inputs: int = 2
-    min_agreement: float = 0.999
-    force: bool = False
-    threads: int | None = None  # torch + onnxruntime threads for verification (None = defaults)
-    argmax: bool = False  # labels (N,H,W) out instead of logits: edgeseg.export.deploy_graph
-    frame_hw: tuple[int, int] | None = None  # uint8 BGR frames of this size in (preprocessing in the graph)
+    ``verification``: one row per input source (PyTorch vs onnxruntime); ``tensorrt_ops``: the op
+    check per TensorRT version (``label``, ``ok``, ``problems``); ``forced_despite``: the failed
+    verification lines written anyway (``force``); ``unpool_layers``: unpools routed in a module
+    export (None for checkpoints)."""
+
+    opset: int
+    dynamic_batch: bool
+    simplified: bool
+    input_name: str
+    output_name: str
+    exporter: str
+    verification: tuple[Verification, ...]
+    tensorrt_ops: dict[str, Any]
+    forced_despite: tuple[str, ...]
+    unpool_layers: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["verification"] = [v.to_json() for v in self.verification]
+        d["forced_despite"] = list(self.forced_despite)
+        if self.unpool_layers is None:
+            del d["unpool_layers"]
+        return d
+
+    @classmethod
+    def from_json(cls, d: Any) -> ExportRecord:
+        """The record from a card's ``extra["export"]``; ModelError when a key is missing."""
+        try:
+            return cls(opset=int(d["opset"]), dynamic_batch=bool(d["dynamic_batch"]),
+                       simplified=bool(d["simplified"]), input_name=str(d["input_name"]),
+                       output_name=str(d["output_name"]), exporter=str(d["exporter"]),
+                       verification=tuple(Verification.from_json(r) for r in d["verification"]),
+                       tensorrt_ops=dict(d["tensorrt_ops"]), forced_despite=tuple(d["forced_despite"]),
+                       unpool_layers=d.get("unpool_layers"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"the card's export record is malformed ({type(e).__name__}: {e}); "
+                             "re-export the model") from None
+
+    @classmethod
+    def of(cls, card: ModelCard) -> ExportRecord:
+        """The export record of an exported file's card."""
+        if "export" not in card.extra:
+            raise ModelError("the card has no export record (extra.export); it was not written by "
+                             "edgeseg export: re-export the model")
+        return cls.from_json(card.extra["export"])
 
 
 def export_onnx(
-    checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, log: Log | None = None,
-    **options: Any,
+    checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
+    options: ExportOptions = ExportOptions(), *, log: Log | None = None,
 ) -> tuple[Path, ModelCard]:
     """Export ``checkpoint`` to ``out`` (+ card ``out.json``); returns (path, ONNX card).
 
-    ``options``: the fields of :class:`ExportOptions`. The card's ``extra["export"]`` holds the
-    verification results and the TensorRT op check. Raises ExportError/ConfigError/ModelError
-    with one line; on any failure nothing is written.
+    The card's ``extra["export"]`` is an :class:`ExportRecord` (verification results, TensorRT op
+    check). Raises ExportError/ConfigError/ModelError with one line; on any failure nothing is
+    written.
     """
-    opts = _options(options)
+    opts = options
     log = log or (lambda _msg: None)
     out = Path(out)
     check_output_path(out)
@@ -99,17 +126,15 @@ def export_onnx(
     forced = _enforce(results, opts)
     if opts.argmax or opts.frame_hw is not None:  # verified as logits above; checked again inside
         from edgeseg.export.deploy_graph import make_deployable
+        from edgeseg.export.options import DeployOptions
 
-        onnx_model, card = make_deployable(onnx_model, card, argmax=opts.argmax, frame_hw=opts.frame_hw)
+        onnx_model, card = make_deployable(onnx_model, card, DeployOptions(argmax=opts.argmax,
+                                                                           frame_hw=opts.frame_hw))
         data = onnx_model.SerializeToString()
-    from edgeseg.export.opcheck import check_ops, trt_versions
-
-    trt = {v: check_ops(onnx_model, v) for v in trt_versions()}
-    facts = {**_facts(opts, results, trt), "forced_despite": forced,
-             "input_name": onnx_model.graph.input[0].name, "output_name": onnx_model.graph.output[0].name}
+    record = _record(opts, results, onnx_model, forced)
     # params: the PyTorch model's trainable parameters, inherited by the FP16/INT8 files and engines, so
     # every artifact of one model reports one count (ONNX initializers differ: BatchNorm folded, Q/DQ scales)
-    card = card.replace(extra={**ckpt_card.extra, **card.extra, "export": facts,
+    card = card.replace(extra={**ckpt_card.extra, **card.extra, "export": record.to_json(),
                                "params": param_count(model)})
     return write_onnx(out, data, card)
 
@@ -119,7 +144,7 @@ def load_for_export(
 ) -> tuple[Any, ModelCard, ModelCard]:
     """Load the checkpoint; return (model, checkpoint card, ONNX card without hash/extra).
 
-    The ONNX card: unpool mode ``opts.unpool`` (``none`` for models without unpool), the input
+    The ONNX card: unpool mode ``opts.unpool_mode`` (``none`` for models without unpool), the input
     size (``opts.input_hw`` or the checkpoint's, checked against the model's stride) and
     ``parent_sha256`` = the checkpoint's SHA-256.
     """
@@ -131,7 +156,7 @@ def load_for_export(
         import torch
 
         torch.set_num_threads(opts.threads)
-    mode = opts.unpool if get_spec(ckpt_card.architecture).has_unpool else "none"
+    mode = opts.unpool_mode if get_spec(ckpt_card.architecture).has_unpool else "none"
     hw = opts.input_hw or ckpt_card.input_hw
     check_input_hw(ckpt_card.architecture, hw)
     card = ckpt_card.replace(
@@ -139,27 +164,6 @@ def load_for_export(
         parent_sha256=ckpt_card.file_sha256 or sha256_file(resolve_checkpoint(checkpoint)),
     )
     return model, ckpt_card, card
-
-
-def _options(options: dict[str, Any]) -> ExportOptions:
-    try:
-        opts = ExportOptions(**options)
-    except TypeError as e:
-        raise ConfigError(f"export_onnx: {e}; valid options: "
-                          f"{', '.join(ExportOptions.__dataclass_fields__)}") from None
-    if opts.unpool not in UNPOOL_MODES:
-        raise ConfigError(f"unknown unpool mode {opts.unpool!r}; choose native or plugin")
-    if not MIN_OPSET <= opts.opset <= MAX_OPSET:
-        raise ConfigError(f"opset {opts.opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET} "
-                          f"(TensorRT parses >= {MIN_OPSET}; torch's exporter stops at {MAX_OPSET}); "
-                          "17 is the default")
-    if opts.threads is not None and opts.threads < 1:
-        raise ConfigError(f"threads={opts.threads} must be >= 1 (or omitted for the defaults)")
-    if opts.verify_frames < 1 or opts.random_inputs < 1:
-        raise ConfigError("verification needs at least 1 frame and 1 random input; raise --frames")
-    if not 0.0 <= opts.min_agreement <= 1.0:
-        raise ConfigError(f"min agreement {opts.min_agreement} must be within 0..1 (e.g. 0.999)")
-    return opts
 
 
 @contextlib.contextmanager
@@ -225,7 +229,7 @@ def _explain_export_failure(e: Exception, opset: int) -> str:
     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     if "Unsupported" in first or "opset" in first.lower():
         return (f"torch cannot export this model at opset {opset} ({first}); re-run with a "
-                f"higher --opset (default 17, max {MAX_OPSET})")
+                f"higher --opset (default {ExportOptions.opset}, max {MAX_OPSET})")
     return f"torch.onnx.export failed ({type(e).__name__}: {first}); check the model and --opset"
 
 
@@ -261,13 +265,9 @@ def check_graph(model: Any) -> Any:
     return inferred
 
 
-def _enforce(results: list[Verification], opts: ExportOptions) -> list[str]:
+def _enforce(results: list[Verification], opts: ExportOptions) -> tuple[str, ...]:
     """Raise unless every source reaches ``min_agreement``; with ``force`` return the failures."""
-    failures = [
-        f"{r.source}: argmax agreement {100 * r.argmax_agreement:.3f}% < "
-        f"{100 * opts.min_agreement:.3f}%, max abs diff {r.max_abs_diff:.3g}"
-        for r in results if r.argmax_agreement < opts.min_agreement or not r.finite
-    ]
+    failures = tuple(line for r in results if (line := r.failure(opts.min_agreement)) is not None)
     if failures and not opts.force:
         raise ExportError(f"verification failed ({'; '.join(failures)}); the ONNX graph does not "
                           "reproduce the PyTorch model — nothing written (pass --force to write it "
@@ -275,18 +275,19 @@ def _enforce(results: list[Verification], opts: ExportOptions) -> list[str]:
     return failures
 
 
-def _facts(opts: ExportOptions, results: list[Verification], trt: dict[str, Any]) -> dict[str, Any]:
+def _record(opts: ExportOptions, results: list[Verification], onnx_model: Any, forced: tuple[str, ...],
+            unpool_layers: int | None = None) -> ExportRecord:
+    """The export record of the graph about to be written, with its TensorRT op check."""
     import onnx
     import torch
+    from edgeseg.export.opcheck import check_ops, trt_versions
 
-    return {
-        "opset": opts.opset,
-        "dynamic_batch": opts.dynamic_batch,
-        "simplified": opts.simplify,
-        "input_name": INPUT_NAME,
-        "output_name": OUTPUT_NAME,
-        "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=False), onnx {onnx.__version__}",
-        "verification": [asdict(r) for r in results],
-        "tensorrt_ops": {v: {"label": c.label, "ok": c.ok, "problems": [asdict(p) for p in c.problems]}
-                         for v, c in trt.items()},
-    }
+    trt = {v: check_ops(onnx_model, v) for v in trt_versions()}
+    return ExportRecord(
+        opset=opts.opset, dynamic_batch=opts.dynamic_batch, simplified=opts.simplify,
+        input_name=onnx_model.graph.input[0].name, output_name=onnx_model.graph.output[0].name,
+        exporter=f"torch {torch.__version__} torch.onnx.export(dynamo=False), onnx {onnx.__version__}",
+        verification=tuple(results),
+        tensorrt_ops={v: {"label": c.label, "ok": c.ok, "problems": [asdict(p) for p in c.problems]}
+                      for v, c in trt.items()},
+        forced_despite=forced, unpool_layers=unpool_layers)

@@ -21,12 +21,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from edgeseg.export.onnx_adapt import ADAPTER_MIN_OPSET, IoPlan, adapt_input, adapt_output, opset_of, prune
+from edgeseg.export.options import DEFAULT_SCALE, ImportOptions, Layout, ModelFacts
 
 from edgeseg.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, card_path, read_card
 from edgeseg.errors import ConfigError, EdgesegError, ExportError, ModelError
@@ -34,38 +35,52 @@ from edgeseg.io import atomic_path, sha256_file, write_json_atomic
 
 Log = Callable[[str], None]
 ARCHITECTURE = "external"
-DEFAULT_SCALE = 1.0 / 255.0
 
 
 @dataclass(frozen=True)
-class ImportOptions:
-    """What the graph cannot say. ``classes``: ``"a,b,c"``, ``"N"`` or a classes.json path;
-    ``data``: a dataset whose description gives the classes; ``mean``/``std``: per channel, in the
-    units after ``scale`` (pixel * scale); ``layout``: ``nchw``/``nhwc`` when the graph is
-    ambiguous; ``output``: output name when there are several; ``name``: the card's model name."""
+class ImportRecord:
+    """What the import found and decided: the card's ``extra["import"]`` (same keys as ever).
 
-    input_hw: tuple[int, int] | None = None
-    classes: str | None = None
-    data: str | None = None
-    split: str = "val"
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    scale: float | None = None
-    bgr: bool = False
-    layout: str | None = None
-    output: str | None = None
-    name: str | None = None
+    ``input``: name, shape, layout, dtype of the image input as found; ``output``: name, kind
+    (``logits`` | ``logits_lowres`` | ``labels``), shape, layout; ``adapter``: the adapter steps
+    (empty: the file is used unchanged); ``preprocessing``: the formula and values recorded;
+    ``assumed``: the preprocessing defaults the user did not set (printed)."""
 
+    source: str
+    source_sha256: str
+    name: str
+    producer: str
+    opset: int
+    input: dict[str, Any]
+    output: dict[str, Any]
+    adapter: tuple[str, ...]
+    preprocessing: dict[str, Any]
+    assumed: tuple[str, ...]
 
-@dataclass(frozen=True)
-class ImportResult:
-    """``path``: the file the card describes; ``adapted``: adapter steps (empty: file unchanged);
-    ``assumed``: preprocessing defaults the user did not set (print them)."""
+    def to_json(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["adapter"], d["assumed"] = list(self.adapter), list(self.assumed)
+        return d
 
-    path: Path
-    card: ModelCard
-    adapted: list[str] = field(default_factory=list)
-    assumed: list[str] = field(default_factory=list)
+    @classmethod
+    def from_json(cls, d: Any) -> ImportRecord:
+        """The record from a card's ``extra["import"]``; ModelError when a key is missing."""
+        try:
+            return cls(source=str(d["source"]), source_sha256=str(d["source_sha256"]), name=str(d["name"]),
+                       producer=str(d["producer"]), opset=int(d["opset"]), input=dict(d["input"]),
+                       output=dict(d["output"]), adapter=tuple(d["adapter"]),
+                       preprocessing=dict(d["preprocessing"]), assumed=tuple(d["assumed"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"the card's import record is malformed ({type(e).__name__}: {e}); "
+                             "import the model again") from None
+
+    @classmethod
+    def of(cls, card: ModelCard) -> ImportRecord:
+        """The import record of an imported file's card."""
+        if "import" not in card.extra:
+            raise ModelError("the card has no import record (extra.import); it was not written by "
+                             "edgeseg import: import the model again")
+        return cls.from_json(card.extra["import"])
 
 
 def load_foreign(path: Path) -> Any:
@@ -89,7 +104,7 @@ def _dims(value_info: Any) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
 
 
-def find_input(model: Any, opts: ImportOptions) -> tuple[Any, str]:
+def find_input(model: Any, opts: ImportOptions) -> tuple[Any, Layout]:
     """(the image input's ValueInfo, layout); refuses anything but one 4-D 3-channel image."""
     from onnx import TensorProto
 
@@ -122,7 +137,7 @@ def find_input(model: Any, opts: ImportOptions) -> tuple[Any, str]:
     return inp, layout
 
 
-def input_hw(inp: Any, layout: str,
+def input_hw(inp: Any, layout: Layout,
              given: tuple[int, int] | None) -> tuple[tuple[int, int], int | None, bool]:
     """(H, W, batch (None = dynamic), H/W were dynamic); refuses contradictions."""
     d = _dims(inp)
@@ -145,7 +160,8 @@ def input_hw(inp: Any, layout: str,
     return given, d[0], True
 
 
-def probe(model: Any, inp: Any, layout: str, hw: tuple[int, int]) -> list[tuple[str, tuple[int, ...], str]]:
+def probe(model: Any, inp: Any, layout: Layout,
+          hw: tuple[int, int]) -> list[tuple[str, tuple[int, ...], str]]:
     """Run the graph once on a zero image; (name, shape, numpy dtype) of every output."""
     import onnxruntime as ort
     from onnx import TensorProto
@@ -170,7 +186,7 @@ def probe(model: Any, inp: Any, layout: str, hw: tuple[int, int]) -> list[tuple[
 
 
 def classify(outputs: list[tuple[str, tuple[int, ...], str]], hw: tuple[int, int],
-             layout: str, wanted: str | None) -> tuple[str, str, bool, int | None, bool]:
+             layout: Layout, wanted: str | None) -> tuple[str, str, bool, int | None, bool]:
     """(output name, kind, NHWC logits, channels K (None for labels), labels are 4-D (N,1,H,W))."""
     h, w = hw
     if wanted is not None:
@@ -201,37 +217,39 @@ def classify(outputs: list[tuple[str, tuple[int, ...], str]], hw: tuple[int, int
                      "edgeseg imports logits (N,K,H,W) or labels (N,H,W): pass --output NAME or re-export")
 
 
-def parse_classes(opts: ImportOptions, k: int | None, name: str) -> Any:
-    """A DatasetInfo for the model's classes; its count must equal the output channels ``k``."""
+def parse_classes(facts: ModelFacts, data: str | None, split: str, k: int | None, name: str) -> Any:
+    """A DatasetInfo for the model's classes (``facts.classes``, or the description of the dataset
+    ``data``); its count must equal the output channels ``k``."""
     from edgeseg.data.known import DatasetInfo, palette, read_classes_json
 
-    if opts.classes is not None and opts.data is not None:
+    classes = facts.classes_text()
+    if classes is not None and data is not None:
         raise ConfigError("pass --classes or --data, not both (both describe the classes)")
-    if opts.data is not None:
+    if data is not None:
         from edgeseg.data import open_dataset
 
-        info = open_dataset(opts.data, opts.split).info
-        source = f"--data {opts.data}"
-    elif opts.classes is None:
+        info = open_dataset(data, split).info
+        source = f"--data {data}"
+    elif classes is None:
         hint = f" (the model outputs {k} channels)" if k else ""
         raise ConfigError(f"the class names are not in the graph{hint}: pass --classes a,b,c, --classes N, "
                           "--classes classes.json, or --data DATASET")
-    elif opts.classes.endswith(".json"):
-        path = Path(opts.classes)
+    elif classes.endswith(".json"):
+        path = Path(classes)
         if not path.is_file():
             raise ConfigError(f"--classes {path} does not exist; pass a classes.json file, names or a count")
         info = read_classes_json(path, name)[0]
         source = f"--classes {path}"
-    elif opts.classes.strip().isdigit():
-        n = int(opts.classes)
+    elif classes.strip().isdigit():
+        n = int(classes)
         if n < 1:
             raise ConfigError("--classes 0: a model has at least one class; pass the count, e.g. 21")
         info = DatasetInfo(name, tuple(f"class{i}" for i in range(n)), palette(n))
         source = f"--classes {n}"
     else:
-        names = tuple(s.strip() for s in opts.classes.split(","))
+        names = tuple(s.strip() for s in classes.split(","))
         if any(not s for s in names) or len(set(names)) != len(names):
-            raise ConfigError(f"--classes {opts.classes!r} has empty or repeated names; write them like "
+            raise ConfigError(f"--classes {classes!r} has empty or repeated names; write them like "
                               "background,person,car")
         info = DatasetInfo(name, names, palette(len(names)))
         source = "--classes"
@@ -243,32 +261,32 @@ def parse_classes(opts: ImportOptions, k: int | None, name: str) -> Any:
     return info
 
 
-def preprocessing(opts: ImportOptions, uint8: bool) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+def preprocessing(facts: ModelFacts, uint8: bool) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
     """(card fields mean/std/channel_order, assumed defaults, the record for the card).
 
     The card normalizes ``(pixel / 255 - mean') / std'``; for ``x = (pixel * scale - mean) / std``
     that is ``mean' = mean / (255 scale)``, ``std' = std / (255 scale)``. A uint8 input takes raw
     pixels (the graph normalizes): mean' 0, std' 1/255, so the tensor fed is the pixel values.
     """
-    order = "BGR" if opts.bgr else "RGB"
+    order = "BGR" if facts.bgr else "RGB"
     if uint8:
-        given = [f for f, v in (("--mean", opts.mean), ("--std", opts.std), ("--scale", opts.scale)) if v]
+        given = [f for f, v in (("--mean", facts.mean), ("--std", facts.std), ("--scale", facts.scale)) if v]
         if given:
             raise ConfigError(f"the model takes uint8 pixels (it normalizes inside the graph), so "
                               f"{', '.join(given)} cannot apply; drop {given[0]}")
         record: dict[str, Any] = {"input": "uint8 pixels 0..255 (normalized inside the graph)",
                                   "channel_order": order}
-        assumed = [] if opts.bgr else ["channel order RGB (pass --bgr for BGR)"]
+        assumed = [] if facts.bgr else ["channel order RGB (pass --bgr for BGR)"]
         return {"mean": (0.0,) * 3, "std": (1.0 / 255.0,) * 3, "channel_order": order}, assumed, record
-    scale = DEFAULT_SCALE if opts.scale is None else opts.scale
-    mean = IMAGENET_MEAN if opts.mean is None else opts.mean
-    std = IMAGENET_STD if opts.std is None else opts.std
+    scale = DEFAULT_SCALE if facts.scale is None else facts.scale
+    mean = IMAGENET_MEAN if facts.mean is None else facts.mean
+    std = IMAGENET_STD if facts.std is None else facts.std
     if scale <= 0 or any(s <= 0 for s in std):
         raise ConfigError("--scale and --std must be positive (e.g. --scale 1/255 --std 0.229,0.224,0.225)")
     assumed = [text for text, value in (
-        (f"mean {list(IMAGENET_MEAN)} (ImageNet; --mean)", opts.mean),
-        (f"std {list(IMAGENET_STD)} (ImageNet; --std)", opts.std),
-        ("scale 1/255 (--scale)", opts.scale), ("channel order RGB (--bgr for BGR)", opts.bgr or None))
+        (f"mean {list(IMAGENET_MEAN)} (ImageNet; --mean)", facts.mean),
+        (f"std {list(IMAGENET_STD)} (ImageNet; --std)", facts.std),
+        ("scale 1/255 (--scale)", facts.scale), ("channel order RGB (--bgr for BGR)", facts.bgr or None))
         if value is None]
     k = 255.0 * scale
     fields = {"mean": tuple(m / k for m in mean), "std": tuple(s / k for s in std), "channel_order": order}
@@ -277,23 +295,19 @@ def preprocessing(opts: ImportOptions, uint8: bool) -> tuple[dict[str, Any], lis
     return fields, assumed, record
 
 
-def import_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
-                log: Log | None = None, **options: Any) -> ImportResult:
-    """Import ``model_path`` (see the module docstring); ``options``: :class:`ImportOptions` fields.
+def import_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                options: ImportOptions = ImportOptions(), *,
+                log: Log | None = None) -> tuple[Path, ModelCard]:
+    """Import ``model_path`` (see the module docstring); returns (the file the card describes, card).
 
     ``out`` None: the card goes next to the file when it needs no adapter, else the adapted copy
-    is written as ``<stem>.edgeseg.onnx`` next to it. Raises one-line EdgesegErrors; on any
-    failure nothing is written.
+    is written as ``<stem>.edgeseg.onnx`` next to it. The card's ``extra["import"]`` is an
+    :class:`ImportRecord` (what was found, the adapter steps, the assumed preprocessing). Raises
+    one-line EdgesegErrors; on any failure nothing is written.
     """
     import onnx
 
-    try:
-        opts = ImportOptions(**options)
-    except TypeError as e:
-        valid = ", ".join(ImportOptions.__dataclass_fields__)
-        raise ConfigError(f"import_onnx: {e}; valid options: {valid}") from None
-    if opts.layout not in (None, "nchw", "nhwc"):
-        raise ConfigError(f"--layout {opts.layout!r}; expected nchw or nhwc")
+    opts = options
     log = log or (lambda _m: None)
     src = Path(model_path)
     model = load_foreign(src)
@@ -305,9 +319,9 @@ def import_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str] 
     log(f"running {src.name} once at {hw[0]}x{hw[1]} in onnxruntime")
     outputs = probe(model, inp, layout, hw)
     out_name, kind, out_nhwc, k, labels_4d = classify(outputs, hw, layout, opts.output)
-    name = opts.name or src.stem
-    info = parse_classes(opts, k, name)
-    fields, assumed, pre_record = preprocessing(opts, uint8)
+    name = opts.facts.name or src.stem
+    info = parse_classes(opts.facts, opts.data, opts.data_split, k, name)
+    fields, assumed, pre_record = preprocessing(opts.facts, uint8)
     plan = IoPlan(inp.name, layout, uint8, batch, hw, out_name, kind, out_nhwc, info.num_classes
                   if k is None else k, labels_4d)
     steps = plan.steps(dynamic, len(outputs) > 1)
@@ -316,20 +330,21 @@ def import_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str] 
         model = adapted(model, plan)
     data = model.SerializeToString() if steps else None
     source_sha = sha256_file(src)
-    record = {"source": str(src.resolve()), "source_sha256": source_sha, "name": name,
-              "producer": f"{model.producer_name} {model.producer_version}".strip(), "opset": opset_of(model),
-              "input": {"name": inp.name, "shape": _dims(inp), "layout": layout,
-                        "dtype": "uint8" if uint8 else "float32"},
-              "output": {"name": out_name, "kind": kind, "shape": list(next(o[1] for o in outputs
-                                                                            if o[0] == out_name)),
-                         "layout": "nhwc" if out_nhwc else "nchw"},
-              "adapter": steps, "preprocessing": pre_record, "assumed": assumed}
+    out_shape = next(o[1] for o in outputs if o[0] == out_name)
+    record = ImportRecord(
+        source=str(src.resolve()), source_sha256=source_sha, name=name,
+        producer=f"{model.producer_name} {model.producer_version}".strip(), opset=opset_of(model),
+        input={"name": inp.name, "shape": _dims(inp), "layout": layout,
+               "dtype": "uint8" if uint8 else "float32"},
+        output={"name": out_name, "kind": kind, "shape": list(out_shape),
+                "layout": "nhwc" if out_nhwc else "nchw"},
+        adapter=tuple(steps), preprocessing=pre_record, assumed=tuple(assumed))
     card = ModelCard(architecture=ARCHITECTURE, arch_args={"name": name}, class_names=info.class_names,
                      class_colors=info.class_colors, input_hw=hw, ignore_index=info.ignore_index,
                      artifact="onnx", unpool_mode=_unpool_mode(model), precision="fp32",
                      parent_sha256=source_sha if steps else None,
-                     extra={"import": record, "params": params}, **fields)
-    return ImportResult(*_write(src, target, data, card), steps, assumed)
+                     extra={"import": record.to_json(), "params": params}, **fields)
+    return _write(src, target, data, card)
 
 
 def _refuse_edgeseg_card(src: Path) -> None:

@@ -9,14 +9,15 @@ preprocessed exactly as the runtime does (:func:`edgeseg.preprocess.preprocess`)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeseg.export.options import ExportOptions
 
 from edgeseg.card import ModelCard
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, ModelError
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,28 @@ class Verification:
     mean_abs_diff: float
     argmax_agreement: float
     finite: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The card's ``extra["export"]["verification"]`` row (the field names are the keys)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, row: Any) -> Verification:
+        """One row as written by :meth:`to_json` (by any edgeseg version: the keys never changed)."""
+        try:
+            return cls(source=str(row["source"]), frames=int(row["frames"]),
+                       max_abs_diff=float(row["max_abs_diff"]), mean_abs_diff=float(row["mean_abs_diff"]),
+                       argmax_agreement=float(row["argmax_agreement"]), finite=bool(row["finite"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"the card's export verification row {row!r} is malformed ({e}); "
+                             "re-export the model") from None
+
+    def failure(self, min_agreement: float) -> str | None:
+        """The line saying why this source fails ``min_agreement`` (or is not finite), else None."""
+        if self.argmax_agreement >= min_agreement and self.finite:
+            return None
+        return (f"{self.source}: argmax agreement {100 * self.argmax_agreement:.3f}% < "
+                f"{100 * min_agreement:.3f}%, max abs diff {self.max_abs_diff:.3g}")
 
 
 def random_inputs(card: ModelCard, count: int, batch: int, seed: int = 0) -> Iterator[np.ndarray]:
@@ -79,7 +102,7 @@ def compare(model: Any, session: Any, inputs: Iterator[np.ndarray], source: str)
                         same / max(pixels, 1), finite)
 
 
-def verify(model: Any, onnx_bytes: bytes, card: ModelCard, opts: Any) -> list[Verification]:
+def verify(model: Any, onnx_bytes: bytes, card: ModelCard, opts: ExportOptions) -> list[Verification]:
     """Random inputs (always) and ``opts.data`` frames (when given); one result per source."""
     import onnxruntime as ort
 

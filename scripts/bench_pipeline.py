@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from edgeseg.export.deploy_graph import deploy_onnx, preprocess_model
+from edgeseg.export.options import DeployOptions
 from edgeseg.runtime.backends import open_backend
 from edgeseg.runtime.report import host_facts
 from edgeseg.runtime.sources import SourceOptions, open_source
@@ -127,8 +128,8 @@ def checks(logits: Path, labels: Path, framed: Path, frames: int = 100) -> dict[
 
 
 def bench_model(name: str, logits: Path, out: Path, rounds: int, frames: int, threads: int) -> dict[str, Any]:
-    labels, _ = deploy_onnx(logits, out / f"{name}.labels.onnx", argmax=True)
-    framed, _ = deploy_onnx(logits, out / f"{name}.frame.onnx", argmax=True, frame_hw=FRAME_HW)
+    labels, _ = deploy_onnx(logits, out / f"{name}.labels.onnx", DeployOptions(argmax=True))
+    framed, _ = deploy_onnx(logits, out / f"{name}.frame.onnx", DeployOptions(argmax=True, frame_hw=FRAME_HW))
     files = {"logits": logits, "labels": labels, "framed": framed}
     backends = {v: open_backend(files[f], threads=threads, block_base=bb)
                 for v, (_, f, bb) in VARIANTS.items()}

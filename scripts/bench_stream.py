@@ -42,7 +42,7 @@ def build_model(out: Path, checkpoint: Path | None, onnx_path: Path | None) -> t
     """The ONNX file to benchmark and where it came from."""
     if onnx_path is not None:
         return onnx_path, f"given ONNX {onnx_path}"
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, export_onnx
 
     origin = f"checkpoint {checkpoint}"
     if checkpoint is None:
@@ -60,8 +60,8 @@ def build_model(out: Path, checkpoint: Path | None, onnx_path: Path | None) -> t
                          ignore_index=CAMVID_INFO.ignore_index, unpool_mode="none")
         checkpoint, _ = save_checkpoint(model, card, out / "init")
         origin = "freshly initialised lite-unet (seed 0, 11 classes)"
-    path, _ = export_onnx(checkpoint, out / "lite-unet-368x480.onnx", input_hw=MODEL_HW, unpool="native",
-                          verify_frames=2, random_inputs=1, threads=2)
+    path, _ = export_onnx(checkpoint, out / "lite-unet-368x480.onnx", ExportOptions(
+        input_hw=MODEL_HW, unpool="native", verify_frames=2, random_inputs=1, threads=2))
     return path, origin
 
 

@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--out", default="export_parity", help="report stem (.json + .md)")
     ap.add_argument("--models", default=None, help="comma-separated subset (default: all six)")
     args = ap.parse_args()
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, export_onnx
 
     from edgeseg.models.registry import get_spec, parse_hw
     from edgeseg.report import write_report
@@ -72,8 +72,8 @@ def main() -> None:
             size = (-(-hw[0] // m) * m, -(-hw[1] // m) * m)
             ckpt = make_checkpoint(Path(tmp), name, size)
             t0 = time.perf_counter()
-            _, card = export_onnx(ckpt, Path(tmp) / f"{name}-{mode}.onnx", unpool=mode, data=data,
-                                  verify_frames=args.frames, threads=args.threads, min_agreement=0.0)
+            _, card = export_onnx(ckpt, Path(tmp) / f"{name}-{mode}.onnx", ExportOptions(
+                unpool=mode, data=data, verify_frames=args.frames, threads=args.threads, min_agreement=0.0))
             rand, frames = card.extra["export"]["verification"]
             rows.append({"model": name, "input_hw": list(size), "unpool": card.unpool_mode,
                          "random": rand, "frames": frames, "seconds": time.perf_counter() - t0})

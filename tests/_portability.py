@@ -146,7 +146,7 @@ def make_artifacts(checkpoint: Path, folder: Path, hw: tuple[int, int], calib_da
     from edgeseg.calib.calib_set import CalibSetOptions, Preprocess, make_calib_set
     from edgeseg.calib.fp16 import convert_fp16, default_fp16_path
     from edgeseg.calib.quantize import CalibrateOptions, calibrate
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, export_onnx
 
     from edgeseg.card import read_card
 
@@ -154,11 +154,12 @@ def make_artifacts(checkpoint: Path, folder: Path, hw: tuple[int, int], calib_da
     has_unpool = read_card(checkpoint).architecture in ("segnet", "segnet-basic", "res-segnet")
     out: dict[str, Path] = {}
     log(f"export {checkpoint.parent.name} native")
-    out["fp32-native"], card = export_onnx(checkpoint, folder / "model.onnx", unpool="native", input_hw=hw)
+    out["fp32-native"], card = export_onnx(checkpoint, folder / "model.onnx",
+                                           ExportOptions(unpool="native", input_hw=hw))
     if has_unpool:
         log("export plugin")
-        out["fp32-plugin"], _ = export_onnx(checkpoint, folder / "model.plugin.onnx", unpool="plugin",
-                                            input_hw=hw)
+        out["fp32-plugin"], _ = export_onnx(checkpoint, folder / "model.plugin.onnx",
+                                            ExportOptions(unpool="plugin", input_hw=hw))
     log("convert-fp16")
     out["fp16"], _ = convert_fp16(out["fp32-native"], default_fp16_path(out["fp32-native"]))
     set_path = folder / "calib-set.json"

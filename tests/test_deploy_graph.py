@@ -13,7 +13,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from edgeseg.export.deploy_graph import append_argmax, deploy_onnx, prepend_preprocess, preprocess_model
+from edgeseg.export.deploy_graph import (
+    DeployCheck,
+    append_argmax,
+    deploy_onnx,
+    prepend_preprocess,
+    preprocess_model,
+)
+from edgeseg.export.options import DeployOptions
 from edgeseg.runtime.backends import open_backend
 from edgeseg.runtime.overlay import OverlayOptions
 from edgeseg.runtime.sinks import FramesSink
@@ -107,11 +114,13 @@ def test_preprocessing_in_graph_matches_host(order: str, frame_hw: tuple[int, in
 def test_deploy_file_runs_in_stream_eval_and_refuses_float_input(tmp_path: Path) -> None:
     hw = (48, 64)
     logits_path = write_tiny_onnx(tmp_path, input_hw=hw, seed=4)
-    path, card = deploy_onnx(logits_path, tmp_path / "tiny.deploy.onnx", argmax=True, frame_hw=hw)
+    path, card = deploy_onnx(logits_path, tmp_path / "tiny.deploy.onnx",
+                             DeployOptions(argmax=True, frame_hw=hw))
     assert (card.output_kind, card.input_kind, card.frame_hw) == ("labels", "bgr-uint8", hw)
     assert card.parent_sha256 == read_card(logits_path).file_sha256
     facts = card.extra["deploy"]
     assert facts["label_agreement"] == 1.0 and facts["max_abs_input_diff"] < 1e-5
+    assert DeployCheck.from_json(facts).to_json() == facts  # the typed record keeps the JSON keys
     backend = open_backend(path, threads=1)
     with pytest.raises(BackendError, match="made with --frame-size 48x64"):
         backend.infer(np.zeros((1, 3, *hw), np.float32))
@@ -151,7 +160,8 @@ def test_cli_deploy_and_tools_that_need_logits(tmp_path: Path) -> None:
               "made with --argmax); convert-fp16 needs the logits file")
     _one_line(runner.invoke(app, ["int8-sensitivity", str(logits_path), str(out), "--data", "synthetic",
                                   "-o", str(tmp_path / "s")]), "int8-sensitivity needs the logits file")
-    framed, _ = deploy_onnx(logits_path, tmp_path / "tiny.frame.onnx", argmax=False, frame_hw=(30, 40))
+    framed, _ = deploy_onnx(logits_path, tmp_path / "tiny.frame.onnx",
+                            DeployOptions(argmax=False, frame_hw=(30, 40)))
     _one_line(runner.invoke(app, ["precision-report", str(logits_path), str(framed), "--data", "synthetic",
                                   "-o", str(tmp_path / "p")]), "made with --frame-size); precision-report")
 
@@ -167,7 +177,7 @@ def test_prepend_keeps_a_dynamic_batch(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_export_with_argmax_and_frame_size_matches_torch(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, export_onnx
 
     from edgeseg.data.synthetic import SYNTHETIC_INFO, SyntheticScenes
     from edgeseg.models import build_model
@@ -179,8 +189,8 @@ def test_export_with_argmax_and_frame_size_matches_torch(tmp_path: Path) -> None
     card = ModelCard("lite-unet", {"num_classes": 5}, SYNTHETIC_INFO.class_names, SYNTHETIC_INFO.class_colors,
                      hw, unpool_mode="none")
     ckpt, _ = save_checkpoint(model, card, tmp_path / "ckpt")
-    path, out_card = export_onnx(ckpt, tmp_path / "m.onnx", verify_frames=1, random_inputs=1, threads=1,
-                                 argmax=True, frame_hw=hw)
+    path, out_card = export_onnx(ckpt, tmp_path / "m.onnx", ExportOptions(
+        verify_frames=1, random_inputs=1, threads=1, argmax=True, frame_hw=hw))
     assert (out_card.output_kind, out_card.input_kind) == ("labels", "bgr-uint8")
     assert out_card.extra["export"]["output_name"] == "labels" and out_card.extra["deploy"]["frames"] == 4
     frame = SyntheticScenes(hw, seed=1).frame(0).image_bgr

@@ -40,12 +40,12 @@ def test_enet_input_rules():
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["native", "plugin"])
 def test_enet_export_agreement(tmp_path, mode):
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, export_onnx
     from test_export import frames_spec, make_checkpoint
 
     ckpt = make_checkpoint(tmp_path, "enet")
-    _, card = export_onnx(ckpt, tmp_path / f"enet.{mode}.onnx", unpool=mode, data=frames_spec(),
-                          verify_frames=10, random_inputs=2, threads=1)
+    _, card = export_onnx(ckpt, tmp_path / f"enet.{mode}.onnx", ExportOptions(
+        unpool=mode, data=frames_spec(), verify_frames=10, random_inputs=2, threads=1))
     assert card.unpool_mode == mode
     for r in card.extra["export"]["verification"]:
         assert r["argmax_agreement"] == 1.0, r

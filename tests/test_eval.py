@@ -56,10 +56,10 @@ def test_checkpoint_eval_reproduces_training_validation(run: Path) -> None:
 
 
 def test_onnx_eval_runs_without_torch_and_agrees(run: Path, tmp_path: Path) -> None:
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, export_onnx
 
     onnx_path, _ = export_onnx(run / "best" / "model.safetensors", tmp_path / "model.onnx",
-                               simplify=False, verify_frames=1, random_inputs=1, threads=1)
+                               ExportOptions(simplify=False, verify_frames=1, random_inputs=1, threads=1))
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from edgeseg.cli.main import main\n"

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from edgeseg.card import ModelCard, card_path, read_card
 from edgeseg.cli.main import app
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, ModelError
 from edgeseg.unpool import OP_DOMAIN, OP_NAME
 from edgeseg.unpool.ort_op import session_options
 
@@ -70,14 +70,16 @@ def leftovers(folder: Path) -> list[str]:
 @pytest.mark.parametrize(("name", "mode"), [pytest.param(n, m, marks=pytest.mark.slow) if n == "segnet"
                                             else (n, m) for n, m in FIGURE_CASES])
 def test_figures_agreement_with_pytorch(ckpts, tmp_path, name, mode):
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, ExportRecord, export_onnx
 
     from edgeseg.io import sha256_file
 
     out = tmp_path / f"{name}.onnx"
-    path, card = export_onnx(ckpts[name], out, unpool=mode, data=frames_spec(), verify_frames=20,
-                             random_inputs=1, threads=1)
-    results = {r["source"].split(" ")[0]: r for r in card.extra["export"]["verification"]}
+    opts = ExportOptions(unpool=mode, data=frames_spec(), verify_frames=20, random_inputs=1, threads=1)
+    path, card = export_onnx(ckpts[name], out, opts)
+    rows = ExportRecord.of(card).verification
+    assert ExportRecord.of(card).to_json() == card.extra["export"]  # the typed record keeps the JSON
+    results = {r.source.split(" ")[0]: r.to_json() for r in rows}
     assert results["random"]["argmax_agreement"] == 1.0
     assert results[Path(frames_spec()).name]["frames"] == 20
     for r in results.values():
@@ -224,9 +226,73 @@ def test_failed_verification_refuses_unless_forced(ckpts, tmp_path, monkeypatch)
 
 
 def test_missing_dataset_and_unknown_option(ckpts, tmp_path):
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, export_onnx
 
     r = cli(str(ckpts["segnet-basic"]), "-o", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "no"))
     assert_one_line_error(r, tmp_path, "does not exist")
-    with pytest.raises(ConfigError, match="valid options"):
-        export_onnx(ckpts["segnet-basic"], tmp_path / "m.onnx", simplfy=False)
+    with pytest.raises(TypeError, match="simplfy"):  # a misspelt option never passes silently
+        ExportOptions(simplfy=False)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="simplfy"):
+        export_onnx(ckpts["segnet-basic"], tmp_path / "m.onnx", simplfy=False)  # type: ignore[call-arg]
+    for bad, match in (({"unpool": "train"}, "unpool='train' is not one of native, plugin"),
+                       ({"target": "openvino"}, "target='openvino' is not one of tensorrt, onnxruntime"),
+                       ({"opset": 21}, "choose 9..20"), ({"min_agreement": 99.9}, "within 0..1")):
+        with pytest.raises(ConfigError, match=match):
+            ExportOptions(**bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_unpool_rule_and_the_cli_defaults_come_from_the_options():
+    """The target picks the unpool form unless it is given: declared once (TARGET_UNPOOL), used
+    by ExportOptions and by the CLI, whose defaults are ExportOptions' own."""
+    from edgeseg.export.options import TARGET_UNPOOL, ExportOptions
+    from typer.main import get_command
+
+    assert ExportOptions().unpool_mode == "plugin" == TARGET_UNPOOL[ExportOptions().target]
+    assert ExportOptions(target="onnxruntime").unpool_mode == "native"
+    assert ExportOptions(target="onnxruntime", unpool="plugin").unpool_mode == "plugin"
+    params = {p.name: p for p in get_command(app).commands["export"].params}  # type: ignore[attr-defined]
+    defaults = ExportOptions()
+    for cli_name, field in (("target", "target"), ("unpool", "unpool"), ("opset", "opset"),
+                            ("dynamic_batch", "dynamic_batch"), ("simplify", "simplify"),
+                            ("split", "data_split"), ("frames", "verify_frames"), ("force", "force"),
+                            ("threads", "threads"), ("argmax", "argmax")):
+        assert params[cli_name].default == getattr(defaults, field), cli_name
+    assert params["min_agreement"].default == pytest.approx(100 * defaults.min_agreement)
+    from edgeseg.export.options import DeployOptions, ImportOptions, ModelFacts
+
+    for command, options, pairs in (
+            ("import", ImportOptions(), (("data", "data"), ("split", "data_split"), ("layout", "layout"),
+                                         ("output", "output"))),
+            ("import", ModelFacts(), (("bgr", "bgr"), ("name", "name"))),
+            ("export", ModelFacts(), (("bgr", "bgr"),)),
+            ("deploy", DeployOptions(), (("argmax", "argmax"), ("frames", "check_frames")))):
+        params = {p.name: p for p in get_command(app).commands[command].params}  # type: ignore[attr-defined]
+        for cli_name, field in pairs:
+            assert params[cli_name].default == getattr(options, field), (command, cli_name)
+
+
+def test_check_ops_choices_are_the_data_files_versions():
+    """check-ops --trt takes the versions of export/data/tensorrt_ops.json, or all: the Literal the
+    CLI annotates with (TrtChoice) must name exactly those, and the CLI rejects any other value."""
+    from edgeseg.export.opcheck import trt_versions
+    from edgeseg.export.options import TRT_CHOICES
+
+    assert (*trt_versions(), "all") == TRT_CHOICES
+    r = CliRunner().invoke(app, ["check-ops", "m.onnx", "--trt", "9.0"])
+    assert r.exit_code == 2 and "10.3" in r.output and "all" in r.output
+
+
+def test_export_record_reads_a_card_written_by_an_earlier_version():
+    """The demo asset's card was written before ExportRecord existed: read typed, written back, it
+    is the same JSON (same keys, same order, same values)."""
+    from edgeseg.export.onnx_export import ExportRecord
+
+    path = Path(__file__).resolve().parent.parent / "edgeseg" / "assets" / "demo-lite-unet.onnx.json"
+    written = json.loads(path.read_text())
+    record = ExportRecord.of(ModelCard.from_dict(written))
+    assert [r.source for r in record.verification] == ["random", "synthetic (val)"]
+    assert json.dumps(record.to_json()) == json.dumps(written["extra"]["export"])
+    broken = {**written["extra"]["export"], "verification": [{"source": "random"}]}
+    with pytest.raises(ModelError, match="malformed"):
+        ExportRecord.from_json(broken)

@@ -24,14 +24,15 @@ HW = (32, 48)
 
 @pytest.mark.parametrize("mode", ["native", "plugin"])
 def test_export_module_routes_every_unpool(tmp_path, mode):
-    from edgeseg.export import export_module
+    from edgeseg.export import ExportOptions, ModelFacts, ModuleExportOptions, export_module
 
     from edgeseg.unpool import OP_NAME
 
     torch.set_num_threads(1)
     model = warmed(UserSegNet(3), HW)
-    path, card = export_module(model, tmp_path / "user.onnx", input_hw=HW, classes=["a", "b", "c"],
-                               unpool=mode, threads=1)
+    opts = ModuleExportOptions(export=ExportOptions(input_hw=HW, unpool=mode, threads=1),
+                               facts=ModelFacts(classes=["a", "b", "c"]))
+    path, card = export_module(model, tmp_path / "user.onnx", opts)
     assert card.architecture == "external" and card.unpool_mode == mode
     assert card.extra["export"]["unpool_layers"] == 2
     for r in card.extra["export"]["verification"]:
@@ -99,7 +100,7 @@ def test_cli_module_bad_input(tmp_path, monkeypatch, args, message):
 
 
 def test_unpool_with_foreign_indices_is_refused(tmp_path):
-    from edgeseg.export import export_module
+    from edgeseg.export import ExportOptions, ModelFacts, ModuleExportOptions, export_module
 
     class Shuffled(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,5 +108,6 @@ def test_unpool_with_foreign_indices_is_refused(tmp_path):
             return torch.nn.functional.max_unpool2d(p, idx.clone(), 2, 2)
 
     with pytest.raises(ExportError, match="did not come straight from a max pooling"):
-        export_module(Shuffled(), tmp_path / "s.onnx", input_hw=(8, 8), classes=3)
+        export_module(Shuffled(), tmp_path / "s.onnx",
+                      ModuleExportOptions(export=ExportOptions(input_hw=(8, 8)), facts=ModelFacts(classes=3)))
     assert not (tmp_path / "s.onnx").exists()

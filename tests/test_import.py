@@ -71,27 +71,30 @@ def reference_labels(form: str, model: torch.nn.Module, image_rgb: np.ndarray,
 
 @pytest.mark.parametrize("form", FORMS)
 def test_imported_file_runs_like_the_foreign_model(tmp_path, form):
-    from edgeseg.export.onnx_import import import_onnx
+    from edgeseg.export.onnx_import import ImportRecord, import_onnx
+    from edgeseg.export.options import ImportOptions, ModelFacts
     from edgeseg.runtime.backends import open_backend
 
     from edgeseg.preprocess import preprocess, to_input_hwc
 
     src, model = foreign(form, tmp_path)
     before = src.read_bytes()
-    result = import_onnx(src, input_hw=HW if form == "dynamic" else None, classes="sky,road,car")
-    card = result.card
+    path, card = import_onnx(src, options=ImportOptions(input_hw=HW if form == "dynamic" else None,
+                                                         facts=ModelFacts(classes="sky,road,car")))
+    adapted = ImportRecord.of(card).adapter
+    assert list(adapted) == card.extra["import"]["adapter"]  # the typed record keeps the JSON keys
     assert src.read_bytes() == before  # the foreign file is never changed
     if form == "plain":
-        assert result.path == src and not result.adapted and card.parent_sha256 is None
+        assert path == src and not adapted and card.parent_sha256 is None
     else:
-        assert result.path == src.with_name(f"{form}.edgeseg.onnx") and result.adapted
+        assert path == src.with_name(f"{form}.edgeseg.onnx") and adapted
         assert card.parent_sha256 == sha256_file(src)
     assert card.architecture == "external" and card.arch_args == {"name": form}
     assert card.class_names == ("sky", "road", "car") and card.input_hw == HW
     assert card.extra["import"]["source_sha256"] == sha256_file(src)
-    assert read_card(result.path) == card  # hash of the very file
+    assert read_card(path) == card  # hash of the very file
     rng = np.random.default_rng(1)
-    backend = open_backend(result.path, threads=1)
+    backend = open_backend(path, threads=1)
     same = []
     for _ in range(3):
         frame = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)  # BGR, resized by preprocess
@@ -105,20 +108,22 @@ def test_imported_file_runs_like_the_foreign_model(tmp_path, form):
 
 
 def test_import_options_are_recorded(tmp_path):
-    from edgeseg.export.onnx_import import import_onnx
+    from edgeseg.export.onnx_import import ImportRecord, import_onnx
+    from edgeseg.export.options import ImportOptions, ModelFacts
 
     src, _ = foreign("plain", tmp_path)
     classes = tmp_path / "classes.json"
     classes.write_text(json.dumps({"class_names": ["a", "b", "c"], "ignore_index": 255}))
     out = tmp_path / "copy" / "m.onnx"
     out.parent.mkdir()
-    r = import_onnx(src, out, classes=str(classes), mean=(123.675, 116.28, 103.53),
-                    std=(58.395, 57.12, 57.375), scale=1.0, bgr=True, name="mine")
-    assert r.path == out and out.read_bytes() == src.read_bytes() and not card_path(src).exists()
-    c = r.card
+    opts = ImportOptions(facts=ModelFacts(classes=str(classes), mean=(123.675, 116.28, 103.53),
+                                          std=(58.395, 57.12, 57.375), scale=1.0, bgr=True, name="mine"))
+    path, c = import_onnx(src, out, opts)
+    assert path == out and out.read_bytes() == src.read_bytes() and not card_path(src).exists()
     assert c.channel_order == "BGR" and c.ignore_index == 255 and c.arch_args == {"name": "mine"}
     assert np.allclose(c.mean, (0.485, 0.456, 0.406)) and np.allclose(c.std, (0.229, 0.224, 0.225))
-    assert r.assumed == []
+    assert ImportRecord.of(c).assumed == () and c.extra["import"]["assumed"] == []
+    assert ImportRecord.of(c).to_json() == c.extra["import"]  # the typed record keeps the JSON
     pre = c.extra["import"]["preprocessing"]
     assert pre["scale"] == 1.0 and pre["mean"] == [123.675, 116.28, 103.53]
 
@@ -127,13 +132,14 @@ def test_gflops_counted_behind_a_computed_resize(tmp_path):
     """A conv after F.interpolate(size=x.shape[-2:]) (sizes from Shape ops): counted at the card's
     size once import fixed the dynamic H/W, equal to torch's FLOP counter."""
     from edgeseg.export.onnx_import import import_onnx
+    from edgeseg.export.options import ImportOptions, ModelFacts
     from edgeseg.runtime.bench import onnx_gflops
     from torch.utils.flop_counter import FlopCounterMode
 
     net = warmed(TinySeg(3, stride=2, refine=True), HW)
     src = export(net, tmp_path / "r.onnx", torch.zeros(1, 3, *HW), dynamic_hw=True)
     assert onnx_gflops(src) is None  # dynamic H/W: not countable as exported
-    path = import_onnx(src, input_hw=HW, classes="3").path
+    path, _ = import_onnx(src, options=ImportOptions(input_hw=HW, facts=ModelFacts(classes="3")))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.zeros(1, 3, *HW))
     assert onnx_gflops(path) == pytest.approx(counter.get_total_flops() / 1e9, abs=1e-4)

@@ -228,7 +228,8 @@ def test_exported_segnet_both_modes(tmp_path: Path) -> None:
     make_calib_set(data, Preprocess((32, 32)), tmp_path / "s.json", CalibSetOptions(num=8))
     outs = {}
     for mode in ("native", "plugin"):
-        path, _ = export.export_onnx(tmp_path / "m.safetensors", tmp_path / f"m.{mode}.onnx", unpool=mode)
+        path, _ = export.export_onnx(tmp_path / "m.safetensors", tmp_path / f"m.{mode}.onnx",
+                                     export.ExportOptions(unpool=mode))
         q, qcard = calibrate(path, tmp_path / "s.json", tmp_path / f"m.{mode}.int8.onnx",
                              CalibrateOptions(method="minmax", cache_dir=tmp_path / "cache"))
         outs[mode] = onnx.load(str(q))

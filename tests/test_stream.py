@@ -350,7 +350,7 @@ def test_cli_module_is_light() -> None:
                                                     ("segnet-basic", "plugin", (32, 32))])
 def test_stream_exported_model_matches_torch(tmp_path: Path, arch: str, unpool: str, hw: tuple) -> None:
     torch = pytest.importorskip("torch")
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, export_onnx
 
     from edgeseg.data.synthetic import SYNTHETIC_INFO
     from edgeseg.models import build_model
@@ -361,8 +361,8 @@ def test_stream_exported_model_matches_torch(tmp_path: Path, arch: str, unpool: 
     card = ModelCard(arch, {"num_classes": 5}, SYNTHETIC_INFO.class_names, SYNTHETIC_INFO.class_colors, hw,
                      unpool_mode="train" if unpool == "plugin" else "none")
     ckpt, _ = save_checkpoint(model, card, tmp_path / "ckpt")
-    onnx_path, onnx_card = export_onnx(ckpt, tmp_path / "model.onnx", unpool=unpool, verify_frames=1,
-                                       random_inputs=1, threads=1)
+    onnx_path, onnx_card = export_onnx(ckpt, tmp_path / "model.onnx", ExportOptions(
+        unpool=unpool, verify_frames=1, random_inputs=1, threads=1))
     assert onnx_card.unpool_mode == ("plugin" if unpool == "plugin" else "none")
     stats = tmp_path / "s.jsonl"
     res = invoke(onnx_path, "--source", "synthetic", "--max-frames", 3, "--stats", stats,

@@ -5,38 +5,32 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgeseg.cli.importing import SCALE_TEXT, _scale, _triple
 from edgeseg.errors import ConfigError
+from edgeseg.export.options import (
+    MAX_OPSET,
+    MIN_OPSET,
+    TARGET_UNPOOL,
+    ExportOptions,
+    ExportUnpool,
+    ModelFacts,
+    ModuleExportOptions,
+    Target,
+    TrtChoice,
+)
 
+if TYPE_CHECKING:
+    from edgeseg.export.onnx_export import ExportRecord
 
-class Target(str, Enum):
-    tensorrt = "tensorrt"
-    onnxruntime = "onnxruntime"
-
-
-class Unpool(str, Enum):
-    plugin = "plugin"
-    native = "native"
-
-
-class TrtVersion(str, Enum):
-    v10_3 = "10.3"
-    v11 = "11"
-    all = "all"
-
-
-def default_unpool(target: Target, unpool: Unpool | None) -> str:
-    """Explicit --unpool wins; else plugin for TensorRT, native for onnxruntime."""
-    if unpool is not None:
-        return unpool.value
-    return "plugin" if target is Target.tensorrt else "native"
+_D, _F = ExportOptions(), ModelFacts()  # every default below comes from these
+_RULE = ", ".join(f"{t} -> {u}" for t, u in TARGET_UNPOOL.items())
 
 
 def _hw(text: str | None) -> tuple[int, int] | None:
@@ -45,13 +39,13 @@ def _hw(text: str | None) -> tuple[int, int] | None:
     return None if text is None else parse_hw(text)
 
 
-def _verification_table(extra: dict[str, Any]) -> Table:
+def _verification_table(record: ExportRecord) -> Table:
     table = Table(title="PyTorch vs onnxruntime (CPU)")
     for col in ("inputs", "frames", "argmax agreement", "max |diff|", "mean |diff|"):
         table.add_column(col, justify="left" if col == "inputs" else "right")
-    for r in extra["verification"]:
-        table.add_row(r["source"], str(r["frames"]), f"{100 * r['argmax_agreement']:.4f} %",
-                      f"{r['max_abs_diff']:.2e}", f"{r['mean_abs_diff']:.2e}")
+    for r in record.verification:
+        table.add_row(r.source, str(r.frames), f"{100 * r.argmax_agreement:.4f} %",
+                      f"{r.max_abs_diff:.2e}", f"{r.mean_abs_diff:.2e}")
     return table
 
 
@@ -74,25 +68,24 @@ def export_cmd(
     checkpoint: Annotated[Path | None, typer.Argument(
         help="Checkpoint: model.safetensors or its folder (or --module instead).")] = None,
     target: Annotated[Target, typer.Option(
-        help="Where the file will run. Picks the default --unpool: tensorrt -> plugin, "
-             "onnxruntime -> native.")] = Target.tensorrt,
-    unpool: Annotated[Unpool | None, typer.Option(
+        help=f"Where the file will run. Picks the default --unpool: {_RULE}.")] = _D.target,
+    unpool: Annotated[ExportUnpool | None, typer.Option(
         help="SegNet-family unpool: plugin = one custom node for the edgeseg TensorRT plugin; "
-             "native = standard ONNX ops, no plugin needed anywhere. [default: from --target]")] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset (9..20).")] = 17,
+             "native = standard ONNX ops, no plugin needed anywhere. [default: from --target]")] = _D.unpool,
+    opset: Annotated[int, typer.Option(help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}).")] = _D.opset,
     input: Annotated[str | None, typer.Option(
         "--input", help="Input HxW, e.g. 360x480. [default: the checkpoint card's size]")] = None,
-    dynamic_batch: Annotated[bool, typer.Option(help="Make the batch dimension dynamic.")] = False,
-    simplify: Annotated[bool, typer.Option(help="Simplify the graph with onnxsim.")] = True,
+    dynamic_batch: Annotated[bool, typer.Option(help="Make the batch dimension dynamic.")] = _D.dynamic_batch,
+    simplify: Annotated[bool, typer.Option(help="Simplify the graph with onnxsim.")] = _D.simplify,
     data: Annotated[str | None, typer.Option(
-        help="Also verify on real frames from this dataset (folder, list file or 'synthetic').")] = None,
-    split: Annotated[str, typer.Option(help="Dataset split used with --data.")] = "val",
-    frames: Annotated[int, typer.Option(help="Frames verified with --data.")] = 20,
+        help="Also verify on real frames from this dataset (folder, list file or 'synthetic').")] = _D.data,
+    split: Annotated[str, typer.Option(help="Dataset split used with --data.")] = _D.data_split,
+    frames: Annotated[int, typer.Option(help="Frames verified with --data.")] = _D.verify_frames,
     min_agreement: Annotated[float, typer.Option(
-        help="Refuse to write below this argmax agreement with PyTorch, in %.")] = 99.9,
-    force: Annotated[bool, typer.Option(help="Write even if verification fails.")] = False,
+        help="Refuse to write below this argmax agreement with PyTorch, in %.")] = 100 * _D.min_agreement,
+    force: Annotated[bool, typer.Option(help="Write even if verification fails.")] = _D.force,
     threads: Annotated[int | None, typer.Option(
-        help="onnxruntime threads for verification (default: all cores).")] = None,
+        help="onnxruntime threads for verification (default: all cores).")] = _D.threads,
     module: Annotated[str | None, typer.Option(
         help="Export your own nn.Module: pkg.mod:factory (called with --module-arg values).")] = None,
     module_arg: Annotated[list[str] | None, typer.Option(
@@ -103,12 +96,13 @@ def export_cmd(
         help="With --module: class names a,b,c, a count N, or a classes.json (or --data).")] = None,
     mean: Annotated[str | None, typer.Option(help="With --module: mean per channel after --scale.")] = None,
     std: Annotated[str | None, typer.Option(help="With --module: std per channel after --scale.")] = None,
-    scale: Annotated[str | None, typer.Option(help="With --module: pixel scale [default: 1/255].")] = None,
-    bgr: Annotated[bool, typer.Option("--bgr", help="With --module: the model takes BGR.")] = False,
+    scale: Annotated[str | None, typer.Option(
+        help=f"With --module: pixel scale [default: {SCALE_TEXT}].")] = None,
+    bgr: Annotated[bool, typer.Option("--bgr", help="With --module: the model takes BGR.")] = _F.bgr,
     argmax: Annotated[bool, typer.Option(
         help="ArgMax inside the graph: (N,H,W) labels out. Off by default: the exported file is the "
              "logits reference for calibrate / precision-report / int8-sensitivity; make deployment "
-             "files with edgeseg deploy.")] = False,
+             "files with edgeseg deploy.")] = _D.argmax,
     frame_size: Annotated[str | None, typer.Option(
         help="Preprocessing inside the graph for uint8 BGR frames of this size HxW.")] = None,
 ) -> None:
@@ -118,52 +112,59 @@ def export_cmd(
     checkpoint = None if checkpoint is None else resolve(checkpoint, "checkpoint")
     out = need_out(out, None if checkpoint is None else beside(checkpoint, ".onnx"), "model.onnx")
     from edgeseg.card import card_path
-    from edgeseg.export.opcheck import check_ops, trt_versions
     from edgeseg.guard import Input, data_input, guard_outputs, model_input
 
     guard_outputs({"-o/--out": [out, card_path(out)]},
                   [*model_input(checkpoint, "the checkpoint"), *data_input(data),
                    *([Input(weights, "--weights")] if weights is not None else [])])
-
+    if (module is None) == (checkpoint is None):
+        raise ConfigError("pass a CHECKPOINT or --module pkg.mod:factory, not both (or neither)")
+    if module is not None:
+        if input is None:
+            raise ConfigError("--module needs the input size: pass --input HxW (e.g. --input 360x480)")
+        if argmax or frame_size:
+            raise ConfigError("--argmax/--frame-size apply to checkpoint exports; for --module, export "
+                              f"first, then: edgeseg deploy {out} -o {out.with_suffix('')}.deploy.onnx")
+    else:
+        module_only = (("--module-arg", module_arg), ("--weights", weights), ("--classes", classes),
+                       ("--mean", mean), ("--std", std), ("--scale", scale), ("--bgr", bgr))
+        given = [flag for flag, value in module_only if value]
+        if given:
+            raise ConfigError(f"{given[0]} applies to --module exports only; a checkpoint's card has it")
+    opts = ExportOptions(target=target, unpool=unpool, opset=opset, input_hw=_hw(input),
+                         dynamic_batch=dynamic_batch, simplify=simplify, data=data, data_split=split,
+                         verify_frames=frames, min_agreement=min_agreement / 100.0, force=force,
+                         threads=threads, argmax=argmax, frame_hw=_hw(frame_size))
     console = Console(stderr=True)
-    common = dict(unpool=default_unpool(target, unpool), opset=opset, dynamic_batch=dynamic_batch,
-                  simplify=simplify, verify_frames=frames, min_agreement=min_agreement / 100.0, force=force,
-                  threads=threads)
     with console.status("exporting") as status:  # a spinner on terminals, silent otherwise
-        if module is not None or checkpoint is None:
-            from edgeseg.cli.importing import _scale, _triple
+        if module is not None:
+            from edgeseg.export.module_export import export_factory
 
-            if checkpoint is not None or module is None:
-                raise ConfigError("pass a CHECKPOINT or --module pkg.mod:factory, not both (or neither)")
-            if input is None:
-                raise ConfigError("--module needs the input size: pass --input HxW (e.g. --input 360x480)")
-            if argmax or frame_size:
-                raise ConfigError("--argmax/--frame-size apply to checkpoint exports; for --module, export "
-                                  f"first, then: edgeseg deploy {out} -o {out.with_suffix('')}.deploy.onnx")
-            from edgeseg.export.module_export import export_from_cli
-
-            path, card = export_from_cli(
-                module, module_arg or [], weights, out, log=lambda m: status.update(m), input_hw=_hw(input),
-                classes=classes, data=data, mean=_triple(mean, "mean"), std=_triple(std, "std"),
-                scale=_scale(scale), bgr=bgr, data_split=split, **common)
-        else:
-            module_only = (("--module-arg", module_arg), ("--weights", weights), ("--classes", classes),
-                           ("--mean", mean), ("--std", std), ("--scale", scale), ("--bgr", bgr))
-            given = [flag for flag, value in module_only if value]
-            if given:
-                raise ConfigError(f"{given[0]} applies to --module exports only; a checkpoint's card has it")
+            facts = ModelFacts(classes=classes, mean=_triple(mean, "mean"), std=_triple(std, "std"),
+                               scale=_scale(scale), bgr=bgr)
+            mopts = ModuleExportOptions(export=opts, facts=facts)
+            path, card = export_factory(module, module_arg or [], weights, out, mopts,
+                                        log=lambda m: status.update(m))
+        elif checkpoint is not None:  # exactly one of the two, checked above
             from edgeseg.export.onnx_export import export_onnx
 
-            path, card = export_onnx(checkpoint, out, log=lambda m: status.update(m), input_hw=_hw(input),
-                                     data=data, data_split=split, argmax=argmax, frame_hw=_hw(frame_size),
-                                     **common)
-    out_console = Console()
-    out_console.print(_verification_table(card.extra["export"]))
-    for failure in card.extra["export"]["forced_despite"]:
-        console.print(f"[yellow]warning: verification failed ({failure}); written because of "
-                      "--force[/yellow]", highlight=False)
+            path, card = export_onnx(checkpoint, out, opts, log=lambda m: status.update(m))
+    _print_export(console, path, card, checkpoint)
+
+
+def _print_export(console: Console, path: Path, card: Any, checkpoint: Path | None) -> None:
+    """The verification table, forced failures, the TensorRT op check and the files written."""
     import onnx
 
+    from edgeseg.export.onnx_export import ExportRecord
+    from edgeseg.export.opcheck import check_ops, trt_versions
+
+    record = ExportRecord.of(card)
+    out_console = Console()
+    out_console.print(_verification_table(record))
+    for failure in record.forced_despite:
+        console.print(f"[yellow]warning: verification failed ({failure}); written because of "
+                      "--force[/yellow]", highlight=False)
     model = onnx.load(str(path), load_external_data=False)
     native_out = path.with_name(path.name.removesuffix(".onnx") + ".native.onnx")
     _print_opchecks(out_console, [check_ops(model, v) for v in trt_versions()], model,
@@ -175,7 +176,7 @@ def export_cmd(
 
 def check_ops_cmd(
     model: Annotated[Path, typer.Argument(help="ONNX file to check.")],
-    trt: Annotated[TrtVersion, typer.Option(help="TensorRT version to check against.")] = TrtVersion.all,
+    trt: Annotated[TrtChoice, typer.Option(help="TensorRT version to check against.")] = "all",
     list_ops: Annotated[bool, typer.Option("--list", help="Also list every op type and count.")] = False,
 ) -> None:
     """TensorRT op check of an ONNX file (help text: CHECK_OPS_HELP)."""
@@ -186,7 +187,7 @@ def check_ops_cmd(
 
     from edgeseg.export.opcheck import check_file
 
-    checks = check_file(model, trt.value)  # checks the path and that it parses
+    checks = check_file(model, trt)  # checks the path and that it parses
     graph = onnx.load(str(model), load_external_data=False)
     console = Console()
     if list_ops:
@@ -203,9 +204,10 @@ def check_ops_cmd(
 
 EXPORT_HELP = (
     "Export a checkpoint to ONNX, verify it against PyTorch, and check it against TensorRT's parser."
-    "\n\nUnpool (SegNet family): --target tensorrt (default) exports the unpool as one custom node "
-    "for the edgeseg TensorRT plugin; --target onnxruntime exports it from standard ops (native). "
-    "--unpool overrides the choice. Models without unpool export the same way (card unpool 'none')."
+    "\n\nUnpool (SegNet family): plugin = one custom node for the edgeseg TensorRT plugin, native = "
+    f"standard ops. --target picks it ({_RULE}); --unpool overrides the choice; the Python API "
+    "(ExportOptions) follows the same rule. Models without unpool export the same way (card "
+    "unpool 'none')."
     "\n\nNothing is written unless every step passes: onnxsim, the ONNX checker, and argmax "
     "agreement >= --min-agreement between PyTorch and onnxruntime on random inputs and, with "
     "--data, on real frames. The card OUT.json records the unpool mode, the checkpoint's SHA-256, "

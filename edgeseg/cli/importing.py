@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from edgeseg.card import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.errors import ConfigError
+from edgeseg.export.options import DEFAULT_SCALE, ImportOptions, Layout, ModelFacts
+
+_D, _F = ImportOptions(), ModelFacts()  # every default below comes from these
+SCALE_TEXT = f"1/{round(1 / DEFAULT_SCALE)}"  # how --scale's default is written on the command line
 
 
-class Layout(str, Enum):
-    nchw = "nchw"
-    nhwc = "nhwc"
+def _numbers(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 def _triple(text: str | None, what: str) -> tuple[float, ...] | None:
@@ -46,60 +49,60 @@ def import_cmd(
     classes: Annotated[str | None, typer.Option(
         help="Class names a,b,c, a count N, or a classes.json file.")] = None,
     data: Annotated[str | None, typer.Option(
-        help="Take the classes from this dataset's description (as eval does).")] = None,
-    split: Annotated[str, typer.Option(help="Dataset split used with --data.")] = "val",
+        help="Take the classes from this dataset's description (as eval does).")] = _D.data,
+    split: Annotated[str, typer.Option(help="Dataset split used with --data.")] = _D.data_split,
     mean: Annotated[str | None, typer.Option(
-        help="Mean per channel after --scale. [default: ImageNet 0.485,0.456,0.406]")] = None,
+        help=f"Mean per channel after --scale. [default: ImageNet {_numbers(IMAGENET_MEAN)}]")] = None,
     std: Annotated[str | None, typer.Option(
-        help="Std per channel after --scale. [default: ImageNet 0.229,0.224,0.225]")] = None,
-    scale: Annotated[str | None, typer.Option(help="Pixel scale before mean/std. [default: 1/255]")] = None,
-    bgr: Annotated[bool, typer.Option("--bgr", help="The model takes BGR (default RGB).")] = False,
+        help=f"Std per channel after --scale. [default: ImageNet {_numbers(IMAGENET_STD)}]")] = None,
+    scale: Annotated[str | None, typer.Option(
+        help=f"Pixel scale before mean/std. [default: {SCALE_TEXT}]")] = None,
+    bgr: Annotated[bool, typer.Option("--bgr", help="The model takes BGR (default RGB).")] = _F.bgr,
     layout: Annotated[Layout | None, typer.Option(
-        help="Image input layout, when the graph's shape cannot tell.")] = None,
-    output: Annotated[str | None, typer.Option(help="Output to use when the model has several.")] = None,
-    name: Annotated[str | None, typer.Option(help="Model name in the card. [default: file stem]")] = None,
+        help="Image input layout, when the graph's shape cannot tell.")] = _D.layout,
+    output: Annotated[str | None, typer.Option(help="Output to use when the model has several.")] = _D.output,
+    name: Annotated[str | None, typer.Option(help="Model name in the card. [default: file stem]")] = _F.name,
 ) -> None:
     """Make an edgeseg artifact (card) from a foreign ONNX (help text: IMPORT_HELP)."""
     from edgeseg.card import card_path
-    from edgeseg.export.onnx_import import import_onnx
+    from edgeseg.export.onnx_import import ImportRecord, import_onnx
     from edgeseg.guard import Input, data_input, guard_outputs
     from edgeseg.models.registry import parse_hw
 
     if out is not None:  # without -o only MODEL's card is written; -o must not replace MODEL itself
         guard_outputs({"-o/--out": [out, card_path(out)]},
                       [Input(model, "MODEL"), *data_input(data), *data_input(classes, "--classes")])
+    facts = ModelFacts(classes=classes, mean=_triple(mean, "mean"), std=_triple(std, "std"),
+                       scale=_scale(scale), bgr=bgr, name=name)
+    opts = ImportOptions(input_hw=None if input is None else parse_hw(input), facts=facts, data=data,
+                         data_split=split, layout=layout, output=output)
     err = Console(stderr=True)
     with err.status("importing") as status:
-        result = import_onnx(
-            model, out, log=lambda m: status.update(m),
-            input_hw=None if input is None else parse_hw(input), classes=classes, data=data, split=split,
-            mean=_triple(mean, "mean"), std=_triple(std, "std"), scale=_scale(scale), bgr=bgr,
-            layout=None if layout is None else layout.value, output=output, name=name)
+        path, card = import_onnx(model, out, opts, log=lambda m: status.update(m))
     console = Console()
-    rec = result.card.extra["import"]
-    card = result.card
-    inp = rec["input"]
+    rec = ImportRecord.of(card)
+    inp = rec.input
     console.print(f"input  {inp['name']!r} {inp['layout'].upper()} {inp['dtype']} {inp['shape']} -> runs at "
                   f"{card.input_hw[0]}x{card.input_hw[1]}", highlight=False)
-    console.print(f"output {rec['output']['name']!r} {rec['output']['kind']} {rec['output']['shape']}; "
+    console.print(f"output {rec.output['name']!r} {rec.output['kind']} {rec.output['shape']}; "
                   f"{card.num_classes} classes: {', '.join(card.class_names[:8])}"
                   f"{' …' if card.num_classes > 8 else ''}", highlight=False)
-    pre = rec["preprocessing"]
+    pre = rec.preprocessing
     if "formula" in pre:
         console.print(f"preprocessing: x = (pixel * {pre['scale']:.6g} - mean) / std, mean {pre['mean']}, "
                       f"std {pre['std']}, {pre['channel_order']}", highlight=False)
     else:
         console.print(f"preprocessing: {pre['input']}, {pre['channel_order']}", highlight=False)
-    if result.assumed:
+    if rec.assumed:
         err.print(f"[yellow]assumed (not in the graph; pass the flags if the model was trained otherwise): "
-                  f"{'; '.join(result.assumed)}[/yellow]", highlight=False)
-    for step in result.adapted:
+                  f"{'; '.join(rec.assumed)}[/yellow]", highlight=False)
+    for step in rec.adapter:
         console.print(f"adapter: {step}", highlight=False)
-    same = result.path.resolve() == model.resolve()
-    what = "card" if same else "adapted copy" if result.adapted else "copy"
-    console.print(f"wrote {result.path}.json ({what}{'' if what == 'card' else f' {result.path}'}); "
+    same = path.resolve() == model.resolve()
+    what = "card" if same else "adapted copy" if rec.adapter else "copy"
+    console.print(f"wrote {path}.json ({what}{'' if what == 'card' else f' {path}'}); "
                   "next: edgeseg calib-set DATA --model "
-                  f"{result.path} -o calib.json", highlight=False)
+                  f"{path} -o calib.json", highlight=False)
 
 
 IMPORT_HELP = (

@@ -91,9 +91,10 @@ class PreparingResolver(ArtifactResolver):
         try:
             if precision == "fp32":
                 self.log(f"exporting {source} at {hw_text(hw)} -> {out}")
-                from edgeseg.export.onnx_export import export_onnx
+                from edgeseg.export.onnx_export import ExportOptions, export_onnx
 
-                export_onnx(source, out, input_hw=hw, dynamic_batch=True, random_inputs=1)
+                export_onnx(source, out, ExportOptions(unpool="native", input_hw=hw, dynamic_batch=True,
+                                                       random_inputs=1))
             elif precision == "fp16":
                 self.log(f"converting {source.name} to FP16 -> {out}")
                 from edgeseg.calib.fp16 import convert_fp16

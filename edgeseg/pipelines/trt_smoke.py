@@ -151,9 +151,9 @@ def _random_checkpoint(folder: Path, hw: tuple[int, int]) -> tuple[Path, str]:
 
 
 def _export(ckpt: Path, out: Path, hw: tuple[int, int]) -> tuple[Path, str]:
-    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.onnx_export import ExportOptions, export_onnx
 
-    path, card = export_onnx(ckpt, out, unpool="plugin", input_hw=hw)
+    path, card = export_onnx(ckpt, out, ExportOptions(unpool="plugin", input_hw=(hw[0], hw[1])))
     return path, f"{path} ({card.unpool_mode} unpool)"
 
 
