@@ -120,14 +120,3 @@ def test_cli_refuses_misplaced_options_in_one_line(tmp_path: Path) -> None:
         assert r.output.strip().splitlines() == [r.output.strip()]
         assert "--threads does not apply to .engine models" in r.output
 
-
-def test_ort_block_base_is_recorded_and_checked(tmp_path: Path) -> None:
-    """``block_base`` (onnxruntime's dynamic block sizing) changes scheduling only: the same logits,
-    recorded in describe(); a non-positive value is one line."""
-    model = write_tiny_onnx(tmp_path, input_hw=(24, 32))
-    x = np.random.default_rng(0).standard_normal((1, 3, 24, 32)).astype(np.float32)
-    with open_backend(model, threads=2) as fixed, open_backend(model, threads=2, block_base=2) as dynamic:
-        assert dynamic.describe()["block_base"] == 2 and fixed.describe()["block_base"] is None
-        np.testing.assert_array_equal(fixed.infer(x), dynamic.infer(x))
-    with pytest.raises(BackendError, match="block_base must be a positive integer"):
-        open_backend(model, block_base=0)

@@ -31,15 +31,11 @@ class OrtOptions:
     """onnxruntime: ``threads`` intra-op threads (None: all cores); ``provider`` short or full
     onnxruntime provider names, a comma-separated str or a sequence (``cpu``, ``cuda``,
     ``tensorrt``; CPU is always added last for unsupported nodes); ``spinning`` lets idle threads
-    busy-wait (off: the streaming loop needs those cores between inferences); ``block_base``
-    onnxruntime's ``session.dynamic_block_base``: parallel loops are cut into shrinking blocks that
-    idle threads pick up, so an intra-op thread that other work preempts (the streaming loop's own
-    threads) no longer holds the whole operator back (None: onnxruntime's fixed split)."""
+    busy-wait (off: the streaming loop needs those cores between inferences)."""
 
     threads: int | None = None
     provider: str | Sequence[str] = "cpu"
     spinning: bool = False
-    block_base: int | None = None
 
 
 @dataclass(frozen=True)

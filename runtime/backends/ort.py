@@ -78,12 +78,6 @@ class OrtBackend(ClosingBackend):
         # cores for capture/preprocess/overlay (measured: preprocess 15 ms -> 1.2 ms on 2 cores).
         session.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
         self.spinning = options.spinning
-        if options.block_base is not None:
-            if options.block_base < 1:
-                raise BackendError(f"block_base must be a positive integer, got {options.block_base}; "
-                                   "leave it out for onnxruntime's fixed split")
-            session.add_session_config_entry("session.dynamic_block_base", str(options.block_base))
-        self.block_base = options.block_base
         load_onnx(self.path, weights=False)  # one-line error for truncated files / external data outside
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=session, providers=wanted)
@@ -142,7 +136,6 @@ class OrtBackend(ClosingBackend):
         return {"name": self.name, "version": self._version, "providers": providers, "device": device,
                 "threads": self.threads if self.threads is not None else "default (all cores)",
                 "spinning": self.spinning,
-                "block_base": self.block_base,
                 "precision": self.card.precision}
 
     def close(self) -> None:
