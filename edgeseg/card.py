@@ -17,25 +17,28 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from edgeseg.errors import ConfigError, ModelError, did_you_mean
 from edgeseg.io import sha256_file, write_json_atomic
 
+# Each choice is declared once, in edgeseg.kinds (shared with the schema); re-exported from here.
+from edgeseg.kinds import (  # noqa: F401
+    ARTIFACTS,
+    CHANNEL_ORDERS,
+    INPUT_KINDS,
+    OUTPUT_KINDS,
+    PRECISIONS,
+    UNPOOL_MODES,
+    Artifact,
+    ChannelOrder,
+    InputKind,
+    OutputKind,
+    Precision,
+    UnpoolMode,
+)
+
 SCHEMA_VERSION = 1
-# Each choice is declared once, as a Literal; the tuple of its values and the CLI's choices derive from it.
-Artifact = Literal["checkpoint", "onnx", "engine"]
-UnpoolMode = Literal["train", "native", "plugin", "none"]
-Precision = Literal["fp32", "fp16", "int8"]
-OutputKind = Literal["logits", "labels"]  # labels: argmax inside the graph, (N, H, W) class ids
-InputKind = Literal["normalized", "bgr-uint8"]  # bgr-uint8: preprocessing inside the graph
-ChannelOrder = Literal["RGB", "BGR"]  # order of the colour channels the network takes
-ARTIFACTS: tuple[str, ...] = get_args(Artifact)
-UNPOOL_MODES: tuple[str, ...] = get_args(UnpoolMode)
-PRECISIONS: tuple[str, ...] = get_args(Precision)
-OUTPUT_KINDS: tuple[str, ...] = get_args(OutputKind)
-INPUT_KINDS: tuple[str, ...] = get_args(InputKind)
-CHANNEL_ORDERS: tuple[str, ...] = get_args(ChannelOrder)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

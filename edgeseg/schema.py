@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic import ValidationError as _PydanticError
 
 from edgeseg.errors import EdgesegError
+from edgeseg.kinds import Artifact, ChannelOrder, InputKind, OutputKind, Precision, UnpoolMode
 
 MAX_SIDE = 16384  # pixels per side of a network input; 16k x 16k is already ~3 GB as float32
 MAX_CLASSES = 1024
@@ -79,15 +80,15 @@ class CardSchema(_Strict):
     ignore_index: Annotated[StrictInt, Field(ge=0, le=65535)] | None = None
     mean: Channel3 | None = None
     std: Annotated[list[Annotated[Number, Field(gt=0)]], Field(min_length=3, max_length=3)] | None = None
-    channel_order: Literal["RGB", "BGR"] = "RGB"
-    artifact: Literal["checkpoint", "onnx", "engine"] = "checkpoint"
-    unpool_mode: Literal["train", "native", "plugin", "none"] = "train"
-    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    channel_order: ChannelOrder = "RGB"
+    artifact: Artifact = "checkpoint"
+    unpool_mode: UnpoolMode = "train"
+    precision: Precision = "fp32"
     file_sha256: Sha | None = None
     parent_sha256: Sha | None = None
     extra: CardExtra = Field(default_factory=CardExtra)
-    output_kind: Literal["logits", "labels"] = "logits"
-    input_kind: Literal["normalized", "bgr-uint8"] = "normalized"
+    output_kind: OutputKind = "logits"
+    input_kind: InputKind = "normalized"
     frame_hw: Hw | None = None
     schema_: Annotated[StrictInt, Field(ge=1)] = Field(1, alias="schema")
 
@@ -101,7 +102,7 @@ class ManifestPreprocess(_Strict):
     input_hw: Hw
     mean: Channel3
     std: Annotated[list[Annotated[Number, Field(gt=0)]], Field(min_length=3, max_length=3)]
-    channel_order: Literal["RGB", "BGR"]
+    channel_order: ChannelOrder
     resize: Literal["linear"] = "linear"
 
 

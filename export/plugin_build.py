@@ -141,8 +141,11 @@ def _source_hash() -> str:
     return sha256_bytes(b"".join(p.read_bytes() for p in files))
 
 
+DEFAULT_JOBS = 2  # parallel compile jobs (edgeseg build-plugin --jobs)
+
+
 def build_plugin(out_dir: Path | None = None, include: Path | None = None, lib: Path | None = None,
-                 cuda_arch: str | None = None, jobs: int = 2, werror: bool = False) -> Path:
+                 cuda_arch: str | None = None, jobs: int = DEFAULT_JOBS, werror: bool = False) -> Path:
     """Build ``libedgeseg_plugins.so`` for the local TensorRT; return its path (atomic, with sidecar).
 
     ``werror``: compile edgeseg's sources with -Wall -Wextra -Werror (TensorRT's headers are SYSTEM

@@ -21,64 +21,15 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.card import PRECISIONS, ModelCard, Precision, card_path, read_card
+from edgeseg.export.trt_plan import ONNX_FLOAT16, QDQ_OPS, BuildOptions, BuildPlan, OnnxFacts, Shape
+
+from edgeseg.card import PRECISIONS, ModelCard, card_path, read_card
 from edgeseg.errors import CalibrationError, ConfigError, EngineError
 from edgeseg.io import atomic_path, load_onnx, sha256_bytes, sha256_file
 from edgeseg.unpool import OP_NAME
-
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
-Shape = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class OnnxFacts:
-    """What the builder needs to know about an ONNX file. ``input_shape`` has -1 for dynamic dims."""
-
-    input_name: str
-    input_shape: tuple[int, ...]
-    has_qdq: bool
-    float16: bool
-    plugin_nodes: int
-
-    @property
-    def dynamic_batch(self) -> bool:
-        return self.input_shape[0] < 0
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """How to build (``edgeseg build-engine`` takes its defaults from here).
-
-    Batch sizes None = the ONNX file's fixed batch (or 1 when it is dynamic). ``plugin`` None =
-    where ``edgeseg build-plugin`` puts the library; ``timing_cache`` is read and updated;
-    ``dla_core`` runs the engine on that DLA core with GPU fallback; ``verbose`` shows TensorRT's
-    full builder log (it changes nothing in the engine)."""
-
-    precision: Precision = "fp16"
-    workspace_mb: int = 1024
-    plugin: Path | None = None
-    timing_cache: Path | None = None
-    dla_core: int | None = None
-    min_batch: int | None = None
-    opt_batch: int | None = None
-    max_batch: int | None = None
-    verbose: bool = False
-
-
-@dataclass(frozen=True)
-class BuildPlan:
-    """Network typing, builder flags (names of ``trt.BuilderFlag`` members) and the input profile."""
-
-    tensorrt_major: int
-    strongly_typed: bool
-    flags: tuple[str, ...]
-    profile: tuple[Shape, Shape, Shape]  # (min, opt, max) of the input
-    notes: tuple[str, ...] = field(default=())
 
 
 def inspect_onnx(path: Path) -> OnnxFacts:
@@ -94,8 +45,8 @@ def inspect_onnx(path: Path) -> OnnxFacts:
     dims = inputs[0].type.tensor_type.shape.dim
     shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
     nodes = list(model.graph.node)
-    float16 = any(i.data_type == _FLOAT16 for i in model.graph.initializer) or any(
-        a.name == "to" and a.i == _FLOAT16 for n in nodes if n.op_type == "Cast" for a in n.attribute)
+    float16 = any(i.data_type == ONNX_FLOAT16 for i in model.graph.initializer) or any(
+        a.name == "to" and a.i == ONNX_FLOAT16 for n in nodes if n.op_type == "Cast" for a in n.attribute)
     return OnnxFacts(inputs[0].name, shape, any(n.op_type in QDQ_OPS for n in nodes), float16,
                      sum(n.op_type == OP_NAME for n in nodes))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeseg.export.trt_plan import BuildOptions, BuildPlan, OnnxFacts
 from edgeseg.runtime.trt_common import (
     DeviceInfo,
     collecting_logger,
@@ -26,9 +27,8 @@ from rich.console import Console
 
 from edgeseg.errors import EngineError
 
-if TYPE_CHECKING:  # types only: trt_build imports this module to run the build
+if TYPE_CHECKING:
     import tensorrt as trt
-    from edgeseg.export.trt_build import BuildOptions, BuildPlan, OnnxFacts
 
 # Lower-cased fragments of TensorRT's error messages when the build ran out of GPU memory.
 OOM_MARKERS = ("out of memory", "outofmemory", "cudaerrormemoryallocation", "requested amount of gpu memory",

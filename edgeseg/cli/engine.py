@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeseg.card import Precision
+from edgeseg.export.plugin_build import DEFAULT_JOBS
 from edgeseg.export.trt_build import BuildOptions
 from edgeseg.pipelines.trt_smoke import SmokeOptions, SmokeResult
 
@@ -32,7 +33,7 @@ def build_plugin_cmd(
         help="GPU architectures, e.g. 87 (Orin) or 87,90. [default: this machine's GPU]")] = None,
     kernel_only: Annotated[bool, typer.Option(
         help="Build only libedgeseg_unpool_kernel.so (nvcc, no TensorRT needed).")] = False,
-    jobs: Annotated[int, typer.Option(help="Parallel compile jobs.")] = 2,
+    jobs: Annotated[int, typer.Option(help="Parallel compile jobs.")] = DEFAULT_JOBS,
 ) -> None:
     """Compile the MaxUnpool2x2 TensorRT plugin (CUDA kernel + IPluginV3) against the local TensorRT."""
     from edgeseg.export.plugin_build import KERNEL_LIB_NAME, build_kernel_library, build_plugin, cuda_archs
