@@ -55,9 +55,13 @@ def test_keyword_options_become_the_dataclass() -> None:
 
 
 @pytest.mark.parametrize(("path", "runtime", "given", "words"), [
-    ("m.engine", None, {"threads": 2},
+    # a command's flags (given as None when not typed) are the only alternatives named
+    ("m.engine", None, {"threads": 2, "plugin": None, "device": None},
      r"--threads does not apply to \.engine models \(tensorrt takes --plugin, --device\); --threads applies "
      r"to \.onnx files \(onnxruntime, openvino\) and \.safetensors files \(torch\): drop --threads"),
+    ("m.engine", None, {"threads": 2, "plugin": None},
+     r"--threads does not apply to \.engine models \(tensorrt takes --plugin\); --threads applies"),
+    ("m.engine", None, {"threads": 2}, r"--threads does not apply to \.engine models; --threads applies"),
     ("m.onnx", None, {"inference_precision": "f32"},
      r"applies to \.onnx files \(openvino\): add --runtime openvino"),
     ("m.onnx", "openvino", {"provider": "cpu"}, r"\(onnxruntime\): leave --runtime out or drop --provider"),

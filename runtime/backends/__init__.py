@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType, UnionType
@@ -191,13 +191,15 @@ def _make_options(entry: BackendEntry, given: Mapping[str, Any]) -> BackendOptio
         if value is None:
             continue
         if name not in valid:
-            raise _misplaced(entry, name)
+            raise _misplaced(entry, name, offered=given.keys())
         values[name] = _checked(entry, name, value, hints[name])
     return entry.options(**values)
 
 
-def _misplaced(entry: BackendEntry, name: str) -> BackendOptionError:
-    """The one-line error for option ``name``, which ``entry``'s runtime does not take."""
+def _misplaced(entry: BackendEntry, name: str, offered: Iterable[str] = ()) -> BackendOptionError:
+    """The one-line error for option ``name``, which ``entry``'s runtime does not take. ``offered``:
+    the options the caller can give (a command's flags); only those are named as alternatives, so
+    every flag the message names exists on that command."""
     takers = [e for e in BACKENDS if name in e.option_names()]
     if not takers:
         everything = sorted({n for e in BACKENDS for n in e.option_names()})
@@ -212,8 +214,9 @@ def _misplaced(entry: BackendEntry, name: str) -> BackendOptionError:
     same = [e for e in takers if e.suffix == entry.suffix]
     switch = "" if not same else ("leave --runtime out or " if same[0].default else
                                   f"add --runtime {same[0].runtime} or ")
-    own = ", ".join("--" + n.replace("_", "-") for n in entry.option_names())
-    return BackendOptionError(f"{flag} does not apply to {entry.kind} models ({entry.runtime} takes {own}); "
+    own = ", ".join("--" + n.replace("_", "-") for n in entry.option_names() if n in set(offered))
+    takes = f" ({entry.runtime} takes {own})" if own else ""
+    return BackendOptionError(f"{flag} does not apply to {entry.kind} models{takes}; "
                               f"{flag} applies to {where}: {switch}drop {flag}")
 
 
