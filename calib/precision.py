@@ -18,12 +18,15 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from edgeseg.card import ModelCard, require_logits
 from edgeseg.errors import CalibrationError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_SPLIT = "val"  # the split precision-report scores (edgeseg precision-report --split)
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,16 @@ def _check_compatible(cards: list[ModelCard], paths: list[Path]) -> int:
 
 def _labels(out: np.ndarray) -> np.ndarray:
     """(1,K,H,W) logits -> argmax; (1,H,W) labels from an argmax inside the graph as they are."""
+    import numpy as np
+
     return out[0] if out.ndim == 3 else np.argmax(out[0], axis=0)
 
 
 def _score_images(backends: list[Any], dataset: Any, ref: int, count: int, on_image: Any
                   ) -> tuple[list[Any], np.ndarray, int]:
     """(confusion meters, differing-pixel counts vs ``ref``, non-ignored pixels) over ``count`` images."""
+    import numpy as np
+
     from edgeseg.metrics import ConfusionMeter
     from edgeseg.preprocess import preprocess, resize_mask
 
@@ -121,7 +128,7 @@ def _score_images(backends: list[Any], dataset: Any, ref: int, count: int, on_im
     return meters, differ, valid
 
 
-def precision_report(models: list[str | Path], data: str | Path, split: str = "val", *,
+def precision_report(models: list[str | Path], data: str | Path, split: str = DEFAULT_SPLIT, *,
                      threads: int | None = None, num: int | None = None,
                      on_image: Any = None) -> PrecisionResult:
     """Score every model on ``data``/``split`` (first ``num`` images if given) with disagreement.

@@ -14,6 +14,7 @@ from rich.console import Console
 
 # These modules import numpy, OpenCV and onnx inside their functions, so --help stays fast.
 from edgeseg.calib.calib_set import CalibSetOptions, Preprocess, Strategy
+from edgeseg.calib.precision import DEFAULT_SPLIT as PRECISION_SPLIT
 from edgeseg.calib.quantize import CalibrateOptions, Method, Placement
 from edgeseg.calib.sensitivity import SensitivityOptions
 from edgeseg.card import ChannelOrder
@@ -164,7 +165,7 @@ def precision_report_cmd(
     data: Annotated[str, typer.Option(help="Labelled dataset (folder or list file).")],
     out: Annotated[Path | None, typer.Option("-o", "--out", help=(
         "Report stem: writes OUT.json and OUT.md. [default: precision beside the FP32 file]"))] = None,
-    split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
+    split: Annotated[str, typer.Option(help="Dataset split.")] = PRECISION_SPLIT,
     num: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
     threads: Annotated[int | None, typer.Option(
         help="onnxruntime intra-op threads (default: all cores).")] = None,
