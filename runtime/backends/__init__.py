@@ -77,7 +77,7 @@ class BackendEntry:
 _PKG = "edgeseg.runtime.backends"
 BACKENDS: tuple[BackendEntry, ...] = (
     BackendEntry("onnxruntime", ".onnx", f"{_PKG}.ort", "OrtBackend", ("onnxruntime",),
-                 "reinstall edgeseg (pip install -e .), which depends on onnxruntime", OrtOptions, True),
+                 "pip install 'onnxruntime>=1.18' (an edgeseg dependency)", OrtOptions, True),
     BackendEntry("openvino", ".onnx", f"{_PKG}.openvino", "OpenVinoBackend", ("openvino",),
                  "pip install 'edgeseg[openvino]' (or drop --runtime to use onnxruntime)", OpenVinoOptions,
                  False),
