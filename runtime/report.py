@@ -24,7 +24,7 @@ import os
 import platform
 import time
 from array import array
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ class StreamRecorder:
 
     def add(self, sample: FrameSample) -> FrameRecord:
         """Store one frame's timings; return its ``--stats`` record (``seq`` = frames before it)."""
-        seq, stage_s = self.frames, astuple(sample.stages)
+        seq, stage_s = self.frames, tuple(getattr(sample.stages, s) for s in STAGES)
         for s, v in zip(STAGES, stage_s, strict=True):
             self.stage_s[s].append(v)
         self.latency_s.append(sample.t_done - sample.t_capture)

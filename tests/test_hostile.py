@@ -564,21 +564,14 @@ def _fill(s: str, ws: Path) -> str:
 
 @pytest.fixture()
 def fake_trt(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    from edgeseg.runtime import trt_common
-    from edgeseg.runtime.trt_common import DeviceInfo
-    from test_trt_backend import fake_pycuda, fake_tensorrt
+    from test_trt_backend import fake_tensorrt, install_fakes
 
     def install() -> None:
         import types
 
         trt = fake_tensorrt(1, "float")
         trt.get_plugin_registry = lambda: types.SimpleNamespace(get_creator=lambda *a: None)
-        monkeypatch.setitem(sys.modules, "tensorrt", trt)
-        pycuda = types.ModuleType("pycuda")
-        pycuda.driver = fake_pycuda()  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "pycuda", pycuda)
-        monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda.driver)  # type: ignore[attr-defined]
-        monkeypatch.setattr(trt_common, "device_info", lambda index=0: DeviceInfo("Orin (fake)", "8.7"))
+        install_fakes(monkeypatch, trt)
 
     return install
 

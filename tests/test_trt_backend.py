@@ -187,15 +187,20 @@ def make_engine(tmp_path: Path, **extra: Any) -> Path:
     return path
 
 
+def install_fakes(monkeypatch: pytest.MonkeyPatch, trt: types.ModuleType) -> None:
+    """Put ``trt`` (a fake tensorrt), a fake pycuda and a fake Orin GPU in place for this test."""
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    pycuda = types.ModuleType("pycuda")
+    pycuda.driver = fake_pycuda()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda.driver)  # type: ignore[attr-defined]
+    monkeypatch.setattr(trt_common, "device_info", lambda index=0: DeviceInfo("Orin (fake)", "8.7"))
+
+
 @pytest.fixture()
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Any:
     def install(batch: int = 1, dtype: str = "float") -> None:
-        monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(batch, dtype))
-        pycuda = types.ModuleType("pycuda")
-        pycuda.driver = fake_pycuda()  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "pycuda", pycuda)
-        monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda.driver)  # type: ignore[attr-defined]
-        monkeypatch.setattr(trt_common, "device_info", lambda index=0: DeviceInfo("Orin (fake)", "8.7"))
+        install_fakes(monkeypatch, fake_tensorrt(batch, dtype))
 
     return install
 
