@@ -10,10 +10,15 @@ and frame n-1 is drawn and written. The queues hold one item each, so at most fi
 in flight and a file source is read no faster than the slowest stage (nothing is dropped).
 OpenCV, onnxruntime and TensorRT release the GIL, so the threads run in parallel.
 
-Live sources keep their newest-frame semantics: the capture thread reads a frame only when the
+With ``workers`` > 1 (a backend whose ``infer`` may be called from several threads at once:
+onnxruntime), that many inference threads run consecutive frames concurrently (on a CPU, e.g. two
+1-thread runs instead of one 2-thread run, whose threads wait for each other at every layer);
+outputs still leave in frame order.
+
+Live sources keep their newest-frame semantics: the capture thread reads a frame only when an
 inference thread has taken the previous one, and then waits until about one preprocessing time
-before inference will be free (running estimates), so a live frame does not sit in a queue
-while the model is busy (latency stays capture -> shown, as in the sequential loop).
+before an inference thread will be free (running estimates), so a live frame does not sit in a
+queue while the model is busy (latency stays capture -> shown, as in the sequential loop).
 
 Every item carries its own stage times; the stream ends with an :class:`End` item that names the
 reason (end of source, limit, error). ``close()`` stops both threads from any state.
@@ -22,6 +27,7 @@ reason (end of source, limit, error). ``close()`` stops both threads from any st
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 import time
@@ -42,12 +48,13 @@ AWAIT_S = 0.0005  # while a run is on the device: how often to look for its end 
 @dataclass
 class Item:
     """One frame on its way: the model input, then the model output, and the stage seconds
-    (capture_wait, preprocess, then inference)."""
+    (capture_wait, preprocess, then inference); ``seq`` its place in the stream (0, 1, ...)."""
 
     frame: Frame
     x: np.ndarray | None
     seconds: list[float] = field(default_factory=list)
     out: np.ndarray | None = None
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,25 +85,35 @@ class Limits:
 
 
 class Pipeline:
-    """Runs the two worker threads; the caller takes finished items with :meth:`get`."""
+    """Runs the worker threads; the caller takes finished items with :meth:`get`. ``workers``:
+    inference threads (> 1 only for a synchronous backend that allows concurrent ``infer``)."""
 
     def __init__(self, source: Source, to_input: Callable[[np.ndarray], np.ndarray], backend: Any,
-                 limits: Limits) -> None:
+                 limits: Limits, workers: int = 1) -> None:
         self._source, self._to_input, self._backend, self._limits = source, to_input, backend, limits
+        self._overlapped = all(hasattr(backend, m) for m in ("submit", "collect", "done"))
+        if workers < 1 or (workers > 1 and self._overlapped):
+            raise ValueError(f"workers={workers}: an overlapped (submit/collect) backend takes 1 worker")
+        self._workers = workers
         self._ready: queue.Queue[Item | End] = queue.Queue(maxsize=1)
         self._done: queue.Queue[Item | End] = queue.Queue(maxsize=1)
         self._stop = threading.Event()  # everything stops now
         self._finish = threading.Event()  # read no more frames; the ones in flight are completed
-        self._taken = threading.Event()  # the inference thread took an input (live pacing)
+        self._taken = threading.Event()  # an inference thread took an input (live pacing)
+        self._ended = threading.Event()  # an inference thread took the End: the others stop
+        self._turn = threading.Condition()  # workers > 1: outputs leave in frame order
+        self._next = 0  # seq of the next item to pass on
+        self._sent = 0  # items the capture thread has put (the End comes after seq _sent - 1)
+        self._busy: dict[int, float] = {}  # inference thread -> start of its current run
         self._ema = {"read": 0.0, "pre": 0.0, "infer": 0.0}
-        self._infer_started = 0.0
         self._last_done = 0.0
         self.timeouts = 0
-        self.taken = 0  # inputs the inference thread has taken
+        self.taken = 0  # inputs the inference threads have taken
+        run = self._inference_overlapped if self._overlapped else self._inference
         self._threads = [threading.Thread(target=self._guard, args=(self._capture, self._ready),
-                                          name="edgeseg-capture", daemon=True),
-                         threading.Thread(target=self._guard, args=(self._inference, self._done),
-                                          name="edgeseg-infer", daemon=True)]
+                                          name="edgeseg-capture", daemon=True)]
+        self._threads += [threading.Thread(target=self._guard, args=(functools.partial(run, w), self._done),
+                                           name=f"edgeseg-infer-{w}", daemon=True) for w in range(workers)]
 
     def start(self) -> Pipeline:
         for t in self._threads:
@@ -115,7 +132,7 @@ class Pipeline:
         self._finish.set()
 
     def close(self, join_s: float = 5.0) -> None:
-        """Stop both threads now (items in flight are discarded) and wait for them."""
+        """Stop every thread now (items in flight are discarded) and wait for them."""
         self._stop.set()
         for q in (self._ready, self._done):  # unblock a thread waiting to put
             with contextlib.suppress(queue.Empty):
@@ -142,15 +159,17 @@ class Pipeline:
                 continue
         return None
 
-    def _guard(self, body: Callable[[], End], out: queue.Queue[Item | End]) -> None:
-        """Run a thread body; whatever ends it (End, a user error, a bug) goes downstream as End."""
+    def _guard(self, body: Callable[[], End | None], out: queue.Queue[Item | End]) -> None:
+        """Run a thread body; whatever ends it (End, a user error, a bug) goes downstream as End
+        (None: another inference thread passes the End on)."""
         try:
             end = body()
         except EdgesegError as e:
             end = End(f"error: {e}")
         except BaseException as e:  # a bug: the caller re-raises it after closing everything
             end = End(f"error: {type(e).__name__}: {e}", e)
-        self._put(out, end)
+        if end is not None:
+            self._put(out, end)
 
     def _limit(self, frames: int) -> str | None:
         return self._limits.reason(frames, self._finish.is_set() or self._stop.is_set())
@@ -173,9 +192,10 @@ class Pipeline:
             self._ema["read"] = _ema(self._ema["read"], t1 - t0)
             self._ema["pre"] = _ema(self._ema["pre"], t2 - t1)
             self._taken.clear()
-            if not self._put(self._ready, Item(got.frame, x, [t1 - t0, t2 - t1])):
+            if not self._put(self._ready, Item(got.frame, x, [t1 - t0, t2 - t1], seq=frames)):
                 return End("")
             frames += 1
+            self._sent = frames
         return End(reason)
 
     def _pace(self) -> bool:
@@ -183,22 +203,65 @@ class Pipeline:
         about to be free (minus the time preprocessing takes). False = re-check the limits."""
         if not self._taken.wait(POLL_S):
             return False
-        lead = self._infer_started + self._ema["infer"] - self._ema["pre"] - now()
+        busy = list(self._busy.values())
+        free_at = min(busy) + self._ema["infer"] if len(busy) >= self._workers else 0.0
+        lead = free_at - self._ema["pre"] - now()
         if lead > 0:
             self._stop.wait(min(lead, POLL_S))
         return lead <= POLL_S
 
-    def _inference(self) -> End:
-        """Run the model on each input in order. A backend with ``submit``/``collect``/``done``
-        (TensorRT) gets the next input queued as soon as it arrives while the previous run is still
-        on the device; the previous output is collected once its run is done."""
+    def _inference(self, worker: int) -> End | None:
+        """One inference thread of a synchronous backend: run the model on the inputs it takes and
+        pass the outputs on in frame order (with several threads, a faster one waits its turn)."""
+        while not self._stop.is_set():
+            try:
+                item = self._ready.get(timeout=POLL_S)
+            except queue.Empty:
+                if self._ended.is_set():
+                    return None
+                continue
+            if isinstance(item, End):
+                self._ended.set()
+                return item if self._await_turn(self._sent) else None
+            started = now()
+            self._busy[worker] = started
+            with self._turn:
+                self.taken += 1
+            self._taken.set()
+            try:
+                out, item.x = self._backend.infer(item.x), None  # the input is not needed downstream
+            except BaseException:
+                self._await_turn(item.seq)  # the frames before this one still come out first
+                raise
+            item.out, done = out, now()
+            del self._busy[worker]
+            item.seconds.append(done - started)
+            self._ema["infer"] = _ema(self._ema["infer"], done - started)
+            if not self._await_turn(item.seq) or not self._put(self._done, item):
+                return None
+            with self._turn:
+                self._next += 1
+                self._turn.notify_all()
+        return None
+
+    def _await_turn(self, seq: int) -> bool:
+        """Wait until every item before ``seq`` has been passed on; False when told to stop."""
+        with self._turn:
+            while self._next != seq:
+                if self._stop.is_set():
+                    return False
+                self._turn.wait(POLL_S)
+        return True
+
+    def _inference_overlapped(self, worker: int) -> End:
+        """Run the model on each input in order with a backend that has ``submit``/``collect``/
+        ``done`` (TensorRT): the next input is queued as soon as it arrives while the previous run
+        is still on the device; the previous output is collected once its run is done."""
         b = self._backend
-        overlapped = all(hasattr(b, m) for m in ("submit", "collect", "done"))
-        submit, collect = (b.submit, b.collect) if overlapped else (b.infer, lambda out: out)
         pending: tuple[Item, Any, float] | None = None
         while not self._stop.is_set():
             if pending is not None and b.done(pending[1]):
-                if not self._deliver(pending, collect):
+                if not self._deliver(pending, b.collect):
                     break
                 pending = None
                 continue
@@ -208,20 +271,16 @@ class Pipeline:
                 continue
             if isinstance(item, End):
                 if pending is not None:
-                    self._deliver(pending, collect)
+                    self._deliver(pending, b.collect)
                 return item
-            self._infer_started = now()
+            started = self._busy[worker] = now()
             self.taken += 1
             self._taken.set()
-            ticket = submit(item.x)
+            ticket = b.submit(item.x)
             item.x = None  # the input is not needed downstream
-            if pending is not None and not self._deliver(pending, collect):
+            if pending is not None and not self._deliver(pending, b.collect):
                 break
-            pending = (item, ticket, self._infer_started)
-            if not overlapped:  # a synchronous backend: the output is there, pass it on now
-                if not self._deliver(pending, collect):
-                    break
-                pending = None
+            pending = (item, ticket, started)
         return End("")
 
     def _deliver(self, pending: tuple[Item, Any, float], collect: Callable[[Any], np.ndarray]) -> bool:

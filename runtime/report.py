@@ -12,9 +12,11 @@ Stages of one frame (all ``time.perf_counter`` deltas, milliseconds in the repor
 ``latency`` is capture -> overlay handed to every sink (the displayed/written frame): for a live
 source it includes the time the frame waited in the newest-frame slot. End-to-end FPS is frames
 divided by the wall time of the loop; ``outside_inference_share`` = 1 - (sum of inference time) /
-wall time: the share of the run in which the model was idle. The loop is pipelined (capture +
-preprocess, inference and the rest run on their own threads, see ``runtime/pipeline.py``), so stage
-times overlap and no longer add up to the wall time; each is still that frame's own time.
+(``infer_workers`` x wall time): the share of the run in which the model was idle (with several
+inference threads, the share of their time; each frame's inference time is its own run). The
+loop is pipelined (capture + preprocess, inference and the rest run on their own threads, see
+``runtime/pipeline.py``), so stage times overlap and no longer add up to the wall time; each is
+still that frame's own time.
 """
 
 from __future__ import annotations
@@ -197,6 +199,7 @@ class StreamReport:
     outputs: dict[str, str] = field(default_factory=dict)
     host: dict[str, Any] = field(default_factory=host_facts)
     started_utc: str = ""
+    infer_workers: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         import dataclasses
@@ -226,7 +229,8 @@ class StreamReport:
                 ("params", "unknown" if params is None else f"{params:,}"),
                 ("file size", f"{self.model.get('file_bytes', 0) / 1e6:.2f} MB"),
                 ("backend", f"{self.backend.get('name')} {self.backend.get('device', '')} "
-                            f"{self.backend.get('providers', '')}".strip())]
+                            f"{self.backend.get('providers', '')}".strip()
+                 + (f", {self.infer_workers} inference threads" if self.infer_workers > 1 else ""))]
         if self.backend.get("inference_precision"):  # OpenVINO: what it computed in (not the file's)
             rows.append(("inference precision", str(self.backend["inference_precision"])))
         if self.metrics is not None:

@@ -38,7 +38,7 @@ from edgeseg.runtime.report import (
 from edgeseg.runtime.sources import Source
 from edgeseg.runtime.stages import ArgmaxLabels, GroundTruthScorer, blank_input, model_input
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import ConfigError, EdgesegError
 from edgeseg.metrics import miou_from_confusion
 
 now = time.perf_counter
@@ -47,12 +47,15 @@ now = time.perf_counter
 @dataclass(frozen=True)
 class StreamOptions:
     """``max_frames`` / ``duration_s``: stop after that many processed frames / seconds (None = no
-    limit). ``pipelined``: overlap the stages across frames (threads) or run them one by one."""
+    limit). ``pipelined``: overlap the stages across frames (threads) or run them one by one.
+    ``infer_workers``: inference threads running consecutive frames at once (pipelined loop,
+    backends with ``concurrent_infer``: onnxruntime); each run uses the backend's own threads."""
 
     max_frames: int | None = None
     duration_s: float | None = None
     overlay: OverlayOptions = field(default_factory=OverlayOptions)
     pipelined: bool = True  # False: every stage on this thread, one frame at a time
+    infer_workers: int = 1
 
 
 class StopSignal:
@@ -94,7 +97,9 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
     rec, reason, miou = StreamRecorder(), "", None
     deadline = None if opts.duration_s is None else rec.t0 + opts.duration_s
     limits = Limits(opts.max_frames, deadline, opts.duration_s)
-    pipe = (Pipeline if opts.pipelined else InlinePipeline)(source, model_input(card), backend, limits)
+    check_workers(backend, opts)
+    pipe = (Pipeline(source, model_input(card), backend, limits, opts.infer_workers) if opts.pipelined
+            else InlinePipeline(source, model_input(card), backend, limits))
     with stop.installed():
         try:
             pipe.start()
@@ -138,7 +143,25 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
             rec.timeouts = pipe.timeouts
             wall = (rec.done_t[-1] if rec.frames else now()) - rec.t0
             reason += _close_all(sinks, source, outputs)
-    return _report(backend, source, rec, wall, reason, scorer, outputs, started)
+    workers = opts.infer_workers if opts.pipelined else 1
+    return _report(backend, source, rec, wall, reason, scorer, outputs, started, workers)
+
+
+def check_workers(backend: Backend, opts: StreamOptions) -> None:
+    """``infer_workers`` > 1 needs the pipelined loop and a backend with ``concurrent_infer``."""
+    n = opts.infer_workers
+    if n < 1:
+        raise ConfigError(f"--infer-workers is {n}; expected 1 or more; pass --infer-workers 1")
+    if n == 1:
+        return
+    if not opts.pipelined:
+        raise ConfigError(f"--infer-workers {n} needs the pipelined loop but --no-pipeline was given; "
+                          "drop --no-pipeline or --infer-workers")
+    if not getattr(backend, "concurrent_infer", False):
+        how = ("it overlaps consecutive runs on its CUDA stream by itself" if backend.name == "tensorrt"
+               else "it runs one frame at a time")
+        raise ConfigError(f"--infer-workers {n} needs a backend that runs frames concurrently "
+                          f"(onnxruntime); {backend.name} cannot ({how}); drop --infer-workers")
 
 
 def _close_all(sinks: Sequence[Any], source: Source, outputs: dict[str, str]) -> str:
@@ -160,7 +183,7 @@ def _score(scorer: GroundTruthScorer, labels: np.ndarray, mask: np.ndarray | Non
 
 
 def _report(backend: Backend, source: Source, rec: StreamRecorder, wall: float, reason: str,
-            scorer: GroundTruthScorer, outputs: dict[str, str], started: str) -> StreamReport:
+            scorer: GroundTruthScorer, outputs: dict[str, str], started: str, workers: int) -> StreamReport:
     card, path = backend.card, Path(getattr(backend, "path", "") or "")
     params, params_from = count_params(path, card.extra) if path.is_file() else (None, "unknown")
     infer_s = float(np.sum(np.frombuffer(rec.stage_s["inference"], dtype=np.float64)))
@@ -173,10 +196,12 @@ def _report(backend: Backend, source: Source, rec: StreamRecorder, wall: float, 
     metric_dict = None if metrics is None else {"frames": scorer.frames, **metrics.to_dict(card.class_names)}
     return StreamReport(
         frames=rec.frames, wall_s=round(wall, 4), fps=round(rec.frames / wall, 3) if wall > 0 else 0.0,
-        outside_inference_share=round(1.0 - infer_s / wall, 4) if rec.frames and wall > 0 else None,
+        outside_inference_share=(round(1.0 - infer_s / (workers * wall), 4) if rec.frames and wall > 0
+                                 else None),
         stages_ms={s: distribution_ms(v) for s, v in rec.stage_s.items()},
         latency_ms=distribution_ms(rec.latency_s), dropped=n.dropped, corrupt=n.corrupt,
         timeouts=rec.timeouts, reconnects=n.reconnects, stop_reason=reason,
         source={"description": source.description, "live": source.live, "fps": source.fps,
                 "produced": n.produced},
-        model=model, backend=backend.describe(), metrics=metric_dict, outputs=outputs, started_utc=started)
+        model=model, backend=backend.describe(), metrics=metric_dict, outputs=outputs, started_utc=started,
+        infer_workers=workers)

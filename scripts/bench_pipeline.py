@@ -11,6 +11,13 @@ interleaved round by round (so load from other work hits all alike):
 * ``pipelined``  — ``run_stream`` (capture+preprocess / inference / post on their own threads)
 * ``argmax``     — ``run_stream`` on the file from ``edgeseg deploy`` (argmax in the graph)
 * ``argmax+pre`` — ``run_stream`` on ``edgeseg deploy --frame-size 360x480`` (both in the graph)
+* ``bare 2x1t``  — two threads calling ``infer`` at once on a 1-thread session (``--threads 1``):
+  the model's throughput when two frames run concurrently, the baseline for the next one
+* ``workers 2x1t`` — ``run_stream`` with ``infer_workers=2`` on that 1-thread session
+  (``edgeseg stream --infer-workers 2 --threads 1``)
+
+Ratios are given against ``bare`` (one call at a time, ``--threads`` threads: what ``edgeseg bench``
+reports) and, for the two 2x1t variants, also against ``bare 2x1t`` (``fps_vs_bare_2x1t``).
 
 Reported per variant: FPS, FPS / bare FPS (median over rounds of the ratio within a round, and
 of the totals), CPU milliseconds per frame (the process's CPU time, all threads: what the frame
@@ -52,7 +59,10 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "pipelined": ("pipelined", "logits"),
     "argmax": ("pipelined", "labels"),
     "argmax+pre": ("pipelined", "framed"),
+    "bare 2x1t": ("bare2", "logits"),
+    "workers 2x1t": ("workers2", "logits"),
 }
+ONE_THREAD = ("bare 2x1t", "workers 2x1t")  # these run on a 1-thread session
 now = time.perf_counter
 
 
@@ -85,17 +95,46 @@ def bare(backend: Any, frames: int) -> dict[str, float]:
             "cpu_s": cpu}
 
 
-def streamed(backend: Any, frames: int, seed: int, pipelined: bool = True) -> dict[str, float]:
+def bare_concurrent(backend: Any, frames: int, workers: int = 2) -> dict[str, float]:
+    """``workers`` threads calling ``infer`` at once, ``frames`` calls in all (the inference time is
+    the sum of the calls' own times)."""
+    import threading
+
+    src = source(8, 99)
+    inputs = [preprocess(src.read().frame.image_bgr, backend.card) for _ in range(8)]
+    spent = [0.0] * workers
+    outs: list[Any] = [None] * workers
+
+    def run(w: int) -> None:
+        for i in range(w, frames, workers):
+            t = now()
+            outs[w] = backend.infer(inputs[i % 8])
+            spent[w] += now() - t
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(workers)]
+    t0, cpu = now(), time.process_time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall, cpu = now() - t0, time.process_time() - cpu
+    return {"frames": frames, "wall_s": wall, "infer_s": sum(spent), "host_s": 0.0,
+            "out_bytes": outs[0].nbytes, "cpu_s": cpu, "workers": workers}
+
+
+def streamed(backend: Any, frames: int, seed: int, pipelined: bool = True,
+             workers: int = 1) -> dict[str, float]:
     """``run_stream`` headless; host time = the mean stage times other than capture and inference."""
     cpu = time.process_time()  # CPU time of every thread of this process (the loop's and onnxruntime's)
-    rep = run_stream(backend, source(frames, seed), [], StreamOptions(pipelined=pipelined))
+    opts = StreamOptions(pipelined=pipelined, infer_workers=workers)
+    rep = run_stream(backend, source(frames, seed), [], opts)
     cpu = time.process_time() - cpu
     mean = {k: v["mean"] or 0.0 for k, v in rep.stages_ms.items()}
     host = sum(v for k, v in mean.items() if k not in ("inference", "capture_wait"))
     out = backend.infer(np.zeros((1, *backend.card.frame_hw, 3), np.uint8) if backend.card.frame_hw else
                         np.zeros((1, 3, *backend.card.input_hw), np.float32))
     return {"frames": rep.frames, "wall_s": rep.wall_s, "infer_s": mean["inference"] * rep.frames / 1e3,
-            "host_s": host * rep.frames / 1e3, "out_bytes": out.nbytes, "cpu_s": cpu}
+            "host_s": host * rep.frames / 1e3, "out_bytes": out.nbytes, "cpu_s": cpu, "workers": workers}
 
 
 def checks(logits: Path, labels: Path, framed: Path, frames: int = 100) -> dict[str, Any]:
@@ -128,7 +167,8 @@ def bench_model(name: str, logits: Path, out: Path, rounds: int, frames: int, th
     labels, _ = deploy_onnx(logits, out / f"{name}.labels.onnx", DeployOptions(argmax=True))
     framed, _ = deploy_onnx(logits, out / f"{name}.frame.onnx", DeployOptions(argmax=True, frame_hw=FRAME_HW))
     files = {"logits": logits, "labels": labels, "framed": framed}
-    backends = {v: open_backend(files[f], threads=threads) for v, (_, f) in VARIANTS.items()}
+    backends = {v: open_backend(files[f], threads=1 if v in ONE_THREAD else threads)
+                for v, (_, f) in VARIANTS.items()}
     for b in backends.values():  # warm-up
         bare(b, 3) if b.card.frame_hw is None else b.infer(np.zeros((1, *FRAME_HW, 3), np.uint8))
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
@@ -137,7 +177,8 @@ def bench_model(name: str, logits: Path, out: Path, rounds: int, frames: int, th
     for r in range(rounds):
         for v in order[r % len(order):] + order[:r % len(order)]:  # rotated: no variant always first
             how, b = VARIANTS[v][0], backends[v]
-            runs[v].append(bare(b, frames) if how == "bare" else streamed(b, frames, r, how == "pipelined"))
+            runs[v].append(bare(b, frames) if how == "bare" else bare_concurrent(b, frames) if how == "bare2"
+                           else streamed(b, frames, r, how != "sequential", 2 if how == "workers2" else 1))
         print(f"{name}: round {r + 1}/{rounds} done", flush=True)
     load.append(os.getloadavg()[0])
     for b in backends.values():
@@ -147,6 +188,9 @@ def bench_model(name: str, logits: Path, out: Path, rounds: int, frames: int, th
         ratios = [f / b for f, b in zip(res[v]["round_fps"], res["bare"]["round_fps"], strict=True)]
         res[v]["fps_vs_bare"] = round(float(np.median(ratios)), 4)
         res[v]["fps_vs_bare_total"] = round(res[v]["fps"] / res["bare"]["fps"], 4)
+    for v in ONE_THREAD:
+        ratios = [f / b for f, b in zip(res[v]["round_fps"], res["bare 2x1t"]["round_fps"], strict=True)]
+        res[v]["fps_vs_bare_2x1t"] = round(float(np.median(ratios)), 4)
     return {"model": str(logits), "input_hw": list(backends["bare"].card.input_hw), "load_1m": load,
             "variants": res, "checks": checks(logits, labels, framed)}
 
@@ -157,7 +201,8 @@ def summarize(rs: list[dict[str, float]]) -> dict[str, float]:
     return {"frames": n, "fps": round(n / wall, 3), "inference_ms": round(1e3 * infer / n, 3),
             "cpu_ms": round(1e3 * sum(r["cpu_s"] for r in rs) / n, 3),
             "host_ms_outside_inference": round(1e3 * host / n, 3),
-            "wall_ms_not_covered_by_inference": round(1e3 * (wall - infer) / n, 3),
+            # concurrent runs overlap: what the inference threads covered is their time / their number
+            "wall_ms_not_covered_by_inference": round(1e3 * (wall - infer / rs[0].get("workers", 1)) / n, 3),
             "round_fps": [round(r["frames"] / r["wall_s"], 3) for r in rs],
             "bytes_out_per_frame": int(rs[0]["out_bytes"])}
 
@@ -175,6 +220,7 @@ def markdown(res: dict[str, Any]) -> str:
                   "CPU ms per frame | inference ms | host ms outside inference | "
                   "wall ms not covered by inference | bytes out of the model per frame | FPS per round |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        two = {v: m["variants"][v].get("fps_vs_bare_2x1t") for v in ONE_THREAD}
         for v, d in m["variants"].items():
             cells = [v, f"{d['fps']:.2f}", f"{d['fps_vs_bare']:.3f}", f"{d['fps_vs_bare_total']:.3f}",
                      f"{d['cpu_ms']:.2f}",
@@ -182,6 +228,8 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{d['host_ms_outside_inference']:.2f}", f"{d['wall_ms_not_covered_by_inference']:.2f}",
                      f"{d['bytes_out_per_frame']:,}", ", ".join(f"{x:.1f}" for x in d["round_fps"])]
             lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "FPS / bare 2x1t (median of rounds): "
+                  + ", ".join(f"{v} {x:.3f}" for v, x in two.items() if x is not None)]
         c = m["checks"]
         lines += ["", f"- in-graph argmax vs host argmax, {c['frames']} frames: "
                   f"{c['argmax_identical_frames']} identical frames, "

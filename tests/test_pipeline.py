@@ -202,3 +202,72 @@ def test_no_pipeline_gives_the_same_frames_and_report_fields(tmp_path: Path) -> 
     lines = [(tmp_path / f"{p}.jsonl").read_text().count("\n") for p in (True, False)]
     assert lines == [6, 6]
     assert reports[0].stages_ms.keys() == reports[1].stages_ms.keys()
+
+
+class ConcurrentEcho(EchoBackend):
+    """EchoBackend whose ``infer`` may run on several threads at once (like onnxruntime)."""
+
+    concurrent_infer = True
+
+
+def test_inference_workers_run_frames_at_once_and_keep_their_order() -> None:
+    """Frame 0's run waits until frame 1's run has started (only two inference threads get past
+    it) and so finishes last; the outputs still come out in frame order, each with its own output."""
+    second_started = threading.Event()
+
+    def gate(index: int) -> None:
+        if index == 1:
+            second_started.set()
+        if index == 0:
+            assert second_started.wait(5), "frame 1 was not inferred while frame 0 was"
+
+    backend = ConcurrentEcho(gate=gate)
+    pipe = Pipeline(ListSource(12), lambda im: im[None], backend, Limits(), workers=2).start()
+    items, end = drain(pipe)
+    pipe.close()
+    assert [it.frame.index for it in items] == list(range(12)) and end.reason == "end: end of list"
+    assert all((it.out == it.frame.index % 5).all() and len(it.seconds) == 3 for it in items)
+    assert not any(t.is_alive() for t in pipe._threads)
+
+
+def test_inference_workers_in_order_under_uneven_run_times_and_limits() -> None:
+    rng = np.random.default_rng(0)
+    delays = rng.uniform(0, 0.004, 40)
+    backend = ConcurrentEcho(gate=lambda i: threading.Event().wait(delays[i]))
+    pipe = Pipeline(ListSource(40), lambda im: im[None], backend, Limits(max_frames=30), workers=3).start()
+    items, end = drain(pipe)
+    pipe.close()
+    assert [it.frame.index for it in items] == list(range(30)) and end.reason == "--max-frames 30 reached"
+
+
+def test_inference_workers_live_source_read_only_when_a_worker_took_the_last_frame() -> None:
+    seen: list[tuple[int, int]] = []
+    holder: list[Pipeline] = []
+    source = ListSource(10, live=True, on_read=lambda i: seen.append((i, holder[0].taken)))
+    holder.append(Pipeline(source, lambda im: im[None], ConcurrentEcho(), Limits(), workers=2))
+    items, _ = drain(holder[0].start())
+    holder[0].close()
+    assert len(items) == 10 and all(taken >= i for i, taken in seen), seen
+
+
+def test_inference_worker_failure_keeps_every_frame_before_it(tmp_path: Path) -> None:
+    from edgeseg.runtime.stream import StreamOptions
+
+    stats = tmp_path / "s.jsonl"
+    source = ListSource(20)
+    report = run_stream(ConcurrentEcho(fail_at=6), source, [StatsSink(stats)], StreamOptions(infer_workers=2))
+    assert report.stop_reason == "error: device lost" and report.frames == 6 and source.closed
+    assert len(stats.read_text().splitlines()) == 6 and report.infer_workers == 2
+
+
+def test_inference_workers_need_a_concurrent_backend_and_the_pipeline() -> None:
+    from edgeseg.runtime.stream import StreamOptions
+
+    from edgeseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="echo cannot .*drop --infer-workers"):
+        run_stream(EchoBackend(), ListSource(3), [], StreamOptions(infer_workers=2))
+    with pytest.raises(ConfigError, match="drop --no-pipeline or --infer-workers"):
+        run_stream(ConcurrentEcho(), ListSource(3), [], StreamOptions(infer_workers=2, pipelined=False))
+    with pytest.raises(ValueError):
+        Pipeline(ListSource(3), lambda im: im[None], QueuedBackend(), Limits(), workers=2)

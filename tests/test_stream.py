@@ -101,6 +101,27 @@ def test_stream_synthetic_iou_matches_independent_scoring(tmp_path: Path) -> Non
     assert report["metrics"]["miou"] == pytest.approx(meter.compute().miou, abs=1e-3)
 
 
+def test_stream_inference_workers_give_the_same_frames_and_iou(tmp_path: Path) -> None:
+    """--infer-workers 2 (two onnxruntime runs at once): the same frames, in order, the same
+    per-frame and overall IoU as one worker; the report says how many ran."""
+    model = REPO / "edgeseg" / "assets" / "demo-lite-unet.onnx"
+    runs = {}
+    for n in (1, 2):
+        rep, stats = tmp_path / f"r{n}.json", tmp_path / f"s{n}.jsonl"
+        res = invoke(model, "--source", "synthetic", "--max-frames", 16, "--threads", 1, "--infer-workers", n,
+                     "--report", rep, "--stats", stats, "--quiet")
+        assert res.exit_code == 0, res.output
+        lines = [json.loads(x) for x in stats.read_text().splitlines()]
+        runs[n] = (json.loads(rep.read_text()), [(x["index"], x["miou"]) for x in lines])
+    assert runs[1][1] == runs[2][1] and [i for i, _ in runs[2][1]] == list(range(16))
+    assert runs[2][0]["metrics"]["confusion"] == runs[1][0]["metrics"]["confusion"]
+    assert runs[2][0]["infer_workers"] == 2 and runs[1][0]["infer_workers"] == 1
+    assert 0.0 <= runs[2][0]["outside_inference_share"] <= 1.0
+    res = invoke(model, "--source", "synthetic", "--max-frames", 4, "--infer-workers", 2, "--no-pipeline")
+    assert res.exit_code == 2 and "drop --no-pipeline or --infer-workers" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
 def test_table_printed_and_duration_limit(tmp_path: Path) -> None:
     model = write_tiny_onnx(tmp_path, input_hw=(48, 64))
     res = invoke(model, "--source", "synthetic", "--duration", "0.5", "--report", tmp_path / "r.json")

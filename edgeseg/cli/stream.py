@@ -105,6 +105,10 @@ def stream_cmd(
     pipeline: Annotated[bool, typer.Option(
         help="Overlap capture+preprocessing, inference and drawing/writing across frames (threads); "
              "--no-pipeline runs them one after another (1-core machines, debugging).")] = True,
+    infer_workers: Annotated[int, typer.Option(
+        min=1, help="Run this many consecutive frames through the model at once (onnxruntime; each run "
+                    "uses --threads threads). On a CPU, --infer-workers 2 --threads 1 often beats one "
+                    "2-thread run.")] = 1,
 ) -> None:
     """Run MODEL on a camera, file, stream or the synthetic source; overlay, measure, report."""
     from edgeseg.workspace import DEPLOYED, resolve
@@ -115,7 +119,7 @@ def stream_cmd(
     from edgeseg.runtime.overlay import OverlayOptions
     from edgeseg.runtime.sinks import SinkOptions, open_sinks
     from edgeseg.runtime.sources import SourceOptions, open_source
-    from edgeseg.runtime.stream import StreamOptions, run_stream
+    from edgeseg.runtime.stream import StreamOptions, check_workers, run_stream
 
     spec = _source_spec(camera, source)
     _check_report_path(report)
@@ -124,7 +128,9 @@ def stream_cmd(
     # the registry says which options MODEL's runtime takes; any other given one is a one-line error
     options = backend_options(model, runtime, threads=threads, provider=provider, device=device,
                               plugin=plugin, inference_precision=inference_precision)
+    stream_opts = StreamOptions(max_frames, duration, overlay, pipeline, infer_workers)
     with open_backend(model, runtime, options) as backend:
+        check_workers(backend, stream_opts)
         model_hw = backend.card.frame_hw or backend.card.input_hw  # frame_hw: preprocessing in the graph
         hw = parse_hw(synthetic_size) if synthetic_size else model_hw
         cam_hw = parse_hw(camera_size) if camera_size else backend.card.frame_hw
@@ -139,7 +145,7 @@ def stream_cmd(
             src.close()
             raise
         try:
-            result = run_stream(backend, src, sinks, StreamOptions(max_frames, duration, overlay, pipeline))
+            result = run_stream(backend, src, sinks, stream_opts)
         except BaseException:
             # run_stream closes them once its loop runs; a failure while it sets up must too (a live
             # source's reader thread left running aborts the interpreter at exit).

@@ -75,7 +75,11 @@ _B = TypeVar("_B", bound="ClosingBackend")  # typing.Self needs Python 3.11; Jet
 class ClosingBackend:
     """Mixin for backends: ``with open_backend(path) as backend:`` closes it on leaving the block.
 
-    Subclasses implement ``close()``, which must be idempotent (a second call does nothing)."""
+    Subclasses implement ``close()``, which must be idempotent (a second call does nothing).
+    ``concurrent_infer``: ``infer`` may be called from several threads at once (``stream
+    --infer-workers``); False unless a backend says so."""
+
+    concurrent_infer = False
 
     def close(self) -> None:
         raise NotImplementedError

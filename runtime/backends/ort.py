@@ -60,6 +60,7 @@ class OrtBackend(ClosingBackend):
     """An ONNX model in an onnxruntime session. ``infer``: float32 (N,3,H,W) -> logits (N,K,H,W)."""
 
     name = "onnxruntime"
+    concurrent_infer = True  # InferenceSession.run is thread-safe; infer shares no buffers
 
     def __init__(self, path: str | Path, options: OrtOptions = OrtOptions()) -> None:
         import onnxruntime as ort
