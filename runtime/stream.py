@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from edgeseg.runtime.backends import Backend
 from edgeseg.runtime.overlay import Overlay, OverlayOptions
@@ -49,13 +50,17 @@ class StreamOptions:
     """``max_frames`` / ``duration_s``: stop after that many processed frames / seconds (None = no
     limit). ``pipelined``: overlap the stages across frames (threads) or run them one by one.
     ``infer_workers``: inference threads running consecutive frames at once (pipelined loop,
-    backends with ``concurrent_infer``: onnxruntime); each run uses the backend's own threads."""
+    backends with ``concurrent_infer``: onnxruntime); each run uses the backend's own threads.
+    ``opencv_threads``: OpenCV's thread count while the pipelined loop runs (restored after; None:
+    left as it is). 1 by default: the loop's own threads already keep the cores busy, and OpenCV's
+    pool on top of them takes cores from the model (measured in docs/streaming.md)."""
 
     max_frames: int | None = None
     duration_s: float | None = None
     overlay: OverlayOptions = field(default_factory=OverlayOptions)
     pipelined: bool = True  # False: every stage on this thread, one frame at a time
     infer_workers: int = 1
+    opencv_threads: int | None = 1
 
 
 class StopSignal:
@@ -89,6 +94,7 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
     Capture + preprocess and inference run on their own threads (:mod:`.pipeline`); this thread
     turns model outputs into labels, scores, draws and writes them, in frame order."""
     opts, card = options or StreamOptions(), backend.card
+    check_workers(backend, opts)
     labels_of, scorer = ArgmaxLabels(), GroundTruthScorer(card)
     overlay = Overlay(card.class_names, card.class_colors, opts.overlay)
     backend.infer(blank_input(card))  # warm-up, not measured
@@ -97,10 +103,10 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
     rec, reason, miou = StreamRecorder(), "", None
     deadline = None if opts.duration_s is None else rec.t0 + opts.duration_s
     limits = Limits(opts.max_frames, deadline, opts.duration_s)
-    check_workers(backend, opts)
     pipe = (Pipeline(source, model_input(card), backend, limits, opts.infer_workers) if opts.pipelined
             else InlinePipeline(source, model_input(card), backend, limits))
-    with stop.installed():
+    cv_threads = opts.opencv_threads if opts.pipelined else None
+    with stop.installed(), opencv_threads(cv_threads):
         try:
             pipe.start()
             while True:
@@ -147,8 +153,26 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
     return _report(backend, source, rec, wall, reason, scorer, outputs, started, workers)
 
 
+@contextlib.contextmanager
+def opencv_threads(n: int | None) -> Iterator[None]:
+    """OpenCV's thread count set to ``n`` inside the block and restored after (None: untouched)."""
+    if n is None:
+        yield
+        return
+    old = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(old)
+
+
 def check_workers(backend: Backend, opts: StreamOptions) -> None:
-    """``infer_workers`` > 1 needs the pipelined loop and a backend with ``concurrent_infer``."""
+    """``infer_workers`` > 1 needs the pipelined loop and a backend with ``concurrent_infer``;
+    ``opencv_threads`` is None or at least 1."""
+    if opts.opencv_threads is not None and opts.opencv_threads < 1:
+        raise ConfigError(f"--opencv-threads is {opts.opencv_threads}; expected 1 or more; "
+                          "pass --opencv-threads 1")
     n = opts.infer_workers
     if n < 1:
         raise ConfigError(f"--infer-workers is {n}; expected 1 or more; pass --infer-workers 1")

@@ -8,7 +8,10 @@ interleaved round by round (so load from other work hits all alike):
 * ``bare``       — ``backend.infer`` alone on preprocessed frames (the model's speed)
 * ``sequential`` — ``run_stream`` with ``pipelined=False`` (``--no-pipeline``): the loop before
   issue 16, every stage one after another on one thread
-* ``pipelined``  — ``run_stream`` (capture+preprocess / inference / post on their own threads)
+* ``pipelined``  — ``run_stream`` (capture+preprocess / inference / post on their own threads;
+  OpenCV held to 1 thread while it runs, the default)
+* ``pipelined cvdef`` — the same with OpenCV's own thread count (``opencv_threads=None``, as
+  before ``--opencv-threads``)
 * ``argmax``     — ``run_stream`` on the file from ``edgeseg deploy`` (argmax in the graph)
 * ``argmax+pre`` — ``run_stream`` on ``edgeseg deploy --frame-size 360x480`` (both in the graph)
 * ``bare 2x1t``  — two threads calling ``infer`` at once on a 1-thread session (``--threads 1``):
@@ -57,6 +60,7 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "bare": ("bare", "logits"),
     "sequential": ("sequential", "logits"),
     "pipelined": ("pipelined", "logits"),
+    "pipelined cvdef": ("cvdef", "logits"),
     "argmax": ("pipelined", "labels"),
     "argmax+pre": ("pipelined", "framed"),
     "bare 2x1t": ("bare2", "logits"),
@@ -123,10 +127,10 @@ def bare_concurrent(backend: Any, frames: int, workers: int = 2) -> dict[str, fl
 
 
 def streamed(backend: Any, frames: int, seed: int, pipelined: bool = True,
-             workers: int = 1) -> dict[str, float]:
+             workers: int = 1, cv_threads: int | None = 1) -> dict[str, float]:
     """``run_stream`` headless; host time = the mean stage times other than capture and inference."""
     cpu = time.process_time()  # CPU time of every thread of this process (the loop's and onnxruntime's)
-    opts = StreamOptions(pipelined=pipelined, infer_workers=workers)
+    opts = StreamOptions(pipelined=pipelined, infer_workers=workers, opencv_threads=cv_threads)
     rep = run_stream(backend, source(frames, seed), [], opts)
     cpu = time.process_time() - cpu
     mean = {k: v["mean"] or 0.0 for k, v in rep.stages_ms.items()}
@@ -178,7 +182,8 @@ def bench_model(name: str, logits: Path, out: Path, rounds: int, frames: int, th
         for v in order[r % len(order):] + order[:r % len(order)]:  # rotated: no variant always first
             how, b = VARIANTS[v][0], backends[v]
             runs[v].append(bare(b, frames) if how == "bare" else bare_concurrent(b, frames) if how == "bare2"
-                           else streamed(b, frames, r, how != "sequential", 2 if how == "workers2" else 1))
+                           else streamed(b, frames, r, how != "sequential", 2 if how == "workers2" else 1,
+                                         None if how == "cvdef" else 1))
         print(f"{name}: round {r + 1}/{rounds} done", flush=True)
     load.append(os.getloadavg()[0])
     for b in backends.values():

@@ -271,3 +271,41 @@ def test_inference_workers_need_a_concurrent_backend_and_the_pipeline() -> None:
         run_stream(ConcurrentEcho(), ListSource(3), [], StreamOptions(infer_workers=2, pipelined=False))
     with pytest.raises(ValueError):
         Pipeline(ListSource(3), lambda im: im[None], QueuedBackend(), Limits(), workers=2)
+
+
+def test_opencv_threads_set_while_the_pipelined_loop_runs_and_restored() -> None:
+    import cv2
+    from edgeseg.runtime.stream import StreamOptions
+
+    from edgeseg.errors import ConfigError
+
+    class Seen:
+        stop_requested = False
+
+        def __init__(self) -> None:
+            self.counts: list[int] = []
+
+        def write(self, image: np.ndarray, frame: Frame) -> None:
+            self.counts.append(cv2.getNumThreads())
+
+        def log(self, record: Any) -> None:
+            return None
+
+        def close(self) -> dict[str, str]:
+            return {}
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        runs = {}
+        for opts in (StreamOptions(), StreamOptions(opencv_threads=2), StreamOptions(opencv_threads=None),
+                     StreamOptions(pipelined=False)):
+            sink = Seen()
+            run_stream(EchoBackend(), ListSource(3), [sink], opts)
+            runs[opts.opencv_threads, opts.pipelined] = set(sink.counts)
+            assert cv2.getNumThreads() == 3  # restored
+        assert runs == {(1, True): {1}, (2, True): {2}, (None, True): {3}, (1, False): {3}}
+        with pytest.raises(ConfigError, match="pass --opencv-threads 1"):
+            run_stream(EchoBackend(), ListSource(3), [], StreamOptions(opencv_threads=0))
+    finally:
+        cv2.setNumThreads(before)

@@ -109,6 +109,9 @@ def stream_cmd(
         min=1, help="Run this many consecutive frames through the model at once (onnxruntime; each run "
                     "uses --threads threads). On a CPU, --infer-workers 2 --threads 1 often beats one "
                     "2-thread run.")] = 1,
+    opencv_threads: Annotated[int, typer.Option(
+        min=1, help="OpenCV threads for the host stages while the pipelined loop runs (restored "
+                    "after). 1: the loop's own threads already use the cores.")] = 1,
 ) -> None:
     """Run MODEL on a camera, file, stream or the synthetic source; overlay, measure, report."""
     from edgeseg.workspace import DEPLOYED, resolve
@@ -128,7 +131,7 @@ def stream_cmd(
     # the registry says which options MODEL's runtime takes; any other given one is a one-line error
     options = backend_options(model, runtime, threads=threads, provider=provider, device=device,
                               plugin=plugin, inference_precision=inference_precision)
-    stream_opts = StreamOptions(max_frames, duration, overlay, pipeline, infer_workers)
+    stream_opts = StreamOptions(max_frames, duration, overlay, pipeline, infer_workers, opencv_threads)
     with open_backend(model, runtime, options) as backend:
         check_workers(backend, stream_opts)
         model_hw = backend.card.frame_hw or backend.card.input_hw  # frame_hw: preprocessing in the graph
