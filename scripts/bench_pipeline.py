@@ -24,7 +24,8 @@ reports) and, for the two 2x1t variants, also against ``bare 2x1t`` (``fps_vs_ba
 
 Reported per variant: FPS, FPS / bare FPS (median over rounds of the ratio within a round, and
 of the totals), CPU milliseconds per frame (the process's CPU time, all threads: what the frame
-costs the cores), bytes copied out of the model per frame, host
+costs the cores), the median capture -> shown latency (streams), bytes copied out of the model per
+frame, host
 milliseconds per frame in the stages other than inference (summed stage times: the host work) and
 wall milliseconds per frame not covered by inference (what the loop adds). Plus: labels from the
 in-graph argmax vs the host argmax on 100 frames, and in-graph vs host preprocessing max |diff|.
@@ -138,7 +139,8 @@ def streamed(backend: Any, frames: int, seed: int, pipelined: bool = True,
     out = backend.infer(np.zeros((1, *backend.card.frame_hw, 3), np.uint8) if backend.card.frame_hw else
                         np.zeros((1, 3, *backend.card.input_hw), np.float32))
     return {"frames": rep.frames, "wall_s": rep.wall_s, "infer_s": mean["inference"] * rep.frames / 1e3,
-            "host_s": host * rep.frames / 1e3, "out_bytes": out.nbytes, "cpu_s": cpu, "workers": workers}
+            "host_s": host * rep.frames / 1e3, "out_bytes": out.nbytes, "cpu_s": cpu, "workers": workers,
+            "latency_p50_ms": rep.latency_ms["p50"]}
 
 
 def checks(logits: Path, labels: Path, framed: Path, frames: int = 100) -> dict[str, Any]:
@@ -209,6 +211,9 @@ def summarize(rs: list[dict[str, float]]) -> dict[str, float]:
             # concurrent runs overlap: what the inference threads covered is their time / their number
             "wall_ms_not_covered_by_inference": round(1e3 * (wall - infer / rs[0].get("workers", 1)) / n, 3),
             "round_fps": [round(r["frames"] / r["wall_s"], 3) for r in rs],
+            # median over rounds of each round's median capture->shown latency (streams only)
+            "latency_p50_ms": (round(float(np.median([r["latency_p50_ms"] for r in rs])), 2)
+                               if "latency_p50_ms" in rs[0] else None),
             "bytes_out_per_frame": int(rs[0]["out_bytes"])}
 
 
@@ -222,13 +227,14 @@ def markdown(res: dict[str, Any]) -> str:
         hw = f"{m['input_hw'][0]}x{m['input_hw'][1]}"
         lines += [f"## {name} (input {hw}; 1-min load {m['load_1m'][0]:.1f} -> {m['load_1m'][1]:.1f})", "",
                   "| variant | FPS | FPS / bare (median of rounds) | FPS / bare (totals) | "
-                  "CPU ms per frame | inference ms | host ms outside inference | "
+                  "CPU ms per frame | latency p50 ms | inference ms | host ms outside inference | "
                   "wall ms not covered by inference | bytes out of the model per frame | FPS per round |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         two = {v: m["variants"][v].get("fps_vs_bare_2x1t") for v in ONE_THREAD}
         for v, d in m["variants"].items():
             cells = [v, f"{d['fps']:.2f}", f"{d['fps_vs_bare']:.3f}", f"{d['fps_vs_bare_total']:.3f}",
                      f"{d['cpu_ms']:.2f}",
+                     "-" if d["latency_p50_ms"] is None else f"{d['latency_p50_ms']:.1f}",
                      f"{d['inference_ms']:.2f}",
                      f"{d['host_ms_outside_inference']:.2f}", f"{d['wall_ms_not_covered_by_inference']:.2f}",
                      f"{d['bytes_out_per_frame']:,}", ", ".join(f"{x:.1f}" for x in d["round_fps"])]
