@@ -21,7 +21,7 @@ before an inference thread will be free (running estimates), so a live frame doe
 queue while the model is busy (latency stays capture -> shown, as in the sequential loop).
 
 Every item carries its own stage times; the stream ends with an :class:`End` item that names the
-reason (end of source, limit, error). ``close()`` stops both threads from any state.
+reason (end of source, limit, error). ``close()`` stops every thread from any state.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def run_stream(backend: Backend, source: Source, sinks: Sequence[Any],
     Capture + preprocess and inference run on their own threads (:mod:`.pipeline`); this thread
     turns model outputs into labels, scores, draws and writes them, in frame order."""
     opts, card = options or StreamOptions(), backend.card
-    check_workers(backend, opts)
+    check_stream_options(backend, opts)
     labels_of, scorer = ArgmaxLabels(), GroundTruthScorer(card)
     overlay = Overlay(card.class_names, card.class_colors, opts.overlay)
     backend.infer(blank_input(card))  # warm-up, not measured
@@ -167,7 +167,7 @@ def opencv_threads(n: int | None) -> Iterator[None]:
         cv2.setNumThreads(old)
 
 
-def check_workers(backend: Backend, opts: StreamOptions) -> None:
+def check_stream_options(backend: Backend, opts: StreamOptions) -> None:
     """``infer_workers`` > 1 needs the pipelined loop and a backend with ``concurrent_infer``;
     ``opencv_threads`` is None or at least 1."""
     if opts.opencv_threads is not None and opts.opencv_threads < 1:

@@ -122,7 +122,7 @@ def stream_cmd(
     from edgeseg.runtime.overlay import OverlayOptions
     from edgeseg.runtime.sinks import SinkOptions, open_sinks
     from edgeseg.runtime.sources import SourceOptions, open_source
-    from edgeseg.runtime.stream import StreamOptions, check_workers, run_stream
+    from edgeseg.runtime.stream import StreamOptions, check_stream_options, run_stream
 
     spec = _source_spec(camera, source)
     _check_report_path(report)
@@ -133,7 +133,7 @@ def stream_cmd(
                               plugin=plugin, inference_precision=inference_precision)
     stream_opts = StreamOptions(max_frames, duration, overlay, pipeline, infer_workers, opencv_threads)
     with open_backend(model, runtime, options) as backend:
-        check_workers(backend, stream_opts)
+        check_stream_options(backend, stream_opts)
         model_hw = backend.card.frame_hw or backend.card.input_hw  # frame_hw: preprocessing in the graph
         hw = parse_hw(synthetic_size) if synthetic_size else model_hw
         cam_hw = parse_hw(camera_size) if camera_size else backend.card.frame_hw
