@@ -131,7 +131,9 @@ def stream_cmd(
     # the registry says which options MODEL's runtime takes; any other given one is a one-line error
     options = backend_options(model, runtime, threads=threads, provider=provider, device=device,
                               plugin=plugin, inference_precision=inference_precision)
-    stream_opts = StreamOptions(max_frames, duration, overlay, pipeline, infer_workers, opencv_threads)
+    stream_opts = StreamOptions(max_frames=max_frames, duration_s=duration, overlay=overlay,
+                                pipelined=pipeline, infer_workers=infer_workers,
+                                opencv_threads=opencv_threads)
     with open_backend(model, runtime, options) as backend:
         check_stream_options(backend, stream_opts)
         model_hw = backend.card.frame_hw or backend.card.input_hw  # frame_hw: preprocessing in the graph
